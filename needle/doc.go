@@ -12,7 +12,8 @@
 // A file id names one blob: "<volume id>,<key><cookie>", e.g. "3,01637037d6".
 // The volume id is decimal (uint32). Key (uint64) and cookie (uint32) are
 // written as the hex of their 12 big-endian bytes with the key's leading zero
-// bytes dropped, so the last 8 hex digits are always the cookie. A suffix
+// bytes dropped (at least one is kept: key 0 is "00"), so the last 8 hex
+// digits are always the cookie and there are always more than 8. A suffix
 // "_N" (decimal) adds N to the key: an assign with count=3 returns one fid
 // and the caller may also use fid_1 and fid_2.
 //

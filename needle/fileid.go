@@ -24,13 +24,14 @@ func (f FileID) String() string {
 	return strconv.FormatUint(uint64(f.VolumeID), 10) + "," + FormatKeyCookie(f.Key, f.Cookie)
 }
 
-// FormatKeyCookie returns the part of a file id after the comma.
+// FormatKeyCookie returns the part of a file id after the comma. At least one
+// key byte is kept, so key 0 gives "00" + cookie, which ParseKeyCookie accepts.
 func FormatKeyCookie(key uint64, cookie uint32) string {
 	var b [12]byte
 	putUint64(b[0:8], key)
 	putUint32(b[8:12], cookie)
 	i := 0
-	for i < 8 && b[i] == 0 {
+	for i < 7 && b[i] == 0 {
 		i++
 	}
 	return hex.EncodeToString(b[i:])

@@ -1,0 +1,184 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kelpfs/kelp/api/masterpb"
+	"github.com/kelpfs/kelp/needle"
+)
+
+// Location is where one replica of a volume is served.
+type Location struct {
+	URL         string // host:port of the blob HTTP API
+	PublicURL   string
+	GRPCAddress string
+	DataCenter  string
+	Rack        string
+}
+
+func locationFromPB(l *masterpb.Location) Location {
+	if l == nil {
+		return Location{}
+	}
+	return Location{URL: l.Url, PublicURL: l.PublicUrl, GRPCAddress: l.GrpcAddress, DataCenter: l.DataCenter, Rack: l.Rack}
+}
+
+// AssignRequest asks the master for file keys.
+type AssignRequest struct {
+	Count       uint64 // 0 means 1
+	Replication string
+	Collection  string
+	TTL         string
+	DataCenter  string
+	Rack        string
+}
+
+// Assignment is a reserved run of file keys on one volume.
+type Assignment struct {
+	FileID   needle.FileID // the first key; FileID with Key+i for i < Count are reserved too
+	Count    uint64
+	Location Location   // where to write
+	Replicas []Location // every replica, the writer included
+}
+
+// MasterClientConfig configures a MasterClient.
+type MasterClientConfig struct {
+	// Address is the master's gRPC address (host:port).
+	Address string
+	// LookupTTL is how long volume locations stay cached; 0 means 10s.
+	LookupTTL time.Duration
+	// DialOptions are extra gRPC dial options.
+	DialOptions []grpc.DialOption
+}
+
+// MasterClient assigns file ids and looks up volume locations, caching the
+// locations for LookupTTL. Safe for concurrent use.
+type MasterClient struct {
+	conn *grpc.ClientConn
+	api  masterpb.MasterClient
+	ttl  time.Duration
+	now  func() time.Time
+
+	mu    sync.RWMutex
+	cache map[uint32]cachedLocations
+}
+
+type cachedLocations struct {
+	locs    []Location
+	expires time.Time
+}
+
+// NewMasterClient connects lazily to the master at cfg.Address.
+func NewMasterClient(cfg MasterClientConfig) (*MasterClient, error) {
+	if cfg.Address == "" {
+		return nil, fmt.Errorf("master client: %w: no master address", ErrInvalid)
+	}
+	if cfg.LookupTTL <= 0 {
+		cfg.LookupTTL = 10 * time.Second
+	}
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, cfg.DialOptions...)
+	conn, err := grpc.NewClient(cfg.Address, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("master client for %s: %w", cfg.Address, err)
+	}
+	return &MasterClient{
+		conn:  conn,
+		api:   masterpb.NewMasterClient(conn),
+		ttl:   cfg.LookupTTL,
+		now:   time.Now,
+		cache: make(map[uint32]cachedLocations),
+	}, nil
+}
+
+// API exposes the raw gRPC client for calls this package does not wrap.
+func (m *MasterClient) API() masterpb.MasterClient { return m.api }
+
+// Close releases the connection.
+func (m *MasterClient) Close() error { return m.conn.Close() }
+
+// Assign reserves req.Count file keys.
+func (m *MasterClient) Assign(ctx context.Context, req AssignRequest) (Assignment, error) {
+	if req.Count == 0 {
+		req.Count = 1
+	}
+	resp, err := m.api.Assign(ctx, &masterpb.AssignRequest{
+		Count: req.Count, Replication: req.Replication, Collection: req.Collection,
+		Ttl: req.TTL, DataCenter: req.DataCenter, Rack: req.Rack,
+	})
+	if err != nil {
+		return Assignment{}, FromStatus("assign", err)
+	}
+	fid, err := needle.ParseFileID(resp.Fid)
+	if err != nil {
+		return Assignment{}, fmt.Errorf("assign: master returned %w", err)
+	}
+	a := Assignment{FileID: fid, Count: resp.Count, Location: locationFromPB(resp.Location)}
+	for _, r := range resp.Replicas {
+		a.Replicas = append(a.Replicas, locationFromPB(r))
+	}
+	if len(a.Replicas) > 0 {
+		m.store(fid.VolumeID, a.Replicas)
+	}
+	return a, nil
+}
+
+// Lookup returns the replicas of a volume, from the cache when fresh.
+func (m *MasterClient) Lookup(ctx context.Context, vid uint32) ([]Location, error) {
+	m.mu.RLock()
+	c, ok := m.cache[vid]
+	m.mu.RUnlock()
+	if ok && m.now().Before(c.expires) {
+		return c.locs, nil
+	}
+	resp, err := m.api.LookupVolume(ctx, &masterpb.LookupVolumeRequest{VolumeIds: []uint32{vid}})
+	if err != nil {
+		return nil, FromStatus(fmt.Sprintf("lookup volume %d", vid), err)
+	}
+	for _, v := range resp.Volumes {
+		if v.VolumeId != vid {
+			continue
+		}
+		if v.Error != "" || len(v.Locations) == 0 {
+			msg := v.Error
+			if msg == "" {
+				msg = "no live replica"
+			}
+			return nil, fmt.Errorf("lookup volume %d: %s: %w", vid, msg, ErrNotFound)
+		}
+		locs := make([]Location, 0, len(v.Locations))
+		for _, l := range v.Locations {
+			locs = append(locs, locationFromPB(l))
+		}
+		m.store(vid, locs)
+		return locs, nil
+	}
+	return nil, fmt.Errorf("lookup volume %d: %w", vid, ErrNotFound)
+}
+
+// Invalidate forgets the cached locations of a volume, after a replica
+// failed to answer.
+func (m *MasterClient) Invalidate(vid uint32) {
+	m.mu.Lock()
+	delete(m.cache, vid)
+	m.mu.Unlock()
+}
+
+func (m *MasterClient) store(vid uint32, locs []Location) {
+	m.mu.Lock()
+	m.cache[vid] = cachedLocations{locs: locs, expires: m.now().Add(m.ttl)}
+	m.mu.Unlock()
+}
+
+// shuffled returns the locations in random order, so reads spread over replicas.
+func shuffled(locs []Location) []Location {
+	out := append([]Location(nil), locs...)
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
