@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -125,6 +126,7 @@ func (b *BlobClient) GetRange(ctx context.Context, host, fid string, offset, len
 	if offset < 0 || length <= 0 {
 		return nil, fmt.Errorf("read %s: %w: range offset %d length %d", fid, ErrInvalid, offset, length)
 	}
+	length = min(length, math.MaxInt64-offset) // "to the end" must not overflow offset+length
 	return b.get(ctx, host, fid, offset, length)
 }
 
@@ -151,11 +153,15 @@ func (b *BlobClient) get(ctx context.Context, host, fid string, offset, length i
 		if _, err := io.ReadFull(resp.Body, buf); err != nil {
 			return nil, fmt.Errorf("read %s from %s: %w: %v", fid, host, ErrUnavailable, err)
 		}
-		return buf, nil
-	}
-	buf, err = io.ReadAll(resp.Body)
-	if err != nil {
+	} else if buf, err = io.ReadAll(resp.Body); err != nil {
 		return nil, fmt.Errorf("read %s from %s: %w: %v", fid, host, ErrUnavailable, err)
+	}
+	if offset >= 0 && resp.StatusCode == http.StatusOK {
+		// The server ignored Range and sent the whole blob: cut the range out.
+		if offset >= int64(len(buf)) {
+			return nil, fmt.Errorf("read %s from %s: %w: range offset %d is past the blob's %d bytes", fid, host, ErrInvalid, offset, len(buf))
+		}
+		buf = buf[offset:min(offset+length, int64(len(buf)))]
 	}
 	return buf, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -117,14 +118,14 @@ func (m *MasterClient) Assign(ctx context.Context, req AssignRequest) (Assignmen
 	}
 	fid, err := needle.ParseFileID(resp.Fid)
 	if err != nil {
-		return Assignment{}, fmt.Errorf("assign: master returned %w", err)
+		return Assignment{}, fmt.Errorf("assign: master returned %w: %w", ErrInternal, err)
 	}
 	a := Assignment{FileID: fid, Count: resp.Count, Location: locationFromPB(resp.Location)}
 	for _, r := range resp.Replicas {
 		a.Replicas = append(a.Replicas, locationFromPB(r))
 	}
 	if len(a.Replicas) > 0 {
-		m.store(fid.VolumeID, a.Replicas)
+		m.store(fid.VolumeID, slices.Clone(a.Replicas))
 	}
 	return a, nil
 }
@@ -135,7 +136,7 @@ func (m *MasterClient) Lookup(ctx context.Context, vid uint32) ([]Location, erro
 	c, ok := m.cache[vid]
 	m.mu.RUnlock()
 	if ok && m.now().Before(c.expires) {
-		return c.locs, nil
+		return slices.Clone(c.locs), nil
 	}
 	resp, err := m.api.LookupVolume(ctx, &masterpb.LookupVolumeRequest{VolumeIds: []uint32{vid}})
 	if err != nil {
@@ -156,7 +157,7 @@ func (m *MasterClient) Lookup(ctx context.Context, vid uint32) ([]Location, erro
 		for _, l := range v.Locations {
 			locs = append(locs, locationFromPB(l))
 		}
-		m.store(vid, locs)
+		m.store(vid, slices.Clone(locs))
 		return locs, nil
 	}
 	return nil, fmt.Errorf("lookup volume %d: %w", vid, ErrNotFound)
