@@ -1,0 +1,267 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kelpfs/kelp/client"
+	"github.com/kelpfs/kelp/integration/cluster"
+)
+
+var (
+	buildOnce sync.Once
+	kelpBin   string
+	buildErr  error
+)
+
+// kelpBinary builds cmd/kelp once per test run.
+func kelpBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "kelp-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		kelpBin = filepath.Join(dir, "kelp")
+		out, err := exec.Command("go", "build", "-o", kelpBin, "github.com/kelpfs/kelp/cmd/kelp").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return kelpBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if kelpBin != "" {
+		os.RemoveAll(filepath.Dir(kelpBin))
+	}
+	os.Exit(code)
+}
+
+// proc is a kelp process started by a test; it is killed at cleanup.
+type proc struct {
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan struct{} // closed when the process has been reaped
+	err    error         // Wait's result, valid after exited
+}
+
+func startKelp(t testing.TB, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(kelpBinary(t), args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start kelp %v: %v", args, err)
+	}
+	p := &proc{cmd: cmd, out: out, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("kelp %s output:\n%s", args[0], out.String())
+		}
+	})
+	return p
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitAssign polls the master until an assign succeeds (a volume server is
+// registered and a volume can be placed).
+func waitAssign(t testing.TB, masterHTTP string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + masterHTTP + "/dir/assign")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("master %s never assigned a file id", masterHTTP)
+}
+
+// kill -9 a volume server process in the middle of a write load and start it
+// again: every write it acknowledged reads back intact.
+func TestKill9VolumeServerLosesNoAckedWrite(t *testing.T) {
+	dir := t.TempDir()
+	mp, mg := cluster.FreePort(t), cluster.FreePort(t)
+	vp, vg := cluster.FreePort(t), cluster.FreePort(t)
+	masterAddr := fmt.Sprintf("127.0.0.1:%d", mp)
+	startKelp(t, "master", "-ip", "127.0.0.1", "-port", fmt.Sprint(mp), "-port.grpc", fmt.Sprint(mg), "-mdir", filepath.Join(dir, "m"))
+	volumeArgs := []string{"volume", "-ip", "127.0.0.1", "-port", fmt.Sprint(vp), "-port.grpc", fmt.Sprint(vg),
+		"-dir", filepath.Join(dir, "v"), "-max", "4", "-master", fmt.Sprintf("%s.%d", masterAddr, mg), "-pulse", "200ms"}
+	vol := startKelp(t, volumeArgs...)
+	waitAssign(t, masterAddr)
+
+	cl, err := client.NewCluster(client.ClusterConfig{Master: client.MasterClientConfig{Address: fmt.Sprintf("127.0.0.1:%d", mg)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	var mu sync.Mutex
+	acked := map[string][]byte{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				data := randomBytes(t, 512+(i*131)%8192)
+				fid, _, err := cl.Write(ctx, data, client.WriteOptions{})
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					time.Sleep(5 * time.Millisecond) // the server is down; keep trying gently
+					continue
+				}
+				mu.Lock()
+				acked[fid] = data
+				mu.Unlock()
+			}
+		}()
+	}
+	ackedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	for ackedCount() < 500 && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := vol.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-vol.exited
+	before := ackedCount()
+	startKelp(t, volumeArgs...)
+	// Writes resume once the restarted server is back.
+	for ackedCount() < before+200 && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("load did not resume after the restart: %d acked before, %d after", before, ackedCount())
+	}
+	for fid, data := range acked {
+		got, err := cl.Read(ctx, fid)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("acknowledged blob %s after kill -9: err %v, intact %v", fid, err, bytes.Equal(got, data))
+		}
+	}
+	t.Logf("%d acknowledged blobs intact (%d before the kill)", len(acked), before)
+}
+
+// `kelp server` gives a working one-machine cluster, `kelp benchmark` runs
+// against it, and SIGTERM stops it cleanly.
+func TestServerAndBenchmarkBinary(t *testing.T) {
+	dir := t.TempDir()
+	mp, mg, vp, vg := cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t)
+	srv := startKelp(t, "server", "-dir", dir, "-ip", "127.0.0.1",
+		"-master.port", fmt.Sprint(mp), "-master.port.grpc", fmt.Sprint(mg),
+		"-volume.port", fmt.Sprint(vp), "-volume.port.grpc", fmt.Sprint(vg))
+	masterAddr := fmt.Sprintf("127.0.0.1:%d", mp)
+	waitAssign(t, masterAddr)
+	out, err := exec.Command(kelpBinary(t), "benchmark", "-master", fmt.Sprintf("%s.%d", masterAddr, mg),
+		"-n", "2000", "-c", "4", "-size", "1024").CombinedOutput()
+	if err != nil {
+		t.Fatalf("benchmark: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Write 2000 blobs", "Randomly read 2000 blobs", "Requests per second", "Failed requests:        0", "99%"} {
+		if !strings.Contains(string(out), want) {
+			t.Fatalf("benchmark output lacks %q:\n%s", want, out)
+		}
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-srv.exited:
+		if srv.err != nil {
+			t.Fatalf("kelp server after SIGTERM: %v\n%s", srv.err, srv.out.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("kelp server did not stop within 20s of SIGTERM")
+	}
+}
+
+// Bad flags and unreachable peers give a message that names the problem and
+// a non-zero exit.
+func TestBinaryBadInput(t *testing.T) {
+	bin := kelpBinary(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"bogus"}, 2, `unknown command "bogus"`},
+		{[]string{"volume", "-master", "127.0.0.1:9333"}, 1, "-dir"},
+		{[]string{"master", "-port", "x"}, 2, "-port"},
+		{[]string{"volume", "-dir", t.TempDir(), "-master", "nohostport"}, 1, "-master"},
+		{[]string{"benchmark", "-master", "127.0.0.1:1.2", "-n", "1"}, 1, "127.0.0.1:2"},
+		{[]string{"server", "-dir", "/proc/kelp-cannot-create"}, 1, "/proc/kelp-cannot-create"},
+	} {
+		cmd := exec.Command(bin, tc.args...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code || !strings.Contains(string(out), tc.want) {
+			t.Errorf("kelp %v: exit %d, want %d; output should name %q:\n%s", tc.args, code, tc.code, tc.want, out)
+		}
+	}
+	for _, sub := range []string{"master", "volume", "server", "benchmark"} {
+		out, err := exec.Command(bin, sub, "-h").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Usage: kelp "+sub) {
+			t.Errorf("kelp %s -h: %v\n%s", sub, err, out)
+		}
+	}
+}

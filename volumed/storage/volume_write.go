@@ -1,0 +1,202 @@
+package storage
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kelpfs/kelp/needle"
+)
+
+// maxKeptBuffer bounds the encoding buffer a volume keeps between writes.
+const maxKeptBuffer = 1 << 20
+
+// write appends n to the volume. See Store.Write.
+func (v *volume) write(n *needle.Needle) (unchanged bool, err error) {
+	if err := n.Validate(); err != nil {
+		return false, fmt.Errorf("%v: needle %d: %w", v, n.ID, err)
+	}
+	v.appendMu.Lock()
+	if err := v.checkWritable(); err != nil {
+		v.appendMu.Unlock()
+		return false, err
+	}
+	now := v.opts.now()
+	if old, ok := v.nm.get(n.ID); ok { // appendMu is enough: only appenders change the map
+		same, err := v.sameAsStored(old, n, now)
+		if err != nil {
+			v.appendMu.Unlock()
+			return false, err
+		}
+		if same {
+			v.appendMu.Unlock()
+			return true, nil
+		}
+	}
+	n.AppendAtNs = uint64(now.UnixNano())
+	body := n.BodySize()
+	if needle.RecordSize(body) > v.opts.sizeLimit-needle.SuperBlockSize {
+		v.appendMu.Unlock()
+		return false, fmt.Errorf("%v: needle %d of %d bytes exceeds the volume size limit %d: %w", v, n.ID, len(n.Data), v.opts.sizeLimit, ErrVolumeFull)
+	}
+	rec := n.AppendRecord(v.wbuf[:0])
+	off, err := v.appendLocked(rec, needle.IdxEntry{ID: n.ID, Size: body}, v.opts.sizeLimit)
+	v.keepBuffer(rec)
+	if err != nil {
+		v.appendMu.Unlock()
+		return false, err
+	}
+	v.mu.Lock()
+	v.nm.put(n.ID, off, body)
+	v.mu.Unlock()
+	v.noteAppend(n.ID, now)
+	return false, v.finishAppend()
+}
+
+// sameAsStored checks the cookie of the stored needle with n's key and
+// reports whether it already holds exactly n's content (and is not expired).
+// Called with appendMu held.
+func (v *volume) sameAsStored(old nmEntry, n *needle.Needle, now time.Time) (bool, error) {
+	dat := v.files.dat
+	if old.size == n.BodySize() {
+		stored, err := v.readRecord(dat, old)
+		if err == nil {
+			if stored.Cookie != n.Cookie {
+				return false, fmt.Errorf("%v: needle %d exists with another cookie: %w", v, n.ID, ErrCookieMismatch)
+			}
+			same := bytes.Equal(stored.Data, n.Data) && bytes.Equal(stored.Name, n.Name) &&
+				bytes.Equal(stored.Mime, n.Mime) && stored.LastModified == n.LastModified &&
+				stored.TTL == n.TTL && stored.IsManifest == n.IsManifest && !v.expired(stored, now)
+			if same {
+				n.AppendAtNs = stored.AppendAtNs
+			}
+			return same, nil
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			return false, err
+		}
+		// A damaged record may be replaced (that is how it gets repaired)
+		// if its header still shows the same cookie.
+	}
+	var hb [needle.HeaderSize]byte
+	if _, err := dat.ReadAt(hb[:], old.datOffset()); err != nil {
+		return false, fmt.Errorf("%v: read stored needle %d at %d: %w", v, old.key, old.datOffset(), err)
+	}
+	h, _ := needle.ParseHeader(hb[:])
+	if h.ID != old.key {
+		v.log.Error("corrupt needle header", "key", old.key, "offset", old.datOffset(), "found_key", h.ID)
+		return false, fmt.Errorf("%v: needle %d at %d: header holds key %d: %w", v, old.key, old.datOffset(), h.ID, ErrCorrupt)
+	}
+	if h.Cookie != n.Cookie {
+		return false, fmt.Errorf("%v: needle %d exists with another cookie: %w", v, n.ID, ErrCookieMismatch)
+	}
+	return false, nil
+}
+
+// appendLocked writes one record at the end of .dat and then its index
+// entry (e with Offset filled in) at the end of .idx, each with a single
+// positional write. On any error both files are cut back to their previous
+// ends, so a failed append leaves nothing a later load could take for a
+// needle. limit bounds the .dat size after the append. Called with appendMu
+// held; the caller updates the needle map.
+func (v *volume) appendLocked(rec []byte, e needle.IdxEntry, limit int64) (int64, error) {
+	off := v.datEnd
+	if off+int64(len(rec)) > min(limit, needle.MaxVolumeOffset) {
+		if !v.full.Swap(true) {
+			v.log.Info("volume is full", "size", off, "limit", limit)
+			v.opts.notify()
+		}
+		return 0, fmt.Errorf("%v: %d + %d bytes would pass the size limit %d: %w", v, off, len(rec), limit, ErrVolumeFull)
+	}
+	f := v.files
+	if _, err := f.dat.WriteAt(rec, off); err != nil {
+		v.rollback(f, off, v.idxEnd)
+		return 0, fmt.Errorf("%v: append needle %d to %s: %w", v, e.ID, v.path(extDat), err)
+	}
+	e.Offset = off
+	var ib [needle.IdxEntrySize]byte
+	if _, err := f.idx.WriteAt(needle.AppendIdxEntry(ib[:0], e), v.idxEnd); err != nil {
+		v.rollback(f, off, v.idxEnd)
+		return 0, fmt.Errorf("%v: append needle %d to %s: %w", v, e.ID, v.path(extIdx), err)
+	}
+	v.datEnd += int64(len(rec))
+	v.idxEnd += needle.IdxEntrySize
+	v.size.Store(v.datEnd)
+	v.appendSeq.Add(1)
+	return off, nil
+}
+
+// rollback cuts both files back after a failed append. If that fails too the
+// volume refuses further writes: its tails are no longer known.
+func (v *volume) rollback(f *volFiles, datEnd, idxEnd int64) {
+	errD := f.dat.Truncate(datEnd)
+	errI := f.idx.Truncate(idxEnd)
+	if errD != nil || errI != nil {
+		v.failed.Store(true)
+		v.log.Error("cannot cut back a failed append; volume refuses writes until reloaded", "dat_err", errD, "idx_err", errI)
+		v.opts.notify()
+	}
+}
+
+// keepBuffer keeps rec's storage for the next append unless it is large.
+func (v *volume) keepBuffer(rec []byte) {
+	if cap(rec) <= maxKeptBuffer {
+		v.wbuf = rec[:0]
+	} else {
+		v.wbuf = nil
+	}
+}
+
+// noteAppend records the time and key of an append. Called with appendMu held.
+func (v *volume) noteAppend(key uint64, now time.Time) {
+	v.lastAppendNs.Store(now.UnixNano())
+	if key > v.maxKey.Load() {
+		v.maxKey.Store(key)
+	}
+}
+
+// finishAppend releases appendMu and, with Fsync, waits until the append is
+// durable. Concurrent writers share one fsync (group commit).
+func (v *volume) finishAppend() error {
+	if !v.opts.fsync {
+		v.appendMu.Unlock()
+		return nil
+	}
+	seq := v.appendSeq.Load()
+	f := v.files
+	f.acquire()
+	v.appendMu.Unlock()
+	defer f.release()
+	return v.syncTo(f, seq)
+}
+
+// syncTo makes every append up to seq durable.
+func (v *volume) syncTo(f *volFiles, seq uint64) error {
+	v.syncMu.Lock()
+	defer v.syncMu.Unlock()
+	if v.syncedSeq >= seq {
+		return nil
+	}
+	// Every append numbered up to target is in f: a compaction that swaps
+	// the files marks everything before the swap synced, under syncMu.
+	target := v.appendSeq.Load()
+	if err := f.dat.Sync(); err != nil {
+		return v.syncFailed(extDat, err)
+	}
+	if err := f.idx.Sync(); err != nil {
+		return v.syncFailed(extIdx, err)
+	}
+	v.syncedSeq = target
+	return nil
+}
+
+// syncFailed handles an fsync error: after one, the kernel may have dropped
+// the dirty pages, so nothing more is acknowledged from this volume.
+func (v *volume) syncFailed(ext string, err error) error {
+	if !v.failed.Swap(true) {
+		v.log.Error("fsync failed; volume refuses writes until reloaded", "file", v.path(ext), "err", err)
+		v.opts.notify()
+	}
+	return fmt.Errorf("%v: fsync %s: %w", v, v.path(ext), err)
+}
