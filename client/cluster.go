@@ -63,7 +63,7 @@ func (c *Cluster) locations(ctx context.Context, fid string) ([]Location, uint32
 	if err != nil {
 		return nil, 0, err
 	}
-	locs, err := c.Master.Lookup(ctx, vid)
+	locs, err := c.Master.lookup(ctx, vid)
 	if err != nil {
 		return nil, vid, err
 	}
@@ -88,15 +88,19 @@ func (c *Cluster) readFrom(ctx context.Context, fid string, get func(host string
 		return nil, err
 	}
 	var errs []error
-	for _, l := range shuffled(locs) {
-		data, err := get(l.URL)
-		if err == nil {
-			return data, nil
+	var data []byte
+	ok := false
+	rotated(locs, func(l Location) bool {
+		var err error
+		if data, err = get(l.URL); err == nil {
+			ok = true
+			return false
 		}
 		errs = append(errs, err)
-		if !IsRetryable(err) || ctx.Err() != nil {
-			break
-		}
+		return IsRetryable(err) && ctx.Err() == nil
+	})
+	if ok {
+		return data, nil
 	}
 	c.Master.Invalidate(vid)
 	return nil, fmt.Errorf("read %s: every replica failed: %w", fid, errors.Join(errs...))
@@ -110,15 +114,18 @@ func (c *Cluster) Delete(ctx context.Context, fid string) error {
 		return err
 	}
 	var errs []error
-	for _, l := range shuffled(locs) {
+	deleted := false
+	rotated(locs, func(l Location) bool {
 		err := c.Blobs.Delete(ctx, l.URL, fid, false)
 		if err == nil {
-			return nil
+			deleted = true
+			return false
 		}
 		errs = append(errs, err)
-		if !IsRetryable(err) || errors.Is(err, ErrNotFound) {
-			break
-		}
+		return IsRetryable(err) && !errors.Is(err, ErrNotFound)
+	})
+	if deleted {
+		return nil
 	}
 	c.Master.Invalidate(vid)
 	return fmt.Errorf("delete %s: %w", fid, errors.Join(errs...))

@@ -132,11 +132,18 @@ func (m *MasterClient) Assign(ctx context.Context, req AssignRequest) (Assignmen
 
 // Lookup returns the replicas of a volume, from the cache when fresh.
 func (m *MasterClient) Lookup(ctx context.Context, vid uint32) ([]Location, error) {
+	locs, err := m.lookup(ctx, vid)
+	return slices.Clone(locs), err
+}
+
+// lookup is Lookup without the defensive copy: callers in this package only
+// read the slice, which may be the cache's own.
+func (m *MasterClient) lookup(ctx context.Context, vid uint32) ([]Location, error) {
 	m.mu.RLock()
 	c, ok := m.cache[vid]
 	m.mu.RUnlock()
 	if ok && m.now().Before(c.expires) {
-		return slices.Clone(c.locs), nil
+		return c.locs, nil
 	}
 	resp, err := m.api.LookupVolume(ctx, &masterpb.LookupVolumeRequest{VolumeIds: []uint32{vid}})
 	if err != nil {
@@ -177,9 +184,16 @@ func (m *MasterClient) store(vid uint32, locs []Location) {
 	m.mu.Unlock()
 }
 
-// shuffled returns the locations in random order, so reads spread over replicas.
-func shuffled(locs []Location) []Location {
-	out := append([]Location(nil), locs...)
-	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
-	return out
+// rotated calls try on each location, starting at a random one so reads
+// spread over replicas, until try returns false.
+func rotated(locs []Location, try func(Location) bool) {
+	if len(locs) == 0 {
+		return
+	}
+	start := rand.IntN(len(locs))
+	for i := range locs {
+		if !try(locs[(start+i)%len(locs)]) {
+			return
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,6 +27,7 @@ func runBenchmark(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	collection := fs.String("collection", "benchmark", "collection to write into")
 	write := fs.Bool("write", true, "run the write phase")
 	read := fs.Bool("read", true, "run the read phase (needs the write phase)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the benchmark client to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -33,6 +36,17 @@ func runBenchmark(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if !*write {
 		return errors.New("-write=false: the read phase reads what the write phase wrote; nothing to do")
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	mg, err := client.GRPCAddress(*master)
 	if err != nil {

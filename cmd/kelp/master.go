@@ -63,9 +63,11 @@ func runMaster(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlagSet("master", "Starts a master: topology, volume placement and file-id assignment.", stderr)
 	var mf masterFlags
 	var lf logFlags
+	var df debugFlags
 	mf.register(fs, "")
 	ip := fs.String("ip", "", "IP address to bind (default: every interface)")
 	lf.register(fs)
+	df.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -78,6 +80,11 @@ func runMaster(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = log
+	stopDebug, err := df.start(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	srv, err := masterd.New(cfg)
 	if err != nil {
 		return err

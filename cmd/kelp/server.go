@@ -20,9 +20,11 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	var mf masterFlags
 	var vf volumeFlags
 	var lf logFlags
+	var df debugFlags
 	mf.register(fs, "master.")
 	vf.register(fs, "volume.")
 	lf.register(fs)
+	df.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -50,6 +52,11 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	vcfg.Logger = log
 
+	stopDebug, err := df.start(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	master, err := masterd.New(mcfg)
 	if err != nil {
 		return err

@@ -91,10 +91,12 @@ func runVolume(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlagSet("volume", "Starts a volume server that stores blobs in needle volumes and reports to a master.", stderr)
 	var vf volumeFlags
 	var lf logFlags
+	var df debugFlags
 	vf.register(fs, "")
 	ip := fs.String("ip", "", "IP address to bind and advertise (default: every interface, advertised as 127.0.0.1)")
 	master := fs.String("master", "localhost:9333", "master address host:port (gRPC at port+10000, or host:port.grpcPort)")
 	lf.register(fs)
+	df.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -111,6 +113,11 @@ func runVolume(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = log
+	stopDebug, err := df.start(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	srv, err := volumed.New(cfg)
 	if err != nil {
 		return err

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+)
+
+// debugFlags is the opt-in profiling listener every daemon shares.
+type debugFlags struct{ addr string }
+
+func (d *debugFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.addr, "debug.addr", "", "serve pprof under /debug/pprof/ on this address, e.g. 127.0.0.1:6060 (off when empty)")
+}
+
+// start serves pprof until ctx ends; it returns a stop function that waits
+// for the listener to close.
+func (d *debugFlags) start(ctx context.Context, log *slog.Logger) (stop func(), err error) {
+	if d.addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", d.addr)
+	if err != nil {
+		return nil, fmt.Errorf("-debug.addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("debug listener stopped", "err", err)
+		}
+	}()
+	log.Info("serving pprof", "addr", ln.Addr().String())
+	stopCtx, cancel := context.WithCancel(ctx)
+	go func() {
+		<-stopCtx.Done()
+		srv.Close()
+	}()
+	return func() { cancel(); <-done }, nil
+}
