@@ -7,11 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 
 	"github.com/kelpfs/kelp/api/volumepb"
@@ -103,8 +103,15 @@ type Server struct {
 
 	httpLn net.Listener
 	grpcLn net.Listener
-	httpSv *http.Server
+	httpSv *fasthttp.Server
 	grpcSv *grpc.Server
+
+	// lingering counts HTTP connections being closed gracefully.
+	lingering lingerSet
+	// reqCtx parents the contexts of blob requests' master lookups and
+	// peer forwards; Close cancels it.
+	reqCtx         context.Context
+	cancelRequests context.CancelFunc
 
 	url       string // ip:port advertised to the master
 	publicURL string
@@ -136,6 +143,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("volume: open store: %w", err)
 	}
 	s := &Server{cfg: cfg, log: log, store: store, ready: make(chan struct{}), stop: make(chan struct{})}
+	s.reqCtx, s.cancelRequests = context.WithCancel(context.Background())
 	fail := func(err error) (*Server, error) {
 		if s.httpLn != nil {
 			s.httpLn.Close()
@@ -147,6 +155,7 @@ func New(cfg Config) (*Server, error) {
 			s.master.Close()
 		}
 		store.Close()
+		s.cancelRequests()
 		return nil, err
 	}
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -161,7 +170,7 @@ func New(cfg Config) (*Server, error) {
 	s.blobs = client.NewBlobClient(client.BlobClientConfig{})
 	s.url, s.publicURL, s.grpcPort = advertised(cfg, s.httpLn.Addr(), s.grpcLn.Addr())
 
-	s.httpSv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	s.httpSv = s.newHTTPServer()
 	s.grpcSv = grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
 	volumepb.RegisterVolumeServer(s.grpcSv, &grpcServer{s: s})
 	return s, nil
@@ -206,7 +215,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
-		if err := s.httpSv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.httpSv.Serve(lingerListener{s.httpLn, &s.lingering}); err != nil {
 			errc <- fmt.Errorf("volume: HTTP: %w", err)
 		}
 	}()
@@ -234,17 +243,21 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
-// Close stops the server: it stops accepting requests (HTTP first, then
-// gRPC, letting requests in flight finish for a few seconds), ends the
-// heartbeat stream, and only then closes the volumes so no write is cut
-// short. Safe to call more than once.
+// Close stops the server, in this order: the blob API stops accepting
+// connections, closes idle ones and lets requests in flight finish (5
+// seconds at most for HTTP and gRPC together; past that, the master lookups
+// and peer forwards of blob requests still running are cancelled); then the
+// admin gRPC API stops the same way; the heartbeat stream ends; connections
+// closing gracefully after a refused upload finish (a second at most); and
+// only then are the volumes closed, so no acknowledged write is cut short.
+// Safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := s.httpSv.Shutdown(ctx); err != nil {
-			s.httpSv.Close()
+		if err := s.httpSv.ShutdownWithContext(ctx); err != nil {
+			s.cancelRequests()
 		}
 		stopped := make(chan struct{})
 		go func() { s.grpcSv.GracefulStop(); close(stopped) }()
@@ -257,6 +270,14 @@ func (s *Server) Close() error {
 		s.httpLn.Close()
 		s.grpcLn.Close()
 		s.wg.Wait()
+		// A Serve that raced this Close may have started serving after the
+		// shutdown above; wait for its connections too.
+		// (Its listener is closed already: only a context error matters.)
+		if err := s.httpSv.ShutdownWithContext(ctx); ctx.Err() != nil {
+			s.log.Warn("blob requests still running at close", "err", err)
+		}
+		s.lingering.closeAndWait()
+		s.cancelRequests()
 		s.blobs.Close()
 		s.master.Close()
 		s.closeErr = s.store.Close()
