@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,4 +51,27 @@ func (d *debugFlags) start(ctx context.Context, log *slog.Logger) (stop func(), 
 		srv.Close()
 	}()
 	return func() { cancel(); <-done }, nil
+}
+
+// daemonFlags are the flags every daemon command shares: logging and the
+// opt-in profiling listener.
+type daemonFlags struct {
+	log   logFlags
+	debug debugFlags
+}
+
+func (d *daemonFlags) register(fs *flag.FlagSet) {
+	d.log.register(fs)
+	d.debug.register(fs)
+}
+
+// start builds the logger and starts the debug listener; stop ends it.
+func (d *daemonFlags) start(ctx context.Context, stderr io.Writer) (log *slog.Logger, stop func(), err error) {
+	if log, err = d.log.logger(stderr); err != nil {
+		return nil, nil, err
+	}
+	if stop, err = d.debug.start(ctx, log); err != nil {
+		return nil, nil, err
+	}
+	return log, stop, nil
 }

@@ -62,29 +62,23 @@ func (m *masterFlags) config(ip string) (masterd.Config, error) {
 func runMaster(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlagSet("master", "Starts a master: topology, volume placement and file-id assignment.", stderr)
 	var mf masterFlags
-	var lf logFlags
-	var df debugFlags
+	var df daemonFlags
 	mf.register(fs, "")
 	ip := fs.String("ip", "", "IP address to bind (default: every interface)")
-	lf.register(fs)
 	df.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := lf.logger(stderr)
+	log, stopDebug, err := df.start(ctx, stderr)
 	if err != nil {
 		return err
 	}
+	defer stopDebug()
 	cfg, err := mf.config(*ip)
 	if err != nil {
 		return err
 	}
 	cfg.Logger = log
-	stopDebug, err := df.start(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer stopDebug()
 	srv, err := masterd.New(cfg)
 	if err != nil {
 		return err

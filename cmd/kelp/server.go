@@ -19,11 +19,9 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	ip := fs.String("ip", "", "IP address to bind and advertise (default: every interface, advertised as 127.0.0.1)")
 	var mf masterFlags
 	var vf volumeFlags
-	var lf logFlags
-	var df debugFlags
+	var df daemonFlags
 	mf.register(fs, "master.")
 	vf.register(fs, "volume.")
-	lf.register(fs)
 	df.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -31,10 +29,11 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if *dir == "" {
 		return errors.New("no data directory: give -dir")
 	}
-	log, err := lf.logger(stderr)
+	log, stopDebug, err := df.start(ctx, stderr)
 	if err != nil {
 		return err
 	}
+	defer stopDebug()
 	mf.metaDir = filepath.Join(*dir, "master")
 	mcfg, err := mf.config(*ip)
 	if err != nil {
@@ -52,11 +51,6 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	vcfg.Logger = log
 
-	stopDebug, err := df.start(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer stopDebug()
 	master, err := masterd.New(mcfg)
 	if err != nil {
 		return err

@@ -90,20 +90,19 @@ func (v *volumeFlags) config(ip, masterGRPC string) (volumed.Config, error) {
 func runVolume(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlagSet("volume", "Starts a volume server that stores blobs in needle volumes and reports to a master.", stderr)
 	var vf volumeFlags
-	var lf logFlags
-	var df debugFlags
+	var df daemonFlags
 	vf.register(fs, "")
 	ip := fs.String("ip", "", "IP address to bind and advertise (default: every interface, advertised as 127.0.0.1)")
 	master := fs.String("master", "localhost:9333", "master address host:port (gRPC at port+10000, or host:port.grpcPort)")
-	lf.register(fs)
 	df.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := lf.logger(stderr)
+	log, stopDebug, err := df.start(ctx, stderr)
 	if err != nil {
 		return err
 	}
+	defer stopDebug()
 	mg, err := client.GRPCAddress(*master)
 	if err != nil {
 		return fmt.Errorf("-master: %w", err)
@@ -113,11 +112,6 @@ func runVolume(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	cfg.Logger = log
-	stopDebug, err := df.start(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer stopDebug()
 	srv, err := volumed.New(cfg)
 	if err != nil {
 		return err
