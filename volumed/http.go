@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -526,7 +527,7 @@ func (s *Server) storeError(ctx *fasthttp.RequestCtx, fid needle.FileID, err err
 		}
 	case errors.Is(err, storage.ErrReadOnly):
 		code = fasthttp.StatusConflict
-	case errors.Is(err, storage.ErrVolumeFull):
+	case errors.Is(err, storage.ErrVolumeFull), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		code = fasthttp.StatusInsufficientStorage
 	case errors.Is(err, errReplicasMissing):
 		code = fasthttp.StatusServiceUnavailable
