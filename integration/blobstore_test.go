@@ -365,3 +365,36 @@ func readBody(t testing.TB, resp *http.Response) string {
 	}
 	return string(b)
 }
+
+// A client writing to a file id of its own choosing with a huge key cannot
+// exhaust the master's key space, before or after a master restart.
+func TestForeignHugeKeyDoesNotExhaustKeys(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{})
+	ctx := ctxT(t)
+	mc := c.MasterClient()
+	a, err := mc.Assign(ctx, client.AssignRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := needle.FileID{VolumeID: a.FileID.VolumeID, Key: 1<<64 - 2, Cookie: 0x12345678}
+	resp := do(t, http.MethodPut, "http://"+a.Location.URL+"/"+huge.String(), "", []byte("mine"), nil)
+	if readBody(t, resp); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT to a chosen fid: %d", resp.StatusCode)
+	}
+	for round := 0; round < 2; round++ {
+		// Let heartbeats carry the huge key to the master.
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			b, err := mc.Assign(ctx, client.AssignRequest{})
+			if err != nil {
+				t.Fatalf("round %d: assign after a foreign huge key: %v", round, err)
+			}
+			if b.FileID.Key > 1<<52 {
+				t.Fatalf("round %d: master issued key %d", round, b.FileID.Key)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		c.RestartMaster()
+		mc = c.MasterClient()
+	}
+}

@@ -65,7 +65,9 @@ func (s *Server) updateNode(r topology.NodeReport, session, maxFileKey uint64) (
 	}
 	// Keys and volume ids first: once the node is in the topology its
 	// volumes can be assigned.
-	if err := s.seq.SetMax(maxFileKey); err != nil {
+	if err := s.seq.SetMax(maxFileKey); errors.Is(err, topology.ErrForeignKey) {
+		s.log.Debug("ignoring reported max file key", "server", r.URL, "err", err)
+	} else if err != nil {
 		s.log.Error("cannot record reported max file key", "server", r.URL, "key", maxFileKey, "err", err)
 	}
 	if err := s.seq.SetMaxVolumeID(maxVID); err != nil {

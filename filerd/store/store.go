@@ -25,6 +25,9 @@ var (
 	ErrReadOnly = errors.New("store: write in a read-only transaction")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrNoSpace: the disk under the store is (nearly) full; writes fail,
+	// reads keep working.
+	ErrNoSpace = errors.New("store: no space left")
 )
 
 // Store is a transactional, ordered key-value store.
@@ -33,14 +36,23 @@ type Store interface {
 	View(ctx context.Context, fn func(Tx) error) error
 	// Update runs fn in a read-write transaction and commits it atomically
 	// and durably when fn returns nil; nothing of it is visible if fn
-	// fails or the commit fails. fn may run more than once (after a
+	// fails, if any Set or Delete in it failed (even if fn ignored the
+	// error), or if the commit fails. fn may run more than once (after a
 	// conflict), so it must not have effects outside tx.
+	//
+	// Conflicts are detected per key read, not per key range: a Scan
+	// protects only the keys it returned, so a key inserted into a scanned
+	// range by another transaction is no conflict. Transactions that must
+	// exclude each other over a range (rmdir checking a directory is empty
+	// against create adding to it) must both read or write one shared key,
+	// such as the directory's inode.
 	Update(ctx context.Context, fn func(Tx) error) error
 	// Close flushes and releases the store.
 	Close() error
 }
 
-// Tx is one transaction.
+// Tx is one transaction. Keys up to 64,000 bytes and values up to 1 MiB are
+// accepted by every implementation; larger ones may fail with ErrTooBig.
 type Tx interface {
 	// Get returns a copy of the value of key, or ErrNotFound.
 	Get(key []byte) ([]byte, error)

@@ -20,7 +20,16 @@ var (
 	// ErrSequenceState reports an unreadable sequence file; the sequencer
 	// refuses to start rather than risk reissuing keys.
 	ErrSequenceState = errors.New("topology: bad sequence state")
+	// ErrForeignKey reports a stored key this master never handed out
+	// while its state is intact: a client chose its own file id.
+	ErrForeignKey = errors.New("topology: key was not issued by this master")
 )
+
+// MaxReportedKey bounds the keys volume servers may report: a key at or
+// above it (2^52, 142 years of a million keys a second) is taken for a file
+// id a client chose, never for one this master issued, so that no request
+// can push the sequencer to the end of the key space.
+const MaxReportedKey = uint64(1) << 52
 
 // DefaultKeyStep is the number of keys reserved on disk at a time.
 const DefaultKeyStep = 10000
@@ -45,6 +54,11 @@ type Sequencer struct {
 	dir  string
 	step uint64
 
+	// recovering: there was no state at start (first start, or the state
+	// was lost), so keys reported by volume servers are the only record
+	// of what was handed out.
+	recovering bool
+
 	mu    sync.Mutex
 	next  uint64 // next key to hand out
 	state seqState
@@ -63,6 +77,7 @@ func OpenSequencer(dir string, step uint64) (*Sequencer, error) {
 	b, err := os.ReadFile(filepath.Join(dir, SequenceFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		s.recovering = true
 	case err != nil:
 		return nil, fmt.Errorf("topology: read sequence: %w", err)
 	default:
@@ -104,15 +119,19 @@ func (s *Sequencer) NextKeys(count uint64) (uint64, error) {
 }
 
 // SetMax makes sure every key handed out from now on is above k (a key a
-// volume server reports as stored).
+// volume server reports as stored). With an intact state, a key at or above
+// the persisted ceiling was never handed out by this master: a client wrote
+// to a file id of its own choosing. Such keys are refused with
+// ErrForeignKey. Without state at start, every reported key below
+// MaxReportedKey counts.
 func (s *Sequencer) SetMax(k uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if k < s.next {
 		return nil
 	}
-	if k == math.MaxUint64 {
-		return fmt.Errorf("%w: key %d reported", ErrExhausted, k)
+	if k >= MaxReportedKey || !s.recovering && k >= s.state.KeyCeiling {
+		return fmt.Errorf("%w: key %d is above the ceiling %d", ErrForeignKey, k, s.state.KeyCeiling)
 	}
 	if k+1 > s.state.KeyCeiling {
 		st := s.state

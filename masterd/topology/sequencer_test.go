@@ -124,14 +124,25 @@ func TestSequencerSetMax(t *testing.T) {
 	if k, _ := s2.NextKeys(1); k <= 90000 {
 		t.Fatalf("restart after SetMax(90000) issued %d", k)
 	}
-	if err := s2.SetMax(math.MaxUint64); !errors.Is(err, ErrExhausted) {
-		t.Fatalf("SetMax(max): %v", err)
+	// With its state intact, a key above the ceiling was never issued by
+	// this master (a client picked its own fid): refused, ceiling unmoved.
+	if err := s2.SetMax(math.MaxUint64 - 1); !errors.Is(err, ErrForeignKey) {
+		t.Fatalf("SetMax(foreign key) on an intact state: %v", err)
 	}
-	if err := s2.SetMax(math.MaxUint64 - 1); err != nil {
+	if k, err := s2.NextKeys(1); err != nil || k > 100000 {
+		t.Fatalf("after a refused foreign key: key %d, %v", k, err)
+	}
+	// Without state (lost or first start) every reported key counts, below
+	// MaxReportedKey.
+	s3 := openSeq(t, t.TempDir(), 10)
+	if err := s3.SetMax(MaxReportedKey); !errors.Is(err, ErrForeignKey) {
+		t.Fatalf("SetMax(MaxReportedKey): %v", err)
+	}
+	if err := s3.SetMax(MaxReportedKey - 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s2.NextKeys(2); !errors.Is(err, ErrExhausted) {
-		t.Fatalf("overflowing run: %v", err)
+	if k, err := s3.NextKeys(2); err != nil || k != MaxReportedKey {
+		t.Fatalf("after SetMax(MaxReportedKey-1): key %d, %v", k, err)
 	}
 }
 
