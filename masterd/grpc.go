@@ -94,6 +94,7 @@ func reportFromHeartbeat(hb *masterpb.Heartbeat, log *slog.Logger) (topology.Nod
 			DeleteCount:     v.GetDeleteCount(),
 			DeletedBytes:    v.GetDeletedBytes(),
 			ReadOnly:        v.GetReadOnly(),
+			Full:            v.GetFull(),
 			CompactRevision: v.GetCompactRevision(),
 			Version:         v.GetVersion(),
 		})
@@ -189,6 +190,7 @@ func (g *grpcServer) ClusterStatus(ctx context.Context, req *masterpb.ClusterSta
 						DeleteCount:     v.DeleteCount,
 						DeletedBytes:    v.DeletedBytes,
 						ReadOnly:        v.ReadOnly,
+						Full:            v.Full,
 						CompactRevision: v.CompactRevision,
 						Version:         v.Version,
 					})

@@ -489,6 +489,8 @@ func TestBadParams(t *testing.T) {
 		{"/dir/assign?ttl=999d", "ttl"},
 		{"/dir/assign?collection=a/b", "collection"},
 		{"/dir/assign?collection=..", "collection"},
+		{"/dir/assign?collection=-x", "collection"},
+		{"/dir/assign?collection=.x", "collection"},
 		{"/dir/lookup", "volumeId"},
 		{"/dir/lookup?volumeId=abc", "volumeId"},
 		{"/dir/lookup?volumeId=3,zz", "volumeId"},

@@ -28,8 +28,7 @@ const (
 	// MaxAssignCount is the largest run of keys one assign may reserve.
 	MaxAssignCount = 1 << 20
 	// MaxGrowCount is the largest number of volumes one grow may create.
-	MaxGrowCount  = 1000
-	maxCollection = 128
+	MaxGrowCount = 1000
 )
 
 // assignRequest is an assign in transport-neutral form.
@@ -74,19 +73,10 @@ func (s *Server) layoutKey(replication, collection, ttl string) (topology.Layout
 	return topology.LayoutKey{Collection: collection, Replication: rp, TTL: t}, nil
 }
 
-// checkCollection allows names that are safe as file name prefixes.
+// checkCollection applies the rule the volume servers apply too.
 func checkCollection(c string) error {
-	if len(c) > maxCollection {
-		return invalid("collection %.20q...: longer than %d bytes", c, maxCollection)
-	}
-	if c == "." || c == ".." {
-		return invalid("collection %q: not a valid name", c)
-	}
-	for i := 0; i < len(c); i++ {
-		b := c[i]
-		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '_' || b == '-' || b == '.') {
-			return invalid("collection %q: only letters, digits, '_', '-' and '.' are allowed", c)
-		}
+	if err := needle.ValidateCollection(c); err != nil {
+		return invalid("collection: %v", err)
 	}
 	return nil
 }

@@ -145,6 +145,7 @@ type VolumeInfo struct {
 	ReadOnly        bool                   `protobuf:"varint,9,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	CompactRevision uint32                 `protobuf:"varint,10,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
 	Version         uint32                 `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
+	Full            bool                   `protobuf:"varint,12,opt,name=full,proto3" json:"full,omitempty"` // the volume server refuses writes for size (its own limit)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -254,6 +255,13 @@ func (x *VolumeInfo) GetVersion() uint32 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *VolumeInfo) GetFull() bool {
+	if x != nil {
+		return x.Full
+	}
+	return false
 }
 
 type HeartbeatResponse struct {
@@ -1217,7 +1225,7 @@ const file_api_masterpb_master_proto_rawDesc = "" +
 	"\x10max_volume_count\x18\a \x01(\rR\x0emaxVolumeCount\x121\n" +
 	"\avolumes\x18\b \x03(\v2\x17.kelp.master.VolumeInfoR\avolumes\x12 \n" +
 	"\fmax_file_key\x18\t \x01(\x04R\n" +
-	"maxFileKey\"\xcd\x02\n" +
+	"maxFileKey\"\xe1\x02\n" +
 	"\n" +
 	"VolumeInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x12\n" +
@@ -1234,7 +1242,8 @@ const file_api_masterpb_master_proto_rawDesc = "" +
 	"\tread_only\x18\t \x01(\bR\breadOnly\x12)\n" +
 	"\x10compact_revision\x18\n" +
 	" \x01(\rR\x0fcompactRevision\x12\x18\n" +
-	"\aversion\x18\v \x01(\rR\aversion\"W\n" +
+	"\aversion\x18\v \x01(\rR\aversion\x12\x12\n" +
+	"\x04full\x18\f \x01(\bR\x04full\"W\n" +
 	"\x11HeartbeatResponse\x12*\n" +
 	"\x11volume_size_limit\x18\x01 \x01(\x04R\x0fvolumeSizeLimit\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\"\xae\x01\n" +

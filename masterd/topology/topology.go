@@ -83,6 +83,7 @@ type VolumeInfo struct {
 	DeleteCount     uint64
 	DeletedBytes    uint64
 	ReadOnly        bool
+	Full            bool // the volume server refuses writes for size
 	CompactRevision uint32
 	Version         uint32
 }

@@ -110,6 +110,15 @@ func TestWritability(t *testing.T) {
 	if got := writable(t, tp, key); !reflect.DeepEqual(got, []uint32{1, 2}) {
 		t.Fatalf("writable after recovery %v", got)
 	}
+	// A volume server that reports a volume full (its own, lower limit)
+	// takes it out of assignment below the master's limit.
+	full := vol(1, r001, 50)
+	full.Full = true
+	mustUpdate(t, tp, report("b:1", "dc1", "r1", 5, full, vol(2, r001, 10)), t0)
+	if got := writable(t, tp, key); !reflect.DeepEqual(got, []uint32{2}) {
+		t.Fatalf("writable with volume 1 reported full: %v", got)
+	}
+	mustUpdate(t, tp, report("b:1", "dc1", "r1", 5, vol(1, r001, 99), vol(2, r001, 10)), t0)
 	// A server drops: volumes unwritable, still readable from the other.
 	lost, ok := tp.RemoveNode("a:1")
 	if !ok || !reflect.DeepEqual(lost, []uint32{1, 2}) {

@@ -109,7 +109,7 @@ func (t *Topology) writable(v *volume) bool {
 	}
 	for _, n := range v.nodes {
 		rep := n.volumes[v.id]
-		if rep == nil || rep.info.ReadOnly {
+		if rep == nil || rep.info.ReadOnly || rep.info.Full {
 			return false
 		}
 		if t.cfg.VolumeSizeLimit > 0 && rep.info.Size >= t.cfg.VolumeSizeLimit {
