@@ -71,8 +71,8 @@ func (g *grpcServer) VacuumCheck(_ context.Context, req *volumepb.VacuumCheckReq
 	return &volumepb.VacuumCheckResponse{GarbageRatio: r}, nil
 }
 
-func (g *grpcServer) Vacuum(_ context.Context, req *volumepb.VacuumVolumeRequest) (*volumepb.VacuumVolumeResponse, error) {
-	n, err := g.s.store.Vacuum(req.VolumeId)
+func (g *grpcServer) Vacuum(ctx context.Context, req *volumepb.VacuumVolumeRequest) (*volumepb.VacuumVolumeResponse, error) {
+	n, err := g.s.store.VacuumContext(ctx, req.VolumeId)
 	if err != nil {
 		return nil, storageStatus(err)
 	}
@@ -94,6 +94,10 @@ func storageStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, storage.ErrClosed):
 		code = codes.Unavailable
+	case errors.Is(err, storage.ErrBadNeedle), errors.Is(err, needle.ErrBadCollection):
+		code = codes.InvalidArgument
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
 	}
 	return status.Error(code, err.Error())
 }

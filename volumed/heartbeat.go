@@ -112,6 +112,7 @@ func (s *Server) report() *masterpb.Heartbeat {
 			DeleteCount:     v.DeleteCount,
 			DeletedBytes:    uint64(v.DeletedBytes),
 			ReadOnly:        v.ReadOnly,
+			Full:            v.Full,
 			CompactRevision: uint32(v.CompactRevision),
 			Version:         uint32(v.Version),
 		})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/kelpfs/kelp/client"
 	"github.com/kelpfs/kelp/needle"
 	"github.com/kelpfs/kelp/volumed/storage"
 )
@@ -493,19 +494,28 @@ func (s *Server) handleDelete(ctx *fasthttp.RequestCtx) {
 	for _, peer := range peers {
 		go func() { errc <- s.blobs.Delete(rctx, peer, fid.String(), true) }()
 	}
+	// Deletes are idempotent: a replica that no longer has the blob is done.
 	freed, localErr := s.store.Delete(fid.VolumeID, fid.Key, fid.Cookie)
+	deletedSomewhere := localErr == nil
 	var peerErrs []error
 	for range peers {
-		if err := <-errc; err != nil {
+		switch err := <-errc; {
+		case err == nil:
+			deletedSomewhere = true
+		case !errors.Is(err, client.ErrNotFound):
 			peerErrs = append(peerErrs, err)
 		}
 	}
-	if localErr != nil {
+	if localErr != nil && !errors.Is(localErr, storage.ErrNotFound) {
 		s.storeError(ctx, fid, localErr)
 		return
 	}
 	if len(peerErrs) > 0 {
-		writeError(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("delete %s done here but not on every replica: %v", fid, errors.Join(peerErrs...)))
+		writeError(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("delete %s not done on every replica: %v", fid, errors.Join(peerErrs...)))
+		return
+	}
+	if !deletedSomewhere {
+		s.storeError(ctx, fid, localErr)
 		return
 	}
 	writeJSON(ctx, fasthttp.StatusAccepted, struct {
@@ -527,6 +537,8 @@ func (s *Server) storeError(ctx *fasthttp.RequestCtx, fid needle.FileID, err err
 		}
 	case errors.Is(err, storage.ErrReadOnly):
 		code = fasthttp.StatusConflict
+	case errors.Is(err, storage.ErrBadNeedle):
+		code = fasthttp.StatusBadRequest
 	case errors.Is(err, storage.ErrVolumeFull), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		code = fasthttp.StatusInsufficientStorage
 	case errors.Is(err, errReplicasMissing):

@@ -25,6 +25,12 @@ var (
 	// ErrCorrupt: a stored record fails its CRC or does not decode. No bytes
 	// are returned with it.
 	ErrCorrupt = errors.New("storage: corrupt needle")
+	// ErrBadNeedle: the needle cannot be stored in this volume as it is:
+	// on a TTL volume, its own TTL is longer than the volume's, or its
+	// LastModified is more than a minute ahead of the store's clock (either
+	// would let it outlive the volume, which is dropped whole). Callers
+	// should treat it as a client error.
+	ErrBadNeedle = errors.New("storage: needle does not fit the volume")
 	// ErrClosed: the store (or the volume, being deleted) is closed.
 	ErrClosed = errors.New("storage: store closed")
 )

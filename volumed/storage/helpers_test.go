@@ -103,6 +103,12 @@ func (e *testEnv) allocate(id uint32, collection string, ttl needle.TTL) {
 	}
 }
 
+// hasVolume reports whether the store holds volume id.
+func (e *testEnv) hasVolume(id uint32) bool {
+	_, err := e.store.VolumeStatus(id)
+	return err == nil
+}
+
 func (e *testEnv) vol(id uint32) *volume {
 	e.t.Helper()
 	v, err := e.store.volume(id)

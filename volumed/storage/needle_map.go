@@ -200,14 +200,3 @@ func (m *needleMap) snapshot() []nmEntry {
 	}
 	return out
 }
-
-// ascend calls fn for every live entry in key order until fn returns false.
-func (m *needleMap) ascend(fn func(nmEntry) bool) {
-	for _, b := range m.blocks {
-		for _, e := range b {
-			if !fn(e) {
-				return
-			}
-		}
-	}
-}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -91,8 +92,14 @@ type VolumeStatus struct {
 	DeleteCount uint64
 	// DeletedBytes is the .dat bytes a compaction would reclaim: dead
 	// records and deletion records.
-	DeletedBytes    int64
-	ReadOnly        bool
+	DeletedBytes int64
+	ReadOnly     bool
+	// Full is true once the volume refused a write for lack of room (the
+	// record would take the .dat past VolumeSizeLimit) or its Size reached
+	// VolumeSizeLimit; the master should stop assigning writes to it. A
+	// compaction that brings Size back under the limit clears it. Changed
+	// fires whenever it flips.
+	Full            bool
 	CompactRevision uint16
 	Version         uint8
 	// Dir is the data directory holding the volume.
@@ -206,8 +213,8 @@ func (s *Store) volume(id uint32) (*volume, error) {
 // slots. preallocate > 0 reserves that many bytes of disk for the .dat where
 // the platform can (without changing its size).
 func (s *Store) AllocateVolume(id uint32, collection string, rp needle.ReplicaPlacement, ttl needle.TTL, preallocate int64) error {
-	if err := validCollection(collection); err != nil {
-		return err
+	if err := needle.ValidateCollection(collection); err != nil {
+		return fmt.Errorf("storage: allocate volume %d: %w", id, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -291,12 +298,6 @@ func (s *Store) MarkReadonly(id uint32, readOnly bool) error {
 	s.log.Info("volume read-only state changed", "volume", id, "read_only", readOnly)
 	s.notify()
 	return nil
-}
-
-// HasVolume reports whether the store holds volume id.
-func (s *Store) HasVolume(id uint32) bool {
-	_, err := s.volume(id)
-	return err == nil
 }
 
 // Write appends n to volume vid and sets n.AppendAtNs. If the volume already
@@ -407,20 +408,30 @@ func (s *Store) VacuumCheck(id uint32) (garbageRatio float64, err error) {
 	return float64(st.DeletedBytes) / float64(st.Size), nil
 }
 
-// Vacuum compacts the volume: it rewrites it without deleted, overwritten
-// and expired needles while reads and writes continue, and commits
-// crash-safely (see volume_vacuum.go). It returns the bytes reclaimed. A
-// read-only volume is compacted too.
+// Vacuum is VacuumContext with context.Background().
 func (s *Store) Vacuum(id uint32) (reclaimedBytes int64, err error) {
+	return s.VacuumContext(context.Background(), id)
+}
+
+// VacuumContext compacts the volume: it rewrites it without deleted,
+// overwritten and expired needles while reads and writes continue, and
+// commits crash-safely (see volume_vacuum.go). It returns the bytes
+// reclaimed. A read-only volume is compacted too. ctx is checked between
+// needles while copying (the long phase) and once more before the short
+// catch-up and commit; once cancelled, the compaction removes its files,
+// leaves the volume untouched and returns an error wrapping ctx.Err().
+func (s *Store) VacuumContext(ctx context.Context, id uint32) (reclaimedBytes int64, err error) {
 	v, err := s.volume(id)
 	if err != nil {
 		return 0, err
 	}
-	return v.vacuum()
+	return v.vacuum(ctx)
 }
 
 // DropExpired deletes every TTL volume whose newest write is older than its
-// TTL, so every needle in it has expired, and returns their ids.
+// TTL, so every needle in it has expired (a needle on a TTL volume expires
+// at the latest at its append time plus the volume's TTL; Write refuses
+// needles that could outlive it), and returns their ids.
 func (s *Store) DropExpired() []uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()

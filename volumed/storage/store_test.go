@@ -223,8 +223,8 @@ func TestVolumeLifecycle(t *testing.T) {
 	if st, _ := e.store.VolumeStatus(2); st.Replication != rp {
 		t.Fatalf("replication %v", st.Replication)
 	}
-	if !e.store.HasVolume(3) || e.store.HasVolume(4) {
-		t.Fatal("HasVolume")
+	if !e.hasVolume(3) || e.hasVolume(4) {
+		t.Fatal("hasVolume")
 	}
 	if _, err := e.store.Read(4, 1, 1); !errors.Is(err, ErrVolumeNotFound) {
 		t.Fatalf("Read of an unknown volume: %v", err)
@@ -244,7 +244,7 @@ func TestVolumeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitChanged(t, e.store)
-	if e.store.HasVolume(3) {
+	if e.hasVolume(3) {
 		t.Fatal("deleted volume still present")
 	}
 	if m, _ := filepath.Glob(filepath.Join(e.dir, "3.*")); len(m) > 0 {
@@ -433,7 +433,7 @@ func TestTTLExpiry(t *testing.T) {
 		t.Fatalf("DropExpired = %v, want [1]", got)
 	}
 	waitChanged(t, e.store)
-	if e.store.HasVolume(1) || !e.store.HasVolume(2) {
+	if e.hasVolume(1) || !e.hasVolume(2) {
 		t.Fatal("wrong volumes dropped")
 	}
 	if m, _ := filepath.Glob(filepath.Join(e.dir, "1.*")); len(m) > 0 {
@@ -477,4 +477,120 @@ func TestFileNames(t *testing.T) {
 			t.Errorf("base name of %q = %q", c.name, volumeBaseName(col, id))
 		}
 	}
+}
+
+// TestTTLNeedleCannotOutliveVolume: a TTL volume is dropped whole at its
+// newest append plus its TTL, so no needle in it may still be readable then.
+func TestTTLNeedleCannotOutliveVolume(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	e := newEnv(t, func(c *Config) { c.Now = clock.now })
+	ttl, _ := needle.ParseTTL("5m")
+	long, _ := needle.ParseTTL("1h")
+	short, _ := needle.ParseTTL("3m")
+	e.allocate(1, "", ttl)
+	e.allocate(2, "", needle.TTL{})
+	put := func(vid uint32, key uint64, ttl needle.TTL, lm time.Time) error {
+		n := &needle.Needle{ID: key, Cookie: cookieFor(key), Data: blob(key, 10), TTL: ttl}
+		if !lm.IsZero() {
+			n.LastModified = uint64(lm.Unix())
+		}
+		_, err := e.store.Write(vid, n)
+		return err
+	}
+	now := clock.now()
+	if err := put(1, 1, long, time.Time{}); !errors.Is(err, ErrBadNeedle) || !strings.Contains(err.Error(), "TTL 1h is longer than the volume's TTL 5m") {
+		t.Fatalf("needle TTL longer than the volume's: %v", err)
+	}
+	if err := put(1, 2, needle.TTL{}, now.Add(2*time.Minute)); !errors.Is(err, ErrBadNeedle) || !strings.Contains(err.Error(), "ahead of the server clock") {
+		t.Fatalf("LastModified 2 minutes ahead: %v", err)
+	}
+	if err := put(1, 3, ttl, time.Time{}); err != nil {
+		t.Fatalf("needle TTL equal to the volume's: %v", err)
+	}
+	if err := put(1, 4, short, now.Add(50*time.Second)); err != nil {
+		t.Fatalf("shorter TTL, LastModified 50s ahead: %v", err)
+	}
+	if err := put(1, 5, needle.TTL{}, now.Add(30*time.Second)); err != nil {
+		t.Fatalf("LastModified 30s ahead: %v", err)
+	}
+	// A volume without TTL is never dropped: anything goes.
+	if err := put(2, 1, long, now.Add(time.Hour)); err != nil {
+		t.Fatalf("non-TTL volume: %v", err)
+	}
+	e.mustNotFind(1, 1)
+	e.mustNotFind(1, 2)
+
+	clock.advance(5*time.Minute - time.Second)
+	e.mustRead(1, 3, 10)
+	e.mustRead(1, 5, 10)
+	if got := e.store.DropExpired(); len(got) != 0 {
+		t.Fatalf("DropExpired too early: %v", got)
+	}
+	// The volume's drop time: key 5 counts its 5m from LastModified, 30s
+	// later, but must not outlive the volume.
+	clock.advance(time.Second)
+	for k := uint64(3); k <= 5; k++ {
+		e.mustNotFind(1, k)
+	}
+	if got := e.store.DropExpired(); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("DropExpired = %v, want [1]", got)
+	}
+	e.mustRead(2, 1, 10)
+}
+
+// TestVolumeFullStatus: VolumeStatus.Full is set by a write refused for
+// size and by a size at the limit, survives a reload in the second case, is
+// cleared by a compaction, and each flip signals Changed.
+func TestVolumeFullStatus(t *testing.T) {
+	const limit = 64 << 10
+	e := newEnv(t, func(c *Config) { c.VolumeSizeLimit = limit })
+	e.allocate(1, "", needle.TTL{})
+	if st, _ := e.store.VolumeStatus(1); st.Full {
+		t.Fatal("empty volume reported full")
+	}
+	drainChanged(e.store)
+	var k uint64
+	for k = 1; ; k++ {
+		_, err := e.store.Write(1, &needle.Needle{ID: k, Cookie: cookieFor(k), Data: blob(k, 1000)})
+		if errors.Is(err, ErrVolumeFull) {
+			break
+		}
+		if err != nil || k > 1000 {
+			t.Fatalf("filling the volume: %v after %d needles", err, k)
+		}
+		if st, _ := e.store.VolumeStatus(1); st.Full {
+			t.Fatalf("Full after %d accepted writes, size %d", k, st.Size)
+		}
+	}
+	waitChanged(t, e.store)
+	st, _ := e.store.VolumeStatus(1)
+	if !st.Full || st.Size >= limit {
+		t.Fatalf("after a write refused for size: %+v", st)
+	}
+	if all := e.store.Status(); len(all) != 1 || !all[0].Full {
+		t.Fatalf("Status: %+v", all)
+	}
+	// Deletions may take the volume past its limit.
+	for j := uint64(1); st.Size < limit; j++ {
+		if j >= k {
+			t.Fatalf("deleted everything, size still %d", st.Size)
+		}
+		if _, err := e.store.Delete(1, j, cookieFor(j)); err != nil {
+			t.Fatal(err)
+		}
+		st, _ = e.store.VolumeStatus(1)
+	}
+	e.reopen()
+	if st, _ := e.store.VolumeStatus(1); !st.Full {
+		t.Fatalf("volume at its limit not full after reload: %+v", st)
+	}
+	drainChanged(e.store)
+	if _, err := e.store.Vacuum(1); err != nil {
+		t.Fatal(err)
+	}
+	waitChanged(t, e.store)
+	if st, _ := e.store.VolumeStatus(1); st.Full || st.Size >= limit {
+		t.Fatalf("after compaction: %+v", st)
+	}
+	e.write(1, k, 1000)
 }

@@ -90,6 +90,9 @@ type volume struct {
 	log         *slog.Logger
 
 	vacuumMu sync.Mutex // one compaction at a time
+	// compactSync fsyncs a compaction's new file; nil means f.Sync. A test
+	// seam, set before the compaction starts.
+	compactSync func(f *os.File) error
 
 	appendMu sync.Mutex
 	datEnd   int64  // guarded by appendMu: where the next record goes
@@ -110,7 +113,7 @@ type volume struct {
 	maxKey       atomic.Uint64
 	readOnly     atomic.Bool // persisted by the .ro marker
 	failed       atomic.Bool // an fsync failed: the volume refuses writes until reloaded
-	full         atomic.Bool
+	full         atomic.Bool // refused a write for size, or datEnd >= sizeLimit; see setFull
 	closed       atomic.Bool
 }
 
@@ -142,23 +145,6 @@ func parseVolumeFileName(name string) (collection string, id uint32, ok bool) {
 	return collection, uint32(n), true
 }
 
-// validCollection reports whether a collection name is safe in a file name.
-func validCollection(c string) error {
-	if c == "" {
-		return nil
-	}
-	if len(c) > 128 || c[0] == '.' || c[0] == '-' {
-		return fmt.Errorf("storage: collection %q: must be 1 to 128 of [A-Za-z0-9._-], not starting with '.' or '-'", c)
-	}
-	for i := 0; i < len(c); i++ {
-		b := c[i]
-		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || b == '.' || b == '_' || b == '-') {
-			return fmt.Errorf("storage: collection %q: must be 1 to 128 of [A-Za-z0-9._-], not starting with '.' or '-'", c)
-		}
-	}
-	return nil
-}
-
 func (v *volume) path(ext string) string { return v.base + ext }
 
 // String names the volume in errors and logs.
@@ -183,9 +169,23 @@ func (v *volume) status() VolumeStatus {
 		DeleteCount:     v.nm.deleteCount,
 		DeletedBytes:    v.nm.deletedBytes,
 		ReadOnly:        v.readOnly.Load() || v.failed.Load(),
+		Full:            v.full.Load(),
 		CompactRevision: v.sb.CompactRevision,
 		Version:         v.sb.Version,
 		Dir:             v.dir,
+	}
+}
+
+// setFull records whether the volume is full and signals Changed when that
+// flips. Called with appendMu held (or before the volume is published).
+func (v *volume) setFull(full bool) {
+	if v.full.Swap(full) != full {
+		if full {
+			v.log.Info("volume is full", "size", v.size.Load(), "limit", v.opts.sizeLimit)
+		} else {
+			v.log.Info("volume is no longer full", "size", v.size.Load(), "limit", v.opts.sizeLimit)
+		}
+		v.opts.notify()
 	}
 }
 

@@ -170,6 +170,7 @@ func (v *volume) load(dat, idx *os.File) error {
 	}
 	v.datEnd = end
 	v.size.Store(end)
+	v.full.Store(end >= v.opts.sizeLimit)
 	v.maxKey.Store(v.nm.maxKey)
 	if lastAppend == 0 {
 		lastAppend = datInfo.ModTime().UnixNano()

@@ -208,7 +208,7 @@ func TestBadSuperblockSkipsVolume(t *testing.T) {
 	e.store.Close()
 	os.WriteFile(filepath.Join(e.dir, "1.dat"), []byte{9, 9, 9}, 0o644)
 	e.open()
-	if e.store.HasVolume(1) || !e.store.HasVolume(2) {
+	if e.hasVolume(1) || !e.hasVolume(2) {
 		t.Fatal("bad volume loaded or good one skipped")
 	}
 	if !e.logs.contains("cannot load volume") {

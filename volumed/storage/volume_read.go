@@ -69,7 +69,9 @@ func (v *volume) readRecord(dat io.ReaderAt, e nmEntry) (*needle.Needle, error) 
 
 // expired reports whether n is past its TTL at now: the needle's own TTL, or
 // else the volume's, counted from its LastModified (or, if unset, from when
-// it was appended).
+// it was appended). On a TTL volume a needle also expires at its append time
+// plus the volume's TTL, so it never outlives the volume (which DropExpired
+// removes at its newest append plus its TTL).
 func (v *volume) expired(n *needle.Needle, now time.Time) bool {
 	ttl := n.TTL
 	if ttl.IsZero() {
@@ -82,5 +84,9 @@ func (v *volume) expired(n *needle.Needle, now time.Time) bool {
 	if n.LastModified != 0 {
 		base = int64(n.LastModified) * int64(time.Second)
 	}
-	return now.UnixNano() >= base+int64(ttl.Duration())
+	expiry := base + int64(ttl.Duration())
+	if !v.ttl.IsZero() {
+		expiry = min(expiry, int64(n.AppendAtNs)+int64(v.ttl.Duration()))
+	}
+	return now.UnixNano() >= expiry
 }

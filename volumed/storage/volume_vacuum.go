@@ -2,6 +2,7 @@ package storage
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +22,11 @@ import (
 //     snapshot (in .dat order) into <base>.cpd, after a superblock whose
 //     CompactRevision is one higher, and its entries into <base>.cpx.
 //     Writes and deletes go on appending to the old files meanwhile.
+//     Then fsync .cpd and .cpx, still without appendMu, so the cost of
+//     flushing the whole copy never stalls writers.
 //  2. catch up: take appendMu (writes now wait) and replay the .idx entries
-//     appended since the snapshot into the new files. fsync .cpd and .cpx.
+//     appended since the snapshot into the new files. fsync .cpd and .cpx
+//     again: only what the catch-up added is dirty by now.
 //  3. decide: write <base>.cpm.tmp holding the new files' sizes, fsync it,
 //     rename it to <base>.cpm, fsync the directory. From this point the
 //     compaction is committed: a crash at any later point ends with the new
@@ -40,7 +44,9 @@ import (
 // exist, after checking their sizes against the marker. If .cpm does not
 // exist, the compaction had not committed: .cpd and .cpx are removed, and
 // .dat and .idx (never touched before step 4) are the complete old volume.
-// The steps are separate methods so tests can stop after any of them.
+// A compaction that fails or is cancelled before its commit point ends with
+// abort, which removes .cpm (should the rename of step 3 have happened)
+// before .cpd and .cpx, so no stale marker outlives it. The steps are separate methods so tests can stop after any of them.
 
 // compaction is one vacuum in progress.
 type compaction struct {
@@ -95,13 +101,25 @@ func (a *appender) flush() error {
 	return nil
 }
 
-// vacuum runs a whole compaction and returns the bytes it reclaimed.
-func (v *volume) vacuum() (int64, error) {
+// vacuum runs a whole compaction and returns the bytes it reclaimed. ctx is
+// checked between needles while copying; a cancelled compaction removes its
+// files and leaves the volume as it was.
+func (v *volume) vacuum(ctx context.Context) (int64, error) {
 	v.vacuumMu.Lock()
 	defer v.vacuumMu.Unlock()
-	c, err := v.compactCopy()
+	c, err := v.compactCopy(ctx)
 	if err != nil {
 		return 0, err
+	}
+	// fsync what was copied while writes still go on; under appendMu only
+	// what the catch-up adds is still dirty.
+	if err := c.syncFiles(); err != nil {
+		c.abort()
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		c.abort()
+		return 0, fmt.Errorf("%v: compaction: %w", v, err)
 	}
 	v.appendMu.Lock()
 	err = c.catchUp()
@@ -112,8 +130,10 @@ func (v *volume) vacuum() (int64, error) {
 		err = c.writeMarker()
 	}
 	if err != nil {
-		v.appendMu.Unlock()
+		// Still under appendMu: if the marker's rename happened, nothing
+		// may be appended to the old files until abort has removed it.
 		c.abort()
+		v.appendMu.Unlock()
 		return 0, err
 	}
 	if err := c.commitFiles(); err != nil {
@@ -134,8 +154,9 @@ func (v *volume) vacuum() (int64, error) {
 	return reclaimed, nil
 }
 
-// compactCopy is step 1: snapshot and copy the live needles.
-func (v *volume) compactCopy() (_ *compaction, err error) {
+// compactCopy is step 1: snapshot and copy the live needles. It checks ctx
+// before each needle.
+func (v *volume) compactCopy(ctx context.Context) (_ *compaction, err error) {
 	v.appendMu.Lock()
 	if v.closed.Load() || v.failed.Load() {
 		v.appendMu.Unlock()
@@ -175,6 +196,9 @@ func (v *volume) compactCopy() (_ *compaction, err error) {
 	for i, e := range entries {
 		if i%1024 == 0 && v.closed.Load() {
 			return nil, fmt.Errorf("%v: compaction: %w", v, ErrClosed)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%v: compaction cancelled after %d of %d needles: %w", v, i, len(entries), err)
 		}
 		rs := needle.RecordSize(e.size)
 		if int64(cap(buf)) < rs {
@@ -287,13 +311,17 @@ func (c *compaction) catchUp() error {
 	return c.flush()
 }
 
-// syncFiles makes the new files durable (end of step 2).
+// syncFiles makes the new files durable: once after the copy, without
+// appendMu, and again at the end of step 2 for what the catch-up added.
 func (c *compaction) syncFiles() error {
-	if err := c.cpd.Sync(); err != nil {
-		return fmt.Errorf("%v: compaction: fsync %s: %w", c.v, c.cpd.Name(), err)
+	sync := c.v.compactSync
+	if sync == nil {
+		sync = (*os.File).Sync
 	}
-	if err := c.cpx.Sync(); err != nil {
-		return fmt.Errorf("%v: compaction: fsync %s: %w", c.v, c.cpx.Name(), err)
+	for _, f := range []*os.File{c.cpd, c.cpx} {
+		if err := sync(f); err != nil {
+			return fmt.Errorf("%v: compaction: fsync %s: %w", c.v, f.Name(), err)
+		}
 	}
 	return nil
 }
@@ -371,19 +399,38 @@ func (c *compaction) install() int64 {
 	v.syncedSeq = v.appendSeq.Load() // the new files were fsynced whole
 	v.syncMu.Unlock()
 	v.mu.Unlock()
-	if v.full.Swap(false) {
-		v.opts.notify()
-	}
+	v.setFull(v.datEnd >= v.opts.sizeLimit)
 	old.release()
 	return reclaimed
 }
 
-// abort removes the new files of a compaction that did not commit.
+// abort removes the files of a compaction that did not commit: first the
+// marker, in case its rename happened but the directory fsync after it
+// failed (a stale .cpm would make a later load take whatever .cpd and .cpx
+// exist then for a committed compaction), then the new files. Called with
+// appendMu held once writeMarker may have run. If the marker cannot be
+// removed durably, the new files are left in place and the volume refuses
+// writes: the next load then finds either the marker and the complete new
+// files, or neither, and both are a consistent volume.
 func (c *compaction) abort() {
 	v := c.v
 	c.cpd.Close()
 	c.cpx.Close()
-	for _, ext := range []string{extCpd, extCpx, extCpmTmp} {
+	err := os.Remove(v.path(extCpm))
+	switch {
+	case os.IsNotExist(err):
+		err = nil
+	case err == nil:
+		err = syncDir(v.dir)
+	}
+	if err != nil {
+		v.failed.Store(true)
+		v.log.Error("cannot remove the marker of an aborted compaction; volume refuses writes until reloaded", "file", v.path(extCpm), "err", err)
+		v.opts.notify()
+		os.Remove(v.path(extCpmTmp))
+		return
+	}
+	for _, ext := range []string{extCpmTmp, extCpd, extCpx} {
 		if err := os.Remove(v.path(ext)); err != nil && !os.IsNotExist(err) {
 			v.log.Warn("compaction cleanup", "err", err)
 		}

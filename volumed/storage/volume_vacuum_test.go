@@ -1,10 +1,13 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -272,7 +275,7 @@ func TestVacuumCrashRecovery(t *testing.T) {
 				delete(live, k)
 			}
 			v := e.vol(1)
-			c, err := v.compactCopy()
+			c, err := v.compactCopy(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -341,7 +344,7 @@ func TestVacuumOfDeletedVolume(t *testing.T) {
 	e.allocate(1, "", needle.TTL{})
 	e.write(1, 1, 10)
 	v := e.vol(1)
-	c, err := v.compactCopy()
+	c, err := v.compactCopy(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,5 +361,182 @@ func TestVacuumOfDeletedVolume(t *testing.T) {
 	noCompactionFiles(t, e.dir)
 	if _, err := e.store.Vacuum(1); !errors.Is(err, ErrVolumeNotFound) {
 		t.Fatalf("Vacuum of a deleted volume: %v", err)
+	}
+}
+
+// TestVacuumSyncsCopyOutsideAppendLock: the copied files are fsynced before
+// the compaction takes appendMu, so writes go on during that fsync; under
+// appendMu the files are fsynced again for the catch-up only.
+func TestVacuumSyncsCopyOutsideAppendLock(t *testing.T) {
+	e := newEnv(t, nil)
+	e.allocate(1, "", needle.TTL{})
+	for k := uint64(1); k <= 200; k++ {
+		e.write(1, k, 2000)
+	}
+	for k := uint64(1); k <= 200; k += 2 {
+		if _, err := e.store.Delete(1, k, cookieFor(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type syncCall struct {
+		file   string
+		locked bool
+		size   int64
+	}
+	var calls []syncCall
+	v := e.vol(1)
+	v.compactSync = func(f *os.File) error {
+		locked := !v.appendMu.TryLock()
+		if !locked {
+			v.appendMu.Unlock()
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		calls = append(calls, syncCall{filepath.Ext(f.Name()), locked, fi.Size()})
+		if !locked && len(calls) == 1 {
+			// A write while the copy is being fsynced: it must not wait
+			// for the compaction, and the catch-up must carry it over.
+			e.write(1, 1000, 300)
+		}
+		return f.Sync()
+	}
+	if _, err := e.store.Vacuum(1); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("compaction fsyncs: %+v", calls)
+	recSize := func(n int) int64 { return needle.RecordSize((&needle.Needle{Data: make([]byte, n)}).BodySize()) }
+	copied := needle.SuperBlockSize + 100*recSize(2000)
+	if len(calls) != 4 || calls[0].file != ".cpd" || calls[0].locked || calls[0].size != copied ||
+		calls[1].file != ".cpx" || calls[1].locked {
+		t.Fatalf("the copy (%d bytes) was not fsynced outside appendMu first: %+v", copied, calls)
+	}
+	if !calls[2].locked || !calls[3].locked || calls[2].size != copied+recSize(300) {
+		t.Fatalf("the catch-up was not fsynced under appendMu: %+v", calls)
+	}
+	e.mustRead(1, 1000, 300)
+	e.reopen()
+	e.mustRead(1, 1000, 300)
+	e.mustRead(1, 200, 2000)
+}
+
+// TestVacuumAbortRemovesMarker: a compaction that fails after renaming its
+// marker into place (the directory fsync after the rename failed) removes
+// the marker with its files, so a later interrupted compaction cannot be
+// mistaken for a committed one.
+func TestVacuumAbortRemovesMarker(t *testing.T) {
+	e := newEnv(t, nil)
+	e.allocate(1, "", needle.TTL{})
+	for k := uint64(1); k <= 50; k++ {
+		e.write(1, k, 500)
+	}
+	for k := uint64(1); k <= 50; k += 2 {
+		e.store.Delete(1, k, cookieFor(k))
+	}
+	v := e.vol(1)
+	c, err := v.compactCopy(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.appendMu.Lock()
+	for _, step := range []func() error{c.catchUp, c.syncFiles, c.writeMarker} {
+		if err := step(); err != nil {
+			v.appendMu.Unlock()
+			t.Fatal(err)
+		}
+	}
+	// The marker is in place; vacuum aborts as it does when the directory
+	// fsync of writeMarker fails.
+	c.abort()
+	v.appendMu.Unlock()
+	noCompactionFiles(t, e.dir)
+	e.write(1, 100, 700) // the volume stays writable
+
+	// A second compaction crashes after its copy.
+	c, err = v.compactCopy(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cpd.Close()
+	c.cpx.Close()
+	e.store.Close()
+	e.open()
+	st, err := e.store.VolumeStatus(1)
+	if err != nil {
+		t.Fatalf("volume lost after the crash: %v\n%s", err, e.logs)
+	}
+	if st.CompactRevision != 0 {
+		t.Fatalf("revision %d: an uncommitted compaction was installed", st.CompactRevision)
+	}
+	noCompactionFiles(t, e.dir)
+	for k := uint64(2); k <= 50; k += 2 {
+		e.mustRead(1, k, 500)
+	}
+	e.mustRead(1, 100, 700)
+}
+
+// countdownCtx is a context whose Err turns to Canceled after n calls.
+type countdownCtx struct {
+	context.Context
+	n atomic.Int64
+}
+
+func (c *countdownCtx) Err() error {
+	if c.n.Add(-1) < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+func TestVacuumContextCancel(t *testing.T) {
+	e := newEnv(t, nil)
+	e.allocate(1, "", needle.TTL{})
+	for k := uint64(1); k <= 100; k++ {
+		e.write(1, k, 500)
+	}
+	for k := uint64(1); k <= 100; k += 2 {
+		e.store.Delete(1, k, cookieFor(k))
+	}
+	before, _ := e.store.VolumeStatus(1)
+	datBefore := fileSize(t, filepath.Join(e.dir, "1.dat"))
+	idxBefore := fileSize(t, filepath.Join(e.dir, "1.idx"))
+	check := func(name string, err error) {
+		t.Helper()
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s: %v, want context.Canceled", name, err)
+		}
+		noCompactionFiles(t, e.dir)
+		after, _ := e.store.VolumeStatus(1)
+		if after != before {
+			t.Fatalf("%s: status changed:\n%+v\n%+v", name, before, after)
+		}
+		if fileSize(t, filepath.Join(e.dir, "1.dat")) != datBefore || fileSize(t, filepath.Join(e.dir, "1.idx")) != idxBefore {
+			t.Fatalf("%s: the volume's files changed", name)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := e.store.VacuumContext(ctx, 1)
+	check("cancelled before", err)
+
+	mid := &countdownCtx{Context: context.Background()}
+	mid.n.Store(10)
+	_, err = e.store.VacuumContext(mid, 1)
+	check("cancelled after 10 needles", err)
+	if !strings.Contains(err.Error(), "after 10 of 50 needles") {
+		t.Fatalf("error does not say where it stopped: %v", err)
+	}
+
+	for k := uint64(2); k <= 100; k += 2 {
+		e.mustRead(1, k, 500)
+	}
+	if _, err := e.store.VacuumContext(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	e.reopen()
+	if st, _ := e.store.VolumeStatus(1); st.CompactRevision != 1 || st.FileCount != 50 {
+		t.Fatalf("after a completed vacuum: %+v", st)
 	}
 }

@@ -12,6 +12,10 @@ import (
 // maxKeptBuffer bounds the encoding buffer a volume keeps between writes.
 const maxKeptBuffer = 1 << 20
 
+// maxFutureLastModified is how far ahead of the store's clock a needle's
+// LastModified may be on a TTL volume.
+const maxFutureLastModified = time.Minute
+
 // write appends n to the volume. See Store.Write.
 func (v *volume) write(n *needle.Needle) (unchanged bool, err error) {
 	if err := n.Validate(); err != nil {
@@ -23,6 +27,10 @@ func (v *volume) write(n *needle.Needle) (unchanged bool, err error) {
 		return false, err
 	}
 	now := v.opts.now()
+	if err := v.checkFits(n, now); err != nil {
+		v.appendMu.Unlock()
+		return false, err
+	}
 	if old, ok := v.nm.get(n.ID); ok { // appendMu is enough: only appenders change the map
 		same, err := v.sameAsStored(old, n, now)
 		if err != nil {
@@ -52,6 +60,28 @@ func (v *volume) write(n *needle.Needle) (unchanged bool, err error) {
 	v.mu.Unlock()
 	v.noteAppend(n.ID, now)
 	return false, v.finishAppend()
+}
+
+// checkFits refuses a needle that could outlive its TTL volume: the volume
+// is dropped whole at its newest append plus its TTL, so a needle may not
+// carry a longer TTL of its own, nor a LastModified (the base its TTL counts
+// from) more than maxFutureLastModified ahead of now. expired caps whatever
+// that minute allows at the volume's drop time.
+func (v *volume) checkFits(n *needle.Needle, now time.Time) error {
+	if v.ttl.IsZero() {
+		return nil
+	}
+	if !n.TTL.IsZero() && n.TTL.Duration() > v.ttl.Duration() {
+		return fmt.Errorf("%v: needle %d: its TTL %s is longer than the volume's TTL %s: %w", v, n.ID, n.TTL, v.ttl, ErrBadNeedle)
+	}
+	if n.LastModified != 0 {
+		lm := time.Unix(int64(n.LastModified), 0)
+		if lm.Sub(now) > maxFutureLastModified {
+			return fmt.Errorf("%v: needle %d: last modified %s is more than %v ahead of the server clock %s on a TTL volume: %w",
+				v, n.ID, lm.UTC().Format(time.RFC3339), maxFutureLastModified, now.UTC().Format(time.RFC3339), ErrBadNeedle)
+		}
+	}
+	return nil
 }
 
 // sameAsStored checks the cookie of the stored needle with n's key and
@@ -103,10 +133,7 @@ func (v *volume) sameAsStored(old nmEntry, n *needle.Needle, now time.Time) (boo
 func (v *volume) appendLocked(rec []byte, e needle.IdxEntry, limit int64) (int64, error) {
 	off := v.datEnd
 	if off+int64(len(rec)) > min(limit, needle.MaxVolumeOffset) {
-		if !v.full.Swap(true) {
-			v.log.Info("volume is full", "size", off, "limit", limit)
-			v.opts.notify()
-		}
+		v.setFull(true)
 		return 0, fmt.Errorf("%v: %d + %d bytes would pass the size limit %d: %w", v, off, len(rec), limit, ErrVolumeFull)
 	}
 	f := v.files
@@ -124,6 +151,9 @@ func (v *volume) appendLocked(rec []byte, e needle.IdxEntry, limit int64) (int64
 	v.idxEnd += needle.IdxEntrySize
 	v.size.Store(v.datEnd)
 	v.appendSeq.Add(1)
+	if v.datEnd >= v.opts.sizeLimit {
+		v.setFull(true) // a deletion may pass the limit
+	}
 	return off, nil
 }
 
