@@ -32,7 +32,6 @@ func (g *grpcServer) AllocateVolume(_ context.Context, req *volumepb.AllocateVol
 	if err := g.s.store.AllocateVolume(req.VolumeId, req.Collection, rp, ttl, int64(req.Preallocate)); err != nil {
 		return nil, storageStatus(err)
 	}
-	g.s.log.Info("allocated volume", "volume", req.VolumeId, "collection", req.Collection, "replication", rp.String(), "ttl", ttl.String())
 	return &volumepb.AllocateVolumeResponse{}, nil
 }
 
