@@ -2628,15 +2628,20 @@ func (x *EntryState) GetXattrs() map[string][]byte {
 }
 
 type MetadataEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          MetadataEvent_Kind     `protobuf:"varint,1,opt,name=kind,proto3,enum=kelp.filer.MetadataEvent_Kind" json:"kind,omitempty"`
-	TsNs          int64                  `protobuf:"varint,2,opt,name=ts_ns,json=tsNs,proto3" json:"ts_ns,omitempty"`
-	OldPath       string                 `protobuf:"bytes,3,opt,name=old_path,json=oldPath,proto3" json:"old_path,omitempty"`
-	NewPath       string                 `protobuf:"bytes,4,opt,name=new_path,json=newPath,proto3" json:"new_path,omitempty"`
-	OldEntry      *EntryState            `protobuf:"bytes,5,opt,name=old_entry,json=oldEntry,proto3" json:"old_entry,omitempty"`
-	NewEntry      *EntryState            `protobuf:"bytes,6,opt,name=new_entry,json=newEntry,proto3" json:"new_entry,omitempty"`
-	FreedChunks   []*Chunk               `protobuf:"bytes,7,rep,name=freed_chunks,json=freedChunks,proto3" json:"freed_chunks,omitempty"`
-	Signatures    []int32                `protobuf:"varint,8,rep,packed,name=signatures,proto3" json:"signatures,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Kind        MetadataEvent_Kind     `protobuf:"varint,1,opt,name=kind,proto3,enum=kelp.filer.MetadataEvent_Kind" json:"kind,omitempty"`
+	TsNs        int64                  `protobuf:"varint,2,opt,name=ts_ns,json=tsNs,proto3" json:"ts_ns,omitempty"`
+	OldPath     string                 `protobuf:"bytes,3,opt,name=old_path,json=oldPath,proto3" json:"old_path,omitempty"`
+	NewPath     string                 `protobuf:"bytes,4,opt,name=new_path,json=newPath,proto3" json:"new_path,omitempty"`
+	OldEntry    *EntryState            `protobuf:"bytes,5,opt,name=old_entry,json=oldEntry,proto3" json:"old_entry,omitempty"`
+	NewEntry    *EntryState            `protobuf:"bytes,6,opt,name=new_entry,json=newEntry,proto3" json:"new_entry,omitempty"`
+	FreedChunks []*Chunk               `protobuf:"bytes,7,rep,name=freed_chunks,json=freedChunks,proto3" json:"freed_chunks,omitempty"`
+	Signatures  []int32                `protobuf:"varint,8,rep,packed,name=signatures,proto3" json:"signatures,omitempty"`
+	// exchange marks a RENAME_EXCHANGE: old_entry moved from old_path to
+	// new_path and new_entry from new_path to old_path.
+	Exchange bool `protobuf:"varint,9,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	// replaced is what a RENAME replaced at new_path, if anything.
+	Replaced      *EntryState `protobuf:"bytes,10,opt,name=replaced,proto3" json:"replaced,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2723,6 +2728,20 @@ func (x *MetadataEvent) GetFreedChunks() []*Chunk {
 func (x *MetadataEvent) GetSignatures() []int32 {
 	if x != nil {
 		return x.Signatures
+	}
+	return nil
+}
+
+func (x *MetadataEvent) GetExchange() bool {
+	if x != nil {
+		return x.Exchange
+	}
+	return false
+}
+
+func (x *MetadataEvent) GetReplaced() *EntryState {
+	if x != nil {
+		return x.Replaced
 	}
 	return nil
 }
@@ -3201,7 +3220,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x06xattrs\x18\x06 \x03(\v2\".kelp.filer.EntryState.XattrsEntryR\x06xattrs\x1a9\n" +
 	"\vXattrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x86\x03\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xd6\x03\n" +
 	"\rMetadataEvent\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.kelp.filer.MetadataEvent.KindR\x04kind\x12\x13\n" +
 	"\x05ts_ns\x18\x02 \x01(\x03R\x04tsNs\x12\x19\n" +
@@ -3212,7 +3231,10 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\ffreed_chunks\x18\a \x03(\v2\x11.kelp.filer.ChunkR\vfreedChunks\x12\x1e\n" +
 	"\n" +
 	"signatures\x18\b \x03(\x05R\n" +
-	"signatures\"6\n" +
+	"signatures\x12\x1a\n" +
+	"\bexchange\x18\t \x01(\bR\bexchange\x122\n" +
+	"\breplaced\x18\n" +
+	" \x01(\v2\x16.kelp.filer.EntryStateR\breplaced\"6\n" +
 	"\x04Kind\x12\n" +
 	"\n" +
 	"\x06CREATE\x10\x00\x12\n" +
@@ -3356,67 +3378,68 @@ var file_api_filerpb_filer_proto_depIdxs = []int32{
 	42, // 15: kelp.filer.MetadataEvent.old_entry:type_name -> kelp.filer.EntryState
 	42, // 16: kelp.filer.MetadataEvent.new_entry:type_name -> kelp.filer.EntryState
 	4,  // 17: kelp.filer.MetadataEvent.freed_chunks:type_name -> kelp.filer.Chunk
-	7,  // 18: kelp.filer.Filer.Lookup:input_type -> kelp.filer.LookupRequest
-	8,  // 19: kelp.filer.Filer.GetAttr:input_type -> kelp.filer.GetAttrRequest
-	9,  // 20: kelp.filer.Filer.SetAttr:input_type -> kelp.filer.SetAttrRequest
-	10, // 21: kelp.filer.Filer.Create:input_type -> kelp.filer.CreateRequest
-	11, // 22: kelp.filer.Filer.Mkdir:input_type -> kelp.filer.MkdirRequest
-	12, // 23: kelp.filer.Filer.Symlink:input_type -> kelp.filer.SymlinkRequest
-	13, // 24: kelp.filer.Filer.Link:input_type -> kelp.filer.LinkRequest
-	14, // 25: kelp.filer.Filer.Unlink:input_type -> kelp.filer.UnlinkRequest
-	15, // 26: kelp.filer.Filer.Rmdir:input_type -> kelp.filer.RmdirRequest
-	16, // 27: kelp.filer.Filer.Rename:input_type -> kelp.filer.RenameRequest
-	17, // 28: kelp.filer.Filer.Readlink:input_type -> kelp.filer.ReadlinkRequest
-	19, // 29: kelp.filer.Filer.ReadDir:input_type -> kelp.filer.ReadDirRequest
-	22, // 30: kelp.filer.Filer.GetXattr:input_type -> kelp.filer.GetXattrRequest
-	24, // 31: kelp.filer.Filer.SetXattr:input_type -> kelp.filer.SetXattrRequest
-	25, // 32: kelp.filer.Filer.ListXattr:input_type -> kelp.filer.ListXattrRequest
-	27, // 33: kelp.filer.Filer.RemoveXattr:input_type -> kelp.filer.RemoveXattrRequest
-	28, // 34: kelp.filer.Filer.StatFs:input_type -> kelp.filer.StatFsRequest
-	30, // 35: kelp.filer.Filer.Open:input_type -> kelp.filer.OpenRequest
-	31, // 36: kelp.filer.Filer.Release:input_type -> kelp.filer.ReleaseRequest
-	32, // 37: kelp.filer.Filer.GetChunks:input_type -> kelp.filer.GetChunksRequest
-	34, // 38: kelp.filer.Filer.CommitChunks:input_type -> kelp.filer.CommitChunksRequest
-	35, // 39: kelp.filer.Filer.AssignVolume:input_type -> kelp.filer.AssignVolumeRequest
-	38, // 40: kelp.filer.Filer.LookupVolume:input_type -> kelp.filer.LookupVolumeRequest
-	41, // 41: kelp.filer.Filer.SubscribeMetadata:input_type -> kelp.filer.SubscribeMetadataRequest
-	44, // 42: kelp.filer.Filer.KvGet:input_type -> kelp.filer.KvGetRequest
-	46, // 43: kelp.filer.Filer.KvPut:input_type -> kelp.filer.KvPutRequest
-	47, // 44: kelp.filer.Filer.KvDelete:input_type -> kelp.filer.KvDeleteRequest
-	1,  // 45: kelp.filer.Filer.GetFilerConfiguration:input_type -> kelp.filer.Empty
-	5,  // 46: kelp.filer.Filer.Lookup:output_type -> kelp.filer.EntryResponse
-	6,  // 47: kelp.filer.Filer.GetAttr:output_type -> kelp.filer.AttrResponse
-	6,  // 48: kelp.filer.Filer.SetAttr:output_type -> kelp.filer.AttrResponse
-	5,  // 49: kelp.filer.Filer.Create:output_type -> kelp.filer.EntryResponse
-	5,  // 50: kelp.filer.Filer.Mkdir:output_type -> kelp.filer.EntryResponse
-	5,  // 51: kelp.filer.Filer.Symlink:output_type -> kelp.filer.EntryResponse
-	5,  // 52: kelp.filer.Filer.Link:output_type -> kelp.filer.EntryResponse
-	1,  // 53: kelp.filer.Filer.Unlink:output_type -> kelp.filer.Empty
-	1,  // 54: kelp.filer.Filer.Rmdir:output_type -> kelp.filer.Empty
-	1,  // 55: kelp.filer.Filer.Rename:output_type -> kelp.filer.Empty
-	18, // 56: kelp.filer.Filer.Readlink:output_type -> kelp.filer.ReadlinkResponse
-	21, // 57: kelp.filer.Filer.ReadDir:output_type -> kelp.filer.ReadDirResponse
-	23, // 58: kelp.filer.Filer.GetXattr:output_type -> kelp.filer.GetXattrResponse
-	1,  // 59: kelp.filer.Filer.SetXattr:output_type -> kelp.filer.Empty
-	26, // 60: kelp.filer.Filer.ListXattr:output_type -> kelp.filer.ListXattrResponse
-	1,  // 61: kelp.filer.Filer.RemoveXattr:output_type -> kelp.filer.Empty
-	29, // 62: kelp.filer.Filer.StatFs:output_type -> kelp.filer.StatFsResponse
-	6,  // 63: kelp.filer.Filer.Open:output_type -> kelp.filer.AttrResponse
-	1,  // 64: kelp.filer.Filer.Release:output_type -> kelp.filer.Empty
-	33, // 65: kelp.filer.Filer.GetChunks:output_type -> kelp.filer.GetChunksResponse
-	6,  // 66: kelp.filer.Filer.CommitChunks:output_type -> kelp.filer.AttrResponse
-	37, // 67: kelp.filer.Filer.AssignVolume:output_type -> kelp.filer.AssignVolumeResponse
-	40, // 68: kelp.filer.Filer.LookupVolume:output_type -> kelp.filer.LookupVolumeResponse
-	43, // 69: kelp.filer.Filer.SubscribeMetadata:output_type -> kelp.filer.MetadataEvent
-	45, // 70: kelp.filer.Filer.KvGet:output_type -> kelp.filer.KvGetResponse
-	1,  // 71: kelp.filer.Filer.KvPut:output_type -> kelp.filer.Empty
-	1,  // 72: kelp.filer.Filer.KvDelete:output_type -> kelp.filer.Empty
-	48, // 73: kelp.filer.Filer.GetFilerConfiguration:output_type -> kelp.filer.FilerConfiguration
-	46, // [46:74] is the sub-list for method output_type
-	18, // [18:46] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	42, // 18: kelp.filer.MetadataEvent.replaced:type_name -> kelp.filer.EntryState
+	7,  // 19: kelp.filer.Filer.Lookup:input_type -> kelp.filer.LookupRequest
+	8,  // 20: kelp.filer.Filer.GetAttr:input_type -> kelp.filer.GetAttrRequest
+	9,  // 21: kelp.filer.Filer.SetAttr:input_type -> kelp.filer.SetAttrRequest
+	10, // 22: kelp.filer.Filer.Create:input_type -> kelp.filer.CreateRequest
+	11, // 23: kelp.filer.Filer.Mkdir:input_type -> kelp.filer.MkdirRequest
+	12, // 24: kelp.filer.Filer.Symlink:input_type -> kelp.filer.SymlinkRequest
+	13, // 25: kelp.filer.Filer.Link:input_type -> kelp.filer.LinkRequest
+	14, // 26: kelp.filer.Filer.Unlink:input_type -> kelp.filer.UnlinkRequest
+	15, // 27: kelp.filer.Filer.Rmdir:input_type -> kelp.filer.RmdirRequest
+	16, // 28: kelp.filer.Filer.Rename:input_type -> kelp.filer.RenameRequest
+	17, // 29: kelp.filer.Filer.Readlink:input_type -> kelp.filer.ReadlinkRequest
+	19, // 30: kelp.filer.Filer.ReadDir:input_type -> kelp.filer.ReadDirRequest
+	22, // 31: kelp.filer.Filer.GetXattr:input_type -> kelp.filer.GetXattrRequest
+	24, // 32: kelp.filer.Filer.SetXattr:input_type -> kelp.filer.SetXattrRequest
+	25, // 33: kelp.filer.Filer.ListXattr:input_type -> kelp.filer.ListXattrRequest
+	27, // 34: kelp.filer.Filer.RemoveXattr:input_type -> kelp.filer.RemoveXattrRequest
+	28, // 35: kelp.filer.Filer.StatFs:input_type -> kelp.filer.StatFsRequest
+	30, // 36: kelp.filer.Filer.Open:input_type -> kelp.filer.OpenRequest
+	31, // 37: kelp.filer.Filer.Release:input_type -> kelp.filer.ReleaseRequest
+	32, // 38: kelp.filer.Filer.GetChunks:input_type -> kelp.filer.GetChunksRequest
+	34, // 39: kelp.filer.Filer.CommitChunks:input_type -> kelp.filer.CommitChunksRequest
+	35, // 40: kelp.filer.Filer.AssignVolume:input_type -> kelp.filer.AssignVolumeRequest
+	38, // 41: kelp.filer.Filer.LookupVolume:input_type -> kelp.filer.LookupVolumeRequest
+	41, // 42: kelp.filer.Filer.SubscribeMetadata:input_type -> kelp.filer.SubscribeMetadataRequest
+	44, // 43: kelp.filer.Filer.KvGet:input_type -> kelp.filer.KvGetRequest
+	46, // 44: kelp.filer.Filer.KvPut:input_type -> kelp.filer.KvPutRequest
+	47, // 45: kelp.filer.Filer.KvDelete:input_type -> kelp.filer.KvDeleteRequest
+	1,  // 46: kelp.filer.Filer.GetFilerConfiguration:input_type -> kelp.filer.Empty
+	5,  // 47: kelp.filer.Filer.Lookup:output_type -> kelp.filer.EntryResponse
+	6,  // 48: kelp.filer.Filer.GetAttr:output_type -> kelp.filer.AttrResponse
+	6,  // 49: kelp.filer.Filer.SetAttr:output_type -> kelp.filer.AttrResponse
+	5,  // 50: kelp.filer.Filer.Create:output_type -> kelp.filer.EntryResponse
+	5,  // 51: kelp.filer.Filer.Mkdir:output_type -> kelp.filer.EntryResponse
+	5,  // 52: kelp.filer.Filer.Symlink:output_type -> kelp.filer.EntryResponse
+	5,  // 53: kelp.filer.Filer.Link:output_type -> kelp.filer.EntryResponse
+	1,  // 54: kelp.filer.Filer.Unlink:output_type -> kelp.filer.Empty
+	1,  // 55: kelp.filer.Filer.Rmdir:output_type -> kelp.filer.Empty
+	1,  // 56: kelp.filer.Filer.Rename:output_type -> kelp.filer.Empty
+	18, // 57: kelp.filer.Filer.Readlink:output_type -> kelp.filer.ReadlinkResponse
+	21, // 58: kelp.filer.Filer.ReadDir:output_type -> kelp.filer.ReadDirResponse
+	23, // 59: kelp.filer.Filer.GetXattr:output_type -> kelp.filer.GetXattrResponse
+	1,  // 60: kelp.filer.Filer.SetXattr:output_type -> kelp.filer.Empty
+	26, // 61: kelp.filer.Filer.ListXattr:output_type -> kelp.filer.ListXattrResponse
+	1,  // 62: kelp.filer.Filer.RemoveXattr:output_type -> kelp.filer.Empty
+	29, // 63: kelp.filer.Filer.StatFs:output_type -> kelp.filer.StatFsResponse
+	6,  // 64: kelp.filer.Filer.Open:output_type -> kelp.filer.AttrResponse
+	1,  // 65: kelp.filer.Filer.Release:output_type -> kelp.filer.Empty
+	33, // 66: kelp.filer.Filer.GetChunks:output_type -> kelp.filer.GetChunksResponse
+	6,  // 67: kelp.filer.Filer.CommitChunks:output_type -> kelp.filer.AttrResponse
+	37, // 68: kelp.filer.Filer.AssignVolume:output_type -> kelp.filer.AssignVolumeResponse
+	40, // 69: kelp.filer.Filer.LookupVolume:output_type -> kelp.filer.LookupVolumeResponse
+	43, // 70: kelp.filer.Filer.SubscribeMetadata:output_type -> kelp.filer.MetadataEvent
+	45, // 71: kelp.filer.Filer.KvGet:output_type -> kelp.filer.KvGetResponse
+	1,  // 72: kelp.filer.Filer.KvPut:output_type -> kelp.filer.Empty
+	1,  // 73: kelp.filer.Filer.KvDelete:output_type -> kelp.filer.Empty
+	48, // 74: kelp.filer.Filer.GetFilerConfiguration:output_type -> kelp.filer.FilerConfiguration
+	47, // [47:75] is the sub-list for method output_type
+	19, // [19:47] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_api_filerpb_filer_proto_init() }

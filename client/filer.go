@@ -1,0 +1,127 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/kelpfs/kelp/api/filerpb"
+)
+
+// FilerClientConfig configures a FilerClient.
+type FilerClientConfig struct {
+	// Address is the filer's gRPC address (host:port).
+	Address string
+	// DialOptions are extra gRPC dial options.
+	DialOptions []grpc.DialOption
+}
+
+// FilerClient is a connection to a filer's gRPC API. Errors returned by
+// its API wrap this package's sentinels (as FromStatus makes them), keep
+// the gRPC status (status.FromError still works) and carry the filer's
+// errno name, which PosixErrno returns. Safe for concurrent use.
+type FilerClient struct {
+	conn *grpc.ClientConn
+	api  filerpb.FilerClient
+}
+
+// NewFilerClient connects lazily to the filer at cfg.Address.
+func NewFilerClient(cfg FilerClientConfig) (*FilerClient, error) {
+	if cfg.Address == "" {
+		return nil, fmt.Errorf("filer client: %w: no filer address", ErrInvalid)
+	}
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithChainUnaryInterceptor(filerUnaryErrors),
+		grpc.WithChainStreamInterceptor(filerStreamErrors),
+	}, cfg.DialOptions...)
+	conn, err := grpc.NewClient(cfg.Address, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("filer client for %s: %w", cfg.Address, err)
+	}
+	return &FilerClient{conn: conn, api: filerpb.NewFilerClient(conn)}, nil
+}
+
+// API returns the filer's gRPC client.
+func (f *FilerClient) API() filerpb.FilerClient { return f.api }
+
+// Close releases the connection.
+func (f *FilerClient) Close() error { return f.conn.Close() }
+
+// PosixErrno returns the errno name ("ENOENT", "EEXIST", ...) a filer
+// attached to err, or "" if there is none.
+func PosixErrno(err error) string {
+	if err == nil {
+		return ""
+	}
+	var fe *filerError
+	if errors.As(err, &fe) {
+		return fe.errno
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	return errnoOf(st)
+}
+
+func errnoOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if pe, ok := d.(*filerpb.PosixError); ok {
+			return pe.Errno
+		}
+	}
+	return ""
+}
+
+// filerError is a filer call's error: the sentinel-wrapping error of
+// FromStatus, the status itself and its errno.
+type filerError struct {
+	err   error
+	st    *status.Status
+	errno string
+}
+
+func (e *filerError) Error() string              { return e.err.Error() }
+func (e *filerError) Unwrap() error              { return e.err }
+func (e *filerError) GRPCStatus() *status.Status { return e.st }
+
+// filerErr converts a gRPC error of method into a filerError.
+func filerErr(method string, err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		return err
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	what := "filer " + method[strings.LastIndexByte(method, '/')+1:]
+	return &filerError{err: FromStatus(what, err), st: st, errno: errnoOf(st)}
+}
+
+func filerUnaryErrors(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return filerErr(method, invoker(ctx, method, req, reply, cc, opts...))
+}
+
+func filerStreamErrors(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cs, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, filerErr(method, err)
+	}
+	return &filerStream{ClientStream: cs, method: method}, nil
+}
+
+// filerStream converts the errors of a stream's messages.
+type filerStream struct {
+	grpc.ClientStream
+	method string
+}
+
+func (s *filerStream) RecvMsg(m any) error { return filerErr(s.method, s.ClientStream.RecvMsg(m)) }
+func (s *filerStream) SendMsg(m any) error { return filerErr(s.method, s.ClientStream.SendMsg(m)) }

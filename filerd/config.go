@@ -1,0 +1,109 @@
+package filerd
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/kelpfs/kelp/filerd/store"
+	"github.com/kelpfs/kelp/needle"
+)
+
+// Config configures a filer.
+type Config struct {
+	// HTTPAddr is the listen address of the HTTP file API, e.g. ":8888"
+	// (tests use "127.0.0.1:0").
+	HTTPAddr string
+	// GRPCAddr is the listen address of the gRPC API, e.g. ":18888".
+	GRPCAddr string
+	// Dir is the directory of the embedded badger store. Required unless
+	// Store is set.
+	Dir string
+	// Store, if set, is used instead of opening badger in Dir (tests, other
+	// store implementations). The server does not close a store it did not
+	// open.
+	Store store.Store
+	// MasterAddr is the master's gRPC address (host:port). Required.
+	MasterAddr string
+	// Signature is this filer's id, recorded in every change-log event for
+	// filer.sync's loop prevention. 0 generates one on first start and
+	// keeps it in the store (side KV key "filer.signature").
+	Signature int32
+	// DefaultReplication is used for assignments that name none; "" leaves
+	// the choice to the master.
+	DefaultReplication string
+	// Collection is used for assignments that name none.
+	Collection string
+	// ChunkSizeMB is the size of the blobs HTTP uploads are cut into.
+	ChunkSizeMB int
+	// InlineLimit is the largest file (bytes) kept inline in its inode
+	// instead of in blobs; 0 disables inline content.
+	InlineLimit int
+	// LogRetention is how long change-log events are kept; a subscriber
+	// asking for older ones gets an explicit error.
+	LogRetention time.Duration
+	// GCInterval is how often queued chunk deletions are sent to the
+	// volume servers.
+	GCInterval time.Duration
+	// SubscriberTimeout is how long one event may wait to be sent to a
+	// subscriber before the subscription is ended as too slow.
+	SubscriberTimeout time.Duration
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults: HTTP on :8888, gRPC on :18888, 4 MB
+// chunks, 2 KiB inline limit, 7 days of change log, GC every second,
+// subscribers dropped after 30 s without progress. Dir (or Store) and
+// MasterAddr must still be set.
+func DefaultConfig() Config {
+	return Config{
+		HTTPAddr:          ":8888",
+		GRPCAddr:          ":18888",
+		ChunkSizeMB:       4,
+		InlineLimit:       2048,
+		LogRetention:      7 * 24 * time.Hour,
+		GCInterval:        time.Second,
+		SubscriberTimeout: 30 * time.Second,
+		Logger:            slog.Default(),
+	}
+}
+
+// ErrConfig reports an invalid Config.
+var ErrConfig = errors.New("filerd: invalid config")
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.HTTPAddr == "":
+		return fmt.Errorf("%w: HTTPAddr is empty", ErrConfig)
+	case c.GRPCAddr == "":
+		return fmt.Errorf("%w: GRPCAddr is empty", ErrConfig)
+	case c.Dir == "" && c.Store == nil:
+		return fmt.Errorf("%w: Dir is empty and no Store given", ErrConfig)
+	case c.MasterAddr == "":
+		return fmt.Errorf("%w: MasterAddr is empty", ErrConfig)
+	case c.ChunkSizeMB < 1 || c.ChunkSizeMB > 1024:
+		return fmt.Errorf("%w: ChunkSizeMB %d not in 1..1024", ErrConfig, c.ChunkSizeMB)
+	case c.InlineLimit < 0 || c.InlineLimit > 64<<10:
+		return fmt.Errorf("%w: InlineLimit %d not in 0..65536", ErrConfig, c.InlineLimit)
+	case c.LogRetention <= 0:
+		return fmt.Errorf("%w: LogRetention %v must be positive", ErrConfig, c.LogRetention)
+	case c.GCInterval <= 0:
+		return fmt.Errorf("%w: GCInterval %v must be positive", ErrConfig, c.GCInterval)
+	case c.SubscriberTimeout <= 0:
+		return fmt.Errorf("%w: SubscriberTimeout %v must be positive", ErrConfig, c.SubscriberTimeout)
+	}
+	if c.DefaultReplication != "" {
+		if _, err := needle.ParseReplicaPlacement(c.DefaultReplication); err != nil {
+			return fmt.Errorf("%w: DefaultReplication: %v", ErrConfig, err)
+		}
+	}
+	if c.Collection != "" {
+		if err := needle.ValidateCollection(c.Collection); err != nil {
+			return fmt.Errorf("%w: Collection: %v", ErrConfig, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,115 @@
+package filerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kelpfs/kelp/client"
+	"github.com/kelpfs/kelp/needle"
+)
+
+// gcBatch is how many queued deletions one GC pass takes at a time.
+const gcBatch = 256
+
+// gcCallTimeout bounds one blob deletion.
+const gcCallTimeout = 30 * time.Second
+
+// wakeGC nudges the GC loop (after an operation that may free chunks).
+func (s *Server) wakeGC() {
+	select {
+	case s.gcWake <- struct{}{}:
+	default:
+	}
+}
+
+// gcLoop runs collectGarbage every GCInterval and when woken, until Close.
+func (s *Server) gcLoop() {
+	t := time.NewTicker(s.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.gcWake:
+		case <-s.baseCtx.Done():
+			return
+		}
+		if _, _, err := s.collectGarbage(s.baseCtx); err != nil && s.baseCtx.Err() == nil {
+			s.log.Warn("chunk gc", "err", err)
+		}
+	}
+}
+
+// collectGarbage deletes the queued chunks from the volume servers and
+// acknowledges those that are gone (a blob already missing counts as
+// gone). A blob whose deletion fails, or whose volume the master cannot
+// locate, stays queued for the next pass, with a log line. It returns how
+// many were deleted and how many failed.
+func (s *Server) collectGarbage(ctx context.Context) (deleted, failed int, err error) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
+	for {
+		pend, err := s.ns.PendingDeletions(ctx, gcBatch)
+		if err != nil {
+			return deleted, failed, fmt.Errorf("read gc queue: %w", err)
+		}
+		var done [][]byte
+		batchFailed := 0
+		for _, p := range pend {
+			if err := s.deleteBlob(ctx, p.Chunk.FileID); err != nil {
+				if ctx.Err() != nil {
+					return deleted, failed, ctx.Err()
+				}
+				batchFailed++
+				s.log.Warn("chunk gc: delete failed, will retry", "fid", p.Chunk.FileID, "err", err)
+				continue
+			}
+			done = append(done, p.Key)
+		}
+		if len(done) > 0 {
+			if err := s.ns.AckDeletions(ctx, done); err != nil {
+				return deleted, failed + batchFailed, fmt.Errorf("ack %d deletions: %w", len(done), err)
+			}
+		}
+		deleted += len(done)
+		failed += batchFailed
+		// A full batch with no failure may have more behind it; a batch
+		// with failures would only be read again, so wait for next round.
+		if len(pend) < gcBatch || batchFailed > 0 {
+			return deleted, failed, nil
+		}
+	}
+}
+
+// deleteBlob deletes fid from its volume's replicas. The volume must be
+// known to the master first: a lookup failure is not proof that the blob
+// is gone (a restarted master may not have heard from its volume servers
+// yet), so it is an error; a replica answering 404 is.
+func (s *Server) deleteBlob(ctx context.Context, fid string) error {
+	ctx, cancel := context.WithTimeout(ctx, gcCallTimeout)
+	defer cancel()
+	vid, err := volumeOf(fid)
+	if err != nil {
+		// Such a fid was never written: nothing to delete.
+		s.log.Warn("chunk gc: dropping unparsable file id", "fid", fid, "err", err)
+		return nil
+	}
+	if _, err := s.cluster.Master.Lookup(ctx, vid); err != nil {
+		return fmt.Errorf("locate volume %d: %w", vid, err)
+	}
+	err = s.cluster.Delete(ctx, fid)
+	if err == nil || errors.Is(err, client.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// volumeOf returns the volume id of a file id.
+func volumeOf(fid string) (uint32, error) {
+	f, err := needle.ParseFileID(fid)
+	if err != nil {
+		return 0, err
+	}
+	return f.VolumeID, nil
+}

@@ -1,0 +1,434 @@
+package filerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kelpfs/kelp/api/filerpb"
+	"github.com/kelpfs/kelp/api/masterpb"
+	"github.com/kelpfs/kelp/client"
+	"github.com/kelpfs/kelp/filerd/meta"
+)
+
+// maxReadDir caps the entries of one ReadDir reply (a request's limit of
+// 0, or above it, gets this many and resumes with the last name).
+const maxReadDir = 1024
+
+// statFsBlockSize is the block size StatFs reports.
+const statFsBlockSize = 4096
+
+// grpcServer is the Filer gRPC service: each handler decodes, makes one
+// namespace (or master) call and encodes; errors go through grpcError.
+type grpcServer struct {
+	filerpb.UnimplementedFilerServer
+	s *Server
+}
+
+var _ filerpb.FilerServer = (*grpcServer)(nil)
+
+func (g *grpcServer) ns() *meta.Namespace { return g.s.ns }
+
+// Lookup returns the entry name in directory parent.
+func (g *grpcServer) Lookup(ctx context.Context, req *filerpb.LookupRequest) (*filerpb.EntryResponse, error) {
+	a, err := g.ns().Lookup(ctx, meta.Inode(req.Parent), req.Name)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a)}, nil
+}
+
+// GetAttr returns an inode's attributes.
+func (g *grpcServer) GetAttr(ctx context.Context, req *filerpb.GetAttrRequest) (*filerpb.AttrResponse, error) {
+	a, err := g.ns().GetAttr(ctx, meta.Inode(req.Inode))
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.AttrResponse{Attr: attrToPB(&a)}, nil
+}
+
+// SetAttr changes the attributes the request sets (chmod, chown,
+// truncate, utimens).
+func (g *grpcServer) SetAttr(ctx context.Context, req *filerpb.SetAttrRequest) (*filerpb.AttrResponse, error) {
+	a, err := g.ns().SetAttr(ctx, meta.Inode(req.Inode), meta.SetAttrRequest{
+		Mode: req.Mode, Uid: req.Uid, Gid: req.Gid, Size: req.Size,
+		Atime: req.AtimeNs, Mtime: req.MtimeNs, AtimeNow: req.AtimeNow, MtimeNow: req.MtimeNow,
+	})
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	if req.Size != nil {
+		g.s.wakeGC()
+	}
+	return &filerpb.AttrResponse{Attr: attrToPB(&a)}, nil
+}
+
+// Create makes a regular file, fifo, socket or device node.
+func (g *grpcServer) Create(ctx context.Context, req *filerpb.CreateRequest) (*filerpb.EntryResponse, error) {
+	a, err := g.ns().Create(ctx, meta.Inode(req.Parent), req.Name, meta.CreateRequest{
+		Mode: req.Mode, Uid: req.Uid, Gid: req.Gid, Rdev: req.Rdev, Exclusive: req.Exclusive,
+	})
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a)}, nil
+}
+
+// Mkdir makes a directory.
+func (g *grpcServer) Mkdir(ctx context.Context, req *filerpb.MkdirRequest) (*filerpb.EntryResponse, error) {
+	a, err := g.ns().Mkdir(ctx, meta.Inode(req.Parent), req.Name, req.Mode, req.Uid, req.Gid)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a)}, nil
+}
+
+// Symlink makes a symbolic link.
+func (g *grpcServer) Symlink(ctx context.Context, req *filerpb.SymlinkRequest) (*filerpb.EntryResponse, error) {
+	a, err := g.ns().Symlink(ctx, meta.Inode(req.Parent), req.Name, req.Target, req.Uid, req.Gid)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a)}, nil
+}
+
+// Link adds a hard link.
+func (g *grpcServer) Link(ctx context.Context, req *filerpb.LinkRequest) (*filerpb.EntryResponse, error) {
+	a, err := g.ns().Link(ctx, meta.Inode(req.Inode), meta.Inode(req.NewParent), req.NewName)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.EntryResponse{Name: req.NewName, Attr: attrToPB(&a)}, nil
+}
+
+// Unlink removes a name that is not a directory.
+func (g *grpcServer) Unlink(ctx context.Context, req *filerpb.UnlinkRequest) (*filerpb.Empty, error) {
+	if err := g.ns().Unlink(ctx, meta.Inode(req.Parent), req.Name); err != nil {
+		return nil, grpcError(err)
+	}
+	g.s.wakeGC()
+	return &filerpb.Empty{}, nil
+}
+
+// Rmdir removes an empty directory.
+func (g *grpcServer) Rmdir(ctx context.Context, req *filerpb.RmdirRequest) (*filerpb.Empty, error) {
+	if err := g.ns().Rmdir(ctx, meta.Inode(req.Parent), req.Name); err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.Empty{}, nil
+}
+
+// Rename moves a name (RENAME_NOREPLACE = 1, RENAME_EXCHANGE = 2).
+func (g *grpcServer) Rename(ctx context.Context, req *filerpb.RenameRequest) (*filerpb.Empty, error) {
+	err := g.ns().Rename(ctx, meta.Inode(req.OldParent), req.OldName, meta.Inode(req.NewParent), req.NewName,
+		meta.RenameFlags(req.Flags))
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	g.s.wakeGC()
+	return &filerpb.Empty{}, nil
+}
+
+// Readlink returns a symlink's target.
+func (g *grpcServer) Readlink(ctx context.Context, req *filerpb.ReadlinkRequest) (*filerpb.ReadlinkResponse, error) {
+	t, err := g.ns().Readlink(ctx, meta.Inode(req.Inode))
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.ReadlinkResponse{Target: t}, nil
+}
+
+// ReadDir lists a directory from after the cookie name, at most
+// min(limit, maxReadDir) entries; eof says nothing follows.
+func (g *grpcServer) ReadDir(ctx context.Context, req *filerpb.ReadDirRequest) (*filerpb.ReadDirResponse, error) {
+	limit := int(req.Limit)
+	if limit <= 0 || limit > maxReadDir {
+		limit = maxReadDir
+	}
+	dir := meta.Inode(req.Inode)
+	resp := &filerpb.ReadDirResponse{}
+	if req.WithAttrs {
+		es, err := g.ns().ReadDirPlus(ctx, dir, req.After, limit)
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		for i := range es {
+			resp.Entries = append(resp.Entries, &filerpb.DirEntry{Name: es[i].Name, Inode: uint64(es[i].Inode),
+				Type: es[i].Type.Mode(), Attr: attrToPB(&es[i].Attr)})
+		}
+	} else {
+		es, err := g.ns().ReadDir(ctx, dir, req.After, limit)
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		for _, e := range es {
+			resp.Entries = append(resp.Entries, &filerpb.DirEntry{Name: e.Name, Inode: uint64(e.Inode), Type: e.Type.Mode()})
+		}
+	}
+	resp.Eof = len(resp.Entries) < limit
+	return resp, nil
+}
+
+// GetXattr returns an extended attribute's value.
+func (g *grpcServer) GetXattr(ctx context.Context, req *filerpb.GetXattrRequest) (*filerpb.GetXattrResponse, error) {
+	v, err := g.ns().GetXattr(ctx, meta.Inode(req.Inode), req.Name)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.GetXattrResponse{Value: v}, nil
+}
+
+// SetXattr sets an extended attribute (XATTR_CREATE = 1, XATTR_REPLACE = 2).
+func (g *grpcServer) SetXattr(ctx context.Context, req *filerpb.SetXattrRequest) (*filerpb.Empty, error) {
+	if req.Flags&^uint32(meta.XattrCreate|meta.XattrReplace) != 0 {
+		return nil, grpcError(fmt.Errorf("setxattr flags %#x: %w", req.Flags, meta.ErrInvalid))
+	}
+	if err := g.ns().SetXattr(ctx, meta.Inode(req.Inode), req.Name, req.Value, meta.XattrFlags(req.Flags)); err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.Empty{}, nil
+}
+
+// ListXattr lists the names of an inode's extended attributes.
+func (g *grpcServer) ListXattr(ctx context.Context, req *filerpb.ListXattrRequest) (*filerpb.ListXattrResponse, error) {
+	names, err := g.ns().ListXattr(ctx, meta.Inode(req.Inode))
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.ListXattrResponse{Names: names}, nil
+}
+
+// RemoveXattr removes an extended attribute.
+func (g *grpcServer) RemoveXattr(ctx context.Context, req *filerpb.RemoveXattrRequest) (*filerpb.Empty, error) {
+	if err := g.ns().RemoveXattr(ctx, meta.Inode(req.Inode), req.Name); err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.Empty{}, nil
+}
+
+// StatFs reports the cluster's capacity from the master: every volume
+// slot holds up to the volume size limit; free space is the free slots
+// plus the room left in writable volumes. Files is 0: the namespace keeps
+// no inode count.
+func (g *grpcServer) StatFs(ctx context.Context, _ *filerpb.StatFsRequest) (*filerpb.StatFsResponse, error) {
+	cs, err := g.s.cluster.Master.API().ClusterStatus(ctx, &masterpb.ClusterStatusRequest{})
+	if err != nil {
+		return nil, grpcError(client.FromStatus("cluster status", err))
+	}
+	limit := cs.VolumeSizeLimit
+	free := cs.FreeSlots * limit
+	for _, dc := range cs.DataCenters {
+		for _, r := range dc.Racks {
+			for _, n := range r.Nodes {
+				for _, v := range n.Volumes {
+					if !v.ReadOnly && !v.Full && v.Size < limit {
+						free += limit - v.Size
+					}
+				}
+			}
+		}
+	}
+	total := cs.TotalSlots * limit
+	free = min(free, total)
+	return &filerpb.StatFsResponse{TotalBytes: total, FreeBytes: free, BlockSize: statFsBlockSize}, nil
+}
+
+// Open takes a handle on an inode so an unlink keeps it until Release.
+func (g *grpcServer) Open(ctx context.Context, req *filerpb.OpenRequest) (*filerpb.AttrResponse, error) {
+	ino := meta.Inode(req.Inode)
+	if err := g.ns().Open(ctx, ino); err != nil {
+		return nil, grpcError(err)
+	}
+	a, err := g.ns().GetAttr(ctx, ino)
+	if err != nil {
+		// Unlinked and released by another handle in between: the
+		// inode is gone, and so is our handle's reason to exist.
+		_ = g.ns().Release(ctx, ino)
+		if errors.Is(err, meta.ErrNotFound) {
+			err = fmt.Errorf("inode %d: %w", ino, meta.ErrStale)
+		}
+		return nil, grpcError(err)
+	}
+	return &filerpb.AttrResponse{Attr: attrToPB(&a)}, nil
+}
+
+// Release drops a handle taken by Open.
+func (g *grpcServer) Release(ctx context.Context, req *filerpb.ReleaseRequest) (*filerpb.Empty, error) {
+	if err := g.ns().Release(ctx, meta.Inode(req.Inode)); err != nil {
+		return nil, grpcError(err)
+	}
+	g.s.wakeGC()
+	return &filerpb.Empty{}, nil
+}
+
+// GetChunks returns a regular file's attributes and content.
+func (g *grpcServer) GetChunks(ctx context.Context, req *filerpb.GetChunksRequest) (*filerpb.GetChunksResponse, error) {
+	c, err := g.ns().GetContent(ctx, meta.Inode(req.Inode))
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.GetChunksResponse{Attr: attrToPB(&c.Attr), Chunks: chunksToPB(c.Chunks), Inline: c.Inline}, nil
+}
+
+// CommitChunks changes a regular file's content: inline bytes replace it
+// (no chunks allowed with them), replace sets the whole chunk list and
+// the size, otherwise the chunks are appended and the size raised to at
+// least size. A non-zero mtime_ns is then applied as the file's mtime
+// (a second change-log event).
+func (g *grpcServer) CommitChunks(ctx context.Context, req *filerpb.CommitChunksRequest) (*filerpb.AttrResponse, error) {
+	ino := meta.Inode(req.Inode)
+	chunks, err := chunksFromPB(req.Chunks)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	var a meta.Attr
+	switch {
+	case len(req.Inline) > 0:
+		if len(chunks) > 0 {
+			return nil, grpcError(fmt.Errorf("commit: inline content and chunks together: %w", meta.ErrInvalid))
+		}
+		if req.Size != 0 && req.Size != uint64(len(req.Inline)) {
+			return nil, grpcError(fmt.Errorf("commit: size %d with %d inline bytes: %w", req.Size, len(req.Inline), meta.ErrInvalid))
+		}
+		a, err = g.ns().SetInline(ctx, ino, req.Inline)
+	case req.Replace:
+		a, err = g.ns().SetChunks(ctx, ino, chunks, req.Size)
+	default:
+		a, err = g.ns().AppendChunks(ctx, ino, chunks, req.Size)
+	}
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	if req.MtimeNs != 0 {
+		mt := req.MtimeNs
+		if a, err = g.ns().SetAttr(ctx, ino, meta.SetAttrRequest{Mtime: &mt}); err != nil {
+			return nil, grpcError(err)
+		}
+	}
+	g.s.wakeGC()
+	return &filerpb.AttrResponse{Attr: attrToPB(&a)}, nil
+}
+
+// AssignVolume reserves file ids on the master, with this filer's
+// replication and collection where the request names none.
+func (g *grpcServer) AssignVolume(ctx context.Context, req *filerpb.AssignVolumeRequest) (*filerpb.AssignVolumeResponse, error) {
+	ar := client.AssignRequest{Count: req.Count, Replication: req.Replication, Collection: req.Collection,
+		TTL: req.Ttl, DataCenter: req.DataCenter}
+	if ar.Replication == "" {
+		ar.Replication = g.s.cfg.DefaultReplication
+	}
+	if ar.Collection == "" {
+		ar.Collection = g.s.cfg.Collection
+	}
+	a, err := g.s.cluster.Master.Assign(ctx, ar)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	resp := &filerpb.AssignVolumeResponse{FileId: a.FileID.String(), Count: a.Count, Location: locationToPB(a.Location)}
+	for _, r := range a.Replicas {
+		resp.Replicas = append(resp.Replicas, locationToPB(r))
+	}
+	return resp, nil
+}
+
+// LookupVolume returns where volumes are served, as the master says.
+func (g *grpcServer) LookupVolume(ctx context.Context, req *filerpb.LookupVolumeRequest) (*filerpb.LookupVolumeResponse, error) {
+	mr, err := g.s.cluster.Master.API().LookupVolume(ctx, &masterpb.LookupVolumeRequest{VolumeIds: req.VolumeIds})
+	if err != nil {
+		return nil, grpcError(client.FromStatus("lookup volume", err))
+	}
+	resp := &filerpb.LookupVolumeResponse{}
+	for _, v := range mr.Volumes {
+		vl := &filerpb.VolumeLocations{VolumeId: v.VolumeId, Error: v.Error}
+		for _, l := range v.Locations {
+			vl.Locations = append(vl.Locations, &filerpb.Location{Url: l.Url, PublicUrl: l.PublicUrl})
+		}
+		resp.Volumes = append(resp.Volumes, vl)
+	}
+	return resp, nil
+}
+
+// SubscribeMetadata streams the change log (feed.go).
+func (g *grpcServer) SubscribeMetadata(req *filerpb.SubscribeMetadataRequest, stream filerpb.Filer_SubscribeMetadataServer) error {
+	return g.s.subscribe(stream.Context(), req, stream.Send)
+}
+
+// KvGet reads a side record; a missing one is found = false.
+func (g *grpcServer) KvGet(ctx context.Context, req *filerpb.KvGetRequest) (*filerpb.KvGetResponse, error) {
+	v, err := g.ns().KVGet(ctx, string(req.Key))
+	if errors.Is(err, meta.ErrNotFound) {
+		return &filerpb.KvGetResponse{}, nil
+	}
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.KvGetResponse{Value: v, Found: true}, nil
+}
+
+// KvPut writes a side record.
+func (g *grpcServer) KvPut(ctx context.Context, req *filerpb.KvPutRequest) (*filerpb.Empty, error) {
+	if err := g.ns().KVPut(ctx, string(req.Key), req.Value); err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.Empty{}, nil
+}
+
+// KvDelete removes a side record; a missing one is no error.
+func (g *grpcServer) KvDelete(ctx context.Context, req *filerpb.KvDeleteRequest) (*filerpb.Empty, error) {
+	if err := g.ns().KVDelete(ctx, string(req.Key)); err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.Empty{}, nil
+}
+
+// GetFilerConfiguration returns this filer's identity and settings.
+func (g *grpcServer) GetFilerConfiguration(context.Context, *filerpb.Empty) (*filerpb.FilerConfiguration, error) {
+	c := g.s.cfg
+	return &filerpb.FilerConfiguration{Signature: c.Signature, Masters: c.MasterAddr, Replication: c.DefaultReplication,
+		Collection: c.Collection, MaxChunkMb: uint32(c.ChunkSizeMB)}, nil
+}
+
+// attrToPB encodes attributes.
+func attrToPB(a *meta.Attr) *filerpb.Attr {
+	return &filerpb.Attr{Inode: uint64(a.Inode), Mode: a.Mode, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Nlink: a.Nlink,
+		AtimeNs: a.Atime, MtimeNs: a.Mtime, CtimeNs: a.Ctime, Rdev: a.Rdev, Generation: a.Generation}
+}
+
+func chunksToPB(cs []meta.Chunk) []*filerpb.Chunk {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]*filerpb.Chunk, len(cs))
+	for i, c := range cs {
+		out[i] = &filerpb.Chunk{Offset: c.Offset, Size: c.Size, FileId: c.FileID, ModifiedNs: c.ModifiedNs, Etag: c.ETag}
+	}
+	return out
+}
+
+// chunksFromPB decodes chunks; manifest chunks are not supported yet and
+// are refused rather than stored as if they were data.
+func chunksFromPB(cs []*filerpb.Chunk) ([]meta.Chunk, error) {
+	out := make([]meta.Chunk, 0, len(cs))
+	for _, c := range cs {
+		if c == nil {
+			return nil, fmt.Errorf("nil chunk: %w", meta.ErrInvalid)
+		}
+		if c.IsManifest {
+			return nil, fmt.Errorf("chunk %s: manifest chunks are not supported: %w", c.FileId, meta.ErrInvalid)
+		}
+		out = append(out, meta.Chunk{Offset: c.Offset, Size: c.Size, FileID: c.FileId, ModifiedNs: c.ModifiedNs, ETag: c.Etag})
+	}
+	return out, nil
+}
+
+func locationToPB(l client.Location) *filerpb.Location {
+	return &filerpb.Location{Url: l.URL, PublicUrl: l.PublicURL}
+}
+
+// statusf is a status error without an errno detail.
+func statusf(code codes.Code, format string, args ...any) error {
+	return status.Errorf(code, format, args...)
+}

@@ -1,0 +1,325 @@
+package filerd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/kelpfs/kelp/api/filerpb"
+	"github.com/kelpfs/kelp/client"
+	"github.com/kelpfs/kelp/filerd/meta"
+	"github.com/kelpfs/kelp/filerd/store"
+	"github.com/kelpfs/kelp/filerd/store/badger"
+)
+
+// ErrClosed reports a call on a closed server.
+var ErrClosed = errors.New("filerd: server closed")
+
+// signatureKey is the side KV record holding a generated signature.
+const signatureKey = "filer.signature"
+
+// Server is a running filer. Create it with New.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	ns      *meta.Namespace
+	cluster *client.Cluster // master (assign/lookup) + blob HTTP client
+
+	st       store.Store
+	ownStore bool // opened by New, closed by Close
+
+	httpLn  net.Listener
+	grpcLn  net.Listener
+	httpSrv *http.Server
+	grpcSrv *grpc.Server
+
+	gcWake     chan struct{} // buffered(1): a nudge for the GC loop
+	gcMu       sync.Mutex    // one GC pass at a time
+	trimCutoff atomic.Int64  // the newest cutoff the retention loop trimmed at
+
+	baseCtx   context.Context // cancelled by Close: loops and subscriptions end
+	cancel    context.CancelFunc
+	ready     chan struct{}
+	closed    chan struct{}
+	mu        sync.Mutex // guards serving and goroutine starts against Close
+	serving   bool
+	loops     sync.WaitGroup // serve loops, GC, retention, subscription senders
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg, opens the store (badger in cfg.Dir unless cfg.Store
+// is given) and the namespace, prepares the master client (it connects
+// lazily) and binds both listeners, so HTTPAddr and GRPCAddr are known
+// when it returns. Nothing is served until Serve.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	lg = lg.With("component", "filer")
+	s := &Server{
+		cfg:    cfg,
+		log:    lg,
+		st:     cfg.Store,
+		gcWake: make(chan struct{}, 1),
+		ready:  make(chan struct{}),
+		closed: make(chan struct{}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.release()
+		}
+	}()
+	if s.st == nil {
+		bc := badger.DefaultConfig()
+		bc.Dir = cfg.Dir
+		bc.Logger = lg
+		st, err := badger.Open(bc)
+		if err != nil {
+			return nil, fmt.Errorf("filerd: %w", err)
+		}
+		s.st, s.ownStore = st, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sig, err := s.signature(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.cfg.Signature = sig
+	mc := meta.DefaultConfig()
+	mc.Logger = lg
+	mc.InlineLimit = cfg.InlineLimit
+	mc.Signature = sig
+	if s.ns, err = meta.Open(ctx, s.st, mc); err != nil {
+		return nil, fmt.Errorf("filerd: open namespace: %w", err)
+	}
+	if s.cluster, err = client.NewCluster(client.ClusterConfig{Master: client.MasterClientConfig{Address: cfg.MasterAddr}}); err != nil {
+		return nil, fmt.Errorf("filerd: %w", err)
+	}
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("filerd: listen http %s: %w", cfg.HTTPAddr, err)
+	}
+	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("filerd: listen grpc %s: %w", cfg.GRPCAddr, err)
+	}
+	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	s.httpSrv = &http.Server{
+		Handler:           s.httpHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(lg.Handler(), slog.LevelWarn),
+	}
+	s.grpcSrv = grpc.NewServer()
+	filerpb.RegisterFilerServer(s.grpcSrv, &grpcServer{s: s})
+	ok = true
+	return s, nil
+}
+
+// signature returns cfg.Signature, or the one kept in the store, or a new
+// random one that it keeps there. It reads the store through a namespace
+// opened without a signature (which writes no event).
+func (s *Server) signature(ctx context.Context) (int32, error) {
+	if s.cfg.Signature != 0 {
+		return s.cfg.Signature, nil
+	}
+	ns, err := meta.Open(ctx, s.st, meta.Config{Logger: s.log})
+	if err != nil {
+		return 0, fmt.Errorf("filerd: open namespace: %w", err)
+	}
+	v, err := ns.KVGet(ctx, signatureKey)
+	switch {
+	case err == nil:
+		n, perr := strconv.ParseInt(string(v), 10, 32)
+		if perr != nil || n == 0 {
+			return 0, fmt.Errorf("filerd: stored signature %q: %w", v, meta.ErrCorrupt)
+		}
+		return int32(n), nil
+	case !errors.Is(err, meta.ErrNotFound):
+		return 0, fmt.Errorf("filerd: read signature: %w", err)
+	}
+	var b [4]byte
+	var sig int32
+	for sig == 0 {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, fmt.Errorf("filerd: generate signature: %w", err)
+		}
+		sig = int32(binary.BigEndian.Uint32(b[:]) &^ (1 << 31)) // positive, readable in logs
+	}
+	if err := ns.KVPut(ctx, signatureKey, []byte(strconv.FormatInt(int64(sig), 10))); err != nil {
+		return 0, fmt.Errorf("filerd: keep signature: %w", err)
+	}
+	s.log.Info("generated filer signature", "signature", sig)
+	return sig, nil
+}
+
+// release frees what New acquired, for a New that fails half-way.
+func (s *Server) release() {
+	if s.httpLn != nil {
+		s.httpLn.Close()
+	}
+	if s.grpcLn != nil {
+		s.grpcLn.Close()
+	}
+	if s.cluster != nil {
+		s.cluster.Close()
+	}
+	if s.ownStore {
+		s.st.Close()
+	}
+}
+
+// HTTPAddr returns the bound HTTP address (host:port).
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// GRPCAddr returns the bound gRPC address (host:port).
+func (s *Server) GRPCAddr() string { return s.grpcLn.Addr().String() }
+
+// Ready is closed once Serve is serving both APIs.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Namespace returns the namespace the server serves (for tests and
+// in-process tools).
+func (s *Server) Namespace() *meta.Namespace { return s.ns }
+
+// Signature returns this filer's signature.
+func (s *Server) Signature() int32 { return s.cfg.Signature }
+
+// Serve serves HTTP and gRPC and runs the chunk GC and change-log
+// retention loops until ctx is done or Close is called; then it closes
+// the server. It returns nil on a clean stop and an error if a listener
+// fails. Serve may be called once.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	select {
+	case <-s.closed:
+		s.mu.Unlock()
+		return ErrClosed
+	default:
+	}
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("filerd: Serve called twice")
+	}
+	s.serving = true
+	errc := make(chan error, 2)
+	s.loops.Add(4)
+	go func() {
+		defer s.loops.Done()
+		if err := s.grpcSrv.Serve(s.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("filerd: grpc: %w", err)
+		}
+	}()
+	go func() {
+		defer s.loops.Done()
+		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("filerd: http: %w", err)
+		}
+	}()
+	go func() {
+		defer s.loops.Done()
+		s.gcLoop()
+	}()
+	go func() {
+		defer s.loops.Done()
+		s.retentionLoop()
+	}()
+	s.mu.Unlock()
+
+	s.log.Info("filer serving", "http", s.HTTPAddr(), "grpc", s.GRPCAddr(), "master", s.cfg.MasterAddr,
+		"signature", s.cfg.Signature, "dir", s.cfg.Dir)
+	close(s.ready)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case <-s.closed:
+	case err = <-errc:
+	}
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// goOwned starts fn as a goroutine Close waits for; it reports false (and
+// does not start it) once Close has begun.
+func (s *Server) goOwned(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.closed:
+		return false
+	default:
+	}
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		fn()
+	}()
+	return true
+}
+
+// Close stops the server; it is idempotent and safe to call concurrently
+// with Serve. Order: mark closed and cancel the base context (the GC and
+// retention loops stop, subscriptions end their streams cleanly), stop
+// HTTP (in-flight requests get a few seconds), stop gRPC (graceful for a
+// few seconds, then every stream is cut), wait for every goroutine the
+// server started, then close the master and blob clients and, if New
+// opened it, the store. The namespace holds nothing to close.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		close(s.closed)
+		s.mu.Unlock()
+		s.cancel()
+
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.httpSrv.Shutdown(ctx); err != nil {
+			s.httpSrv.Close()
+		}
+		cancel()
+		s.httpLn.Close() // if Serve never ran
+		stopped := make(chan struct{})
+		go func() {
+			s.grpcSrv.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			s.grpcSrv.Stop()
+			<-stopped
+		}
+		s.grpcLn.Close()
+		s.loops.Wait()
+		var errs []error
+		if err := s.cluster.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("filerd: close master client: %w", err))
+		}
+		if s.ownStore {
+			if err := s.st.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("filerd: close store: %w", err))
+			}
+		}
+		s.closeErr = errors.Join(errs...)
+		s.log.Info("filer stopped")
+	})
+	return s.closeErr
+}
