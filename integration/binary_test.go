@@ -202,9 +202,11 @@ func TestKill9VolumeServerLosesNoAckedWrite(t *testing.T) {
 func TestServerAndBenchmarkBinary(t *testing.T) {
 	dir := t.TempDir()
 	mp, mg, vp, vg := cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t)
+	fp, fg := cluster.FreePort(t), cluster.FreePort(t)
 	srv := startKelp(t, "server", "-dir", dir, "-ip", "127.0.0.1",
 		"-master.port", fmt.Sprint(mp), "-master.port.grpc", fmt.Sprint(mg),
-		"-volume.port", fmt.Sprint(vp), "-volume.port.grpc", fmt.Sprint(vg))
+		"-volume.port", fmt.Sprint(vp), "-volume.port.grpc", fmt.Sprint(vg),
+		"-filer.port", fmt.Sprint(fp), "-filer.port.grpc", fmt.Sprint(fg))
 	masterAddr := fmt.Sprintf("127.0.0.1:%d", mp)
 	waitAssign(t, masterAddr)
 	out, err := exec.Command(kelpBinary(t), "benchmark", "-master", fmt.Sprintf("%s.%d", masterAddr, mg),
@@ -245,6 +247,8 @@ func TestBinaryBadInput(t *testing.T) {
 		{[]string{"volume", "-dir", t.TempDir(), "-master", "nohostport"}, 1, "-master"},
 		{[]string{"benchmark", "-master", "127.0.0.1:1.2", "-n", "1"}, 1, "127.0.0.1:2"},
 		{[]string{"server", "-dir", "/proc/kelp-cannot-create"}, 1, "/proc/kelp-cannot-create"},
+		{[]string{"filer", "-master", "127.0.0.1:9333"}, 1, "-dir"},
+		{[]string{"filer", "-dir", t.TempDir(), "-maxMB", "0"}, 1, "ChunkSizeMB"},
 	} {
 		cmd := exec.Command(bin, tc.args...)
 		out, err := cmd.CombinedOutput()
@@ -258,7 +262,7 @@ func TestBinaryBadInput(t *testing.T) {
 			t.Errorf("kelp %v: exit %d, want %d; output should name %q:\n%s", tc.args, code, tc.code, tc.want, out)
 		}
 	}
-	for _, sub := range []string{"master", "volume", "server", "benchmark"} {
+	for _, sub := range []string{"master", "volume", "filer", "server", "benchmark"} {
 		out, err := exec.Command(bin, sub, "-h").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "Usage: kelp "+sub) {
 			t.Errorf("kelp %s -h: %v\n%s", sub, err, out)

@@ -1,5 +1,5 @@
 // Command kelp carries every Kelp daemon and tool as a subcommand:
-// kelp master | volume | server | benchmark. Each subcommand parses its
+// kelp master | volume | filer | server | benchmark. Each subcommand parses its
 // flags into the package's Config, starts the server and stops it cleanly
 // on SIGINT or SIGTERM.
 package main
@@ -29,7 +29,8 @@ func commands() []command {
 	return []command{
 		{"master", "start a master server (topology, file ids, volume placement)", runMaster},
 		{"volume", "start a volume server (needle volumes, blob HTTP API)", runVolume},
-		{"server", "start master and volume server in one process (one-machine cluster)", runServer},
+		{"filer", "start a filer (namespace, change log, gRPC and HTTP file APIs)", runFiler},
+		{"server", "start master, volume server and filer in one process (one-machine cluster)", runServer},
 		{"benchmark", "write then randomly read many small blobs and report throughput and latency", runBenchmark},
 		{"version", "print the version", runVersion},
 	}

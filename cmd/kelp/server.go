@@ -9,19 +9,22 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/kelpfs/kelp/filerd"
 	"github.com/kelpfs/kelp/masterd"
 	"github.com/kelpfs/kelp/volumed"
 )
 
 func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := newFlagSet("server", "Starts a one-machine cluster in one process: a master and a volume server,\nwith their data under -dir (DIR/master and DIR/volume).", stderr)
+	fs := newFlagSet("server", "Starts a one-machine cluster in one process: a master, a volume server and a filer,\nwith their data under -dir (DIR/master, DIR/volume and DIR/filer).", stderr)
 	dir := fs.String("dir", "", "directory for all data (required)")
 	ip := fs.String("ip", "", "IP address to bind and advertise (default: every interface, advertised as 127.0.0.1)")
 	var mf masterFlags
 	var vf volumeFlags
+	var ff filerFlags
 	var df daemonFlags
 	mf.register(fs, "master.")
 	vf.register(fs, "volume.")
+	ff.register(fs, "filer.")
 	df.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -50,6 +53,12 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	vcfg.Logger = log
+	ff.dir = filepath.Join(*dir, "filer")
+	fcfg, err := ff.config(*ip, net.JoinHostPort(advertise, strconv.Itoa(portOfAddr(mcfg.GRPCAddr))))
+	if err != nil {
+		return err
+	}
+	fcfg.Logger = log
 
 	master, err := masterd.New(mcfg)
 	if err != nil {
@@ -60,26 +69,66 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 		master.Close()
 		return err
 	}
-	// The volume server stops first, on a signal or when the master fails;
-	// the master stops once the volume server is down.
-	vctx, stopVolume := context.WithCancel(ctx)
+	filer, err := filerd.New(fcfg)
+	if err != nil {
+		volume.Close()
+		master.Close()
+		return err
+	}
+	// Start order: master, volume server, then the filer once the master
+	// serves. Stop order, on a signal or when any of them fails: the filer
+	// first (no new writes), then the volume server, then the master.
+	fctx, stopFiler := context.WithCancel(ctx)
+	defer stopFiler()
+	vctx, stopVolume := context.WithCancel(context.Background())
 	defer stopVolume()
 	mctx, stopMaster := context.WithCancel(context.Background())
 	defer stopMaster()
 	masterDone := make(chan error, 1)
 	volumeDone := make(chan error, 1)
+	filerDone := make(chan error, 1)
 	go func() { masterDone <- master.Serve(mctx) }()
 	go func() { volumeDone <- volume.Serve(vctx) }()
-	var mErr, vErr error
+	var mErr, vErr, fErr error
+	mOut, vOut, fOut := false, false, false
 	select {
-	case vErr = <-volumeDone:
-		stopMaster()
-		mErr = <-masterDone
+	case <-master.Ready():
+		go func() { filerDone <- filer.Serve(fctx) }()
 	case mErr = <-masterDone:
-		stopVolume()
+		mOut = true
+		filer.Close()
+		filerDone <- nil
+	case vErr = <-volumeDone:
+		vOut = true
+		filer.Close()
+		filerDone <- nil
+	case <-ctx.Done():
+		filer.Close()
+		filerDone <- nil
+	}
+	if !mOut && !vOut {
+		select {
+		case fErr = <-filerDone:
+			fOut = true
+		case vErr = <-volumeDone:
+			vOut = true
+		case mErr = <-masterDone:
+			mOut = true
+		}
+	}
+	stopFiler()
+	if !fOut {
+		fErr = <-filerDone
+	}
+	stopVolume()
+	if !vOut {
 		vErr = <-volumeDone
 	}
-	if err := errors.Join(vErr, mErr); err != nil {
+	stopMaster()
+	if !mOut {
+		mErr = <-masterDone
+	}
+	if err := errors.Join(fErr, vErr, mErr); err != nil {
 		return fmt.Errorf("server stopped: %w", err)
 	}
 	return nil

@@ -1,5 +1,5 @@
 // Package cluster is the integration test harness: it starts whole Kelp
-// clusters in one process (master and volume servers on 127.0.0.1 with
+// clusters in one process (master, volume servers and optionally a filer on 127.0.0.1 with
 // ports chosen by the kernel), stops and restarts their parts on the same
 // addresses and data, and hands out clients. Everything it starts stops by
 // itself through t.Cleanup.
@@ -21,6 +21,7 @@ import (
 
 	"github.com/kelpfs/kelp/api/masterpb"
 	"github.com/kelpfs/kelp/client"
+	"github.com/kelpfs/kelp/filerd"
 	"github.com/kelpfs/kelp/masterd"
 	"github.com/kelpfs/kelp/volumed"
 )
@@ -40,6 +41,11 @@ type Options struct {
 	Master func(*masterd.Config)
 	// Volume adjusts each volume server's config before it starts.
 	Volume func(i int, cfg *volumed.Config)
+	// Filer starts a filer (badger store under the cluster's directory)
+	// after the volume servers.
+	Filer bool
+	// FilerConfig adjusts the filer's config before it starts.
+	FilerConfig func(*filerd.Config)
 	// Logs shows daemon logs in the test output (default: discarded unless
 	// KELP_TEST_LOGS is set).
 	Logs bool
@@ -53,6 +59,8 @@ type Cluster struct {
 	log     *slog.Logger
 	Master  *Master
 	Volumes []*Volume
+	// Filer is the filer when Options.Filer is set, else nil.
+	Filer *Filer
 }
 
 // Master is the cluster's master with its fixed addresses.
@@ -116,6 +124,18 @@ func Start(t testing.TB, opts Options) *Cluster {
 		c.startVolume(v)
 	}
 	c.WaitNodes(len(c.Volumes))
+	if opts.Filer {
+		fcfg := filerd.DefaultConfig()
+		fcfg.HTTPAddr, fcfg.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
+		fcfg.Dir = filepath.Join(c.dir, "filer")
+		fcfg.MasterAddr = c.Master.GRPCAddr()
+		fcfg.Logger = c.log.With("filer", 0)
+		if opts.FilerConfig != nil {
+			opts.FilerConfig(&fcfg)
+		}
+		c.Filer = &Filer{c: c, cfg: fcfg}
+		c.Filer.start()
+	}
 	return c
 }
 
@@ -301,4 +321,65 @@ func FreePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Filer is the cluster's filer with its fixed addresses and store directory.
+type Filer struct {
+	c      *Cluster
+	cfg    filerd.Config
+	srv    *filerd.Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (f *Filer) start() {
+	t := f.c.t
+	t.Helper()
+	srv, err := filerd.New(f.cfg)
+	if err != nil {
+		t.Fatalf("start filer: %v", err)
+	}
+	f.cfg.HTTPAddr, f.cfg.GRPCAddr = srv.HTTPAddr(), srv.GRPCAddr()
+	f.srv = srv
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel, f.done = cancel, make(chan error, 1)
+	go func() { f.done <- srv.Serve(ctx) }()
+	t.Cleanup(f.stop)
+	waitReady(t, "filer", srv.Ready())
+}
+
+func (f *Filer) stop() {
+	if f.cancel == nil {
+		return
+	}
+	f.cancel()
+	if err := <-f.done; err != nil {
+		f.c.t.Errorf("filer stopped with %v", err)
+	}
+	f.cancel = nil
+}
+
+// HTTPAddr is the filer's HTTP file API address (ip:port).
+func (f *Filer) HTTPAddr() string { return f.cfg.HTTPAddr }
+
+// URL is "http://" + HTTPAddr.
+func (f *Filer) URL() string { return "http://" + f.cfg.HTTPAddr }
+
+// GRPCAddr is the filer's gRPC address.
+func (f *Filer) GRPCAddr() string { return f.cfg.GRPCAddr }
+
+// Dir is the filer's store directory.
+func (f *Filer) Dir() string { return f.cfg.Dir }
+
+// Server is the running filer (nil while stopped).
+func (f *Filer) Server() *filerd.Server { return f.srv }
+
+// Stop stops the filer cleanly (idempotent).
+func (f *Filer) Stop() { f.stop(); f.srv = nil }
+
+// Restart stops the filer and starts it again on the same addresses and store.
+func (f *Filer) Restart() {
+	f.c.t.Helper()
+	f.Stop()
+	f.start()
 }
