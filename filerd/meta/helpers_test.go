@@ -2,9 +2,7 @@ package meta
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"sort"
 	"testing"
 
@@ -56,152 +54,16 @@ func mkdir(t testing.TB, ns *Namespace, dir Inode, name string) Attr {
 	return a
 }
 
-// checkInvariants walks the whole tree and checks, against the raw store:
-// every entry points at an existing inode of the entry's type; every
-// non-directory's nlink equals its entries, a directory has exactly one
-// entry, nlink 2 + subdirectories, and records its parent and name; every
-// stored inode is reachable or open-unlinked; every key belongs to a live
-// inode; no referenced chunk is queued for deletion.
+// checkInvariants fails the test unless Check finds the whole store
+// consistent (see CheckStore for the invariants).
 func checkInvariants(t testing.TB, ns *Namespace) {
 	t.Helper()
-	err := ns.st.View(context.Background(), func(tx store.Tx) error {
-		attrs := map[Inode]Attr{}
-		ents := map[Inode][]string{}
-		subdirs := map[Inode]int{}
-		entriesOf := map[Inode]int{}
-		orphans := map[Inode]bool{}
-		queued := map[string]bool{}
-		type ent struct {
-			dir   Inode
-			name  string
-			child Inode
-			typ   Type
-		}
-		var all []ent
-		err := tx.Scan(nil, nil, func(k, v []byte) (bool, error) {
-			switch k[0] {
-			case pfxInode:
-				a, err := decodeAttr(v)
-				if err != nil {
-					return false, err
-				}
-				attrs[Inode(binary.BigEndian.Uint64(k[1:]))] = a
-			case pfxDirent:
-				ino, typ, err := decodeDirent(v)
-				if err != nil {
-					return false, err
-				}
-				d := Inode(binary.BigEndian.Uint64(k[1:9]))
-				all = append(all, ent{d, string(k[9:]), ino, typ})
-				entriesOf[d]++
-			case pfxOrphan:
-				orphans[Inode(binary.BigEndian.Uint64(k[1:]))] = true
-			case pfxGC:
-				c, err := decodeChunk(v)
-				if err != nil {
-					return false, err
-				}
-				queued[c.FileID] = true
-			}
-			return true, nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, e := range all {
-			d, okd := attrs[e.dir]
-			if !okd || !d.IsDir() {
-				return fmt.Errorf("entry %q in %d: parent missing or not a dir", e.name, e.dir)
-			}
-			a, oka := attrs[e.child]
-			if !oka {
-				return fmt.Errorf("entry %q in %d: dangling -> %d", e.name, e.dir, e.child)
-			}
-			if TypeOf(a.Mode) != e.typ {
-				return fmt.Errorf("entry %q: type %d, inode mode %o", e.name, e.typ, a.Mode)
-			}
-			ents[e.child] = append(ents[e.child], fmt.Sprintf("%d/%s", e.dir, e.name))
-			if a.IsDir() {
-				subdirs[e.dir]++
-				if a.Parent != e.dir || a.Name != e.name {
-					return fmt.Errorf("dir %d recorded as %d/%q, entry %d/%q", e.child, a.Parent, a.Name, e.dir, e.name)
-				}
-			}
-		}
-		// Reachability from the root.
-		reach := map[Inode]bool{RootInode: true}
-		queue := []Inode{RootInode}
-		children := map[Inode][]Inode{}
-		for _, e := range all {
-			children[e.dir] = append(children[e.dir], e.child)
-		}
-		for len(queue) > 0 {
-			d := queue[0]
-			queue = queue[1:]
-			for _, c := range children[d] {
-				if !reach[c] {
-					reach[c] = true
-					queue = append(queue, c)
-				}
-			}
-		}
-		for ino, a := range attrs {
-			n := len(ents[ino])
-			switch {
-			case ino == RootInode:
-				if n != 0 || a.Nlink != uint32(2+subdirs[ino]) {
-					return fmt.Errorf("root: %d entries, nlink %d, subdirs %d", n, a.Nlink, subdirs[ino])
-				}
-			case a.IsDir():
-				if n != 1 || a.Nlink != uint32(2+subdirs[ino]) {
-					return fmt.Errorf("dir %d: entries %v nlink %d subdirs %d", ino, ents[ino], a.Nlink, subdirs[ino])
-				}
-			default:
-				if a.Nlink != uint32(n) {
-					return fmt.Errorf("inode %d: nlink %d, entries %v", ino, a.Nlink, ents[ino])
-				}
-				if n == 0 && !orphans[ino] {
-					return fmt.Errorf("inode %d: no entries and not open-unlinked", ino)
-				}
-				if n > 0 {
-					found := false
-					for _, e := range ents[ino] {
-						found = found || e == fmt.Sprintf("%d/%s", a.Parent, a.Name)
-					}
-					if !found {
-						return fmt.Errorf("inode %d recorded as %d/%q, entries %v", ino, a.Parent, a.Name, ents[ino])
-					}
-				}
-			}
-			if !reach[ino] && !orphans[ino] {
-				return fmt.Errorf("inode %d unreachable", ino)
-			}
-		}
-		// Per-inode keys belong to live inodes; chunks are not queued.
-		return tx.Scan(nil, nil, func(k, v []byte) (bool, error) {
-			switch k[0] {
-			case pfxXattr, pfxData, pfxBackref, pfxOrphan:
-				ino := Inode(binary.BigEndian.Uint64(k[1:9]))
-				if _, ok := attrs[ino]; !ok {
-					return false, fmt.Errorf("key %q of missing inode %d", k, ino)
-				}
-				if k[0] == pfxData {
-					fd, err := decodeData(v)
-					if err != nil {
-						return false, err
-					}
-					for _, c := range fd.Chunks {
-						if queued[c.FileID] {
-							return false, fmt.Errorf("chunk %s of %d both referenced and queued", c.FileID, ino)
-						}
-					}
-				}
-			}
-			return true, nil
-		})
-	})
+	r, err := ns.Check(context.Background())
 	if err != nil {
 		t.Fatalf("invariants: %v", err)
+	}
+	if !r.Clean() {
+		t.Fatalf("invariants: %s", r.String())
 	}
 }
 
