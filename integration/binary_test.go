@@ -242,6 +242,7 @@ func TestBinaryBadInput(t *testing.T) {
 		want string
 	}{
 		{[]string{"bogus"}, 2, `unknown command "bogus"`},
+		{[]string{"filer.fsck", "-dir", "/nonexistent/kelp-store"}, 1, "/nonexistent/kelp-store holds no filer store"},
 		{[]string{"volume", "-master", "127.0.0.1:9333"}, 1, "-dir"},
 		{[]string{"master", "-port", "x"}, 2, "-port"},
 		{[]string{"volume", "-dir", t.TempDir(), "-master", "nohostport"}, 1, "-master"},

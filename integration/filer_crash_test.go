@@ -8,6 +8,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
@@ -345,6 +346,11 @@ func TestFilerCrashKill9KeepsTreeConsistent(t *testing.T) {
 		total, httpAcked.Load(), cut, workers)
 	if total < 50 {
 		t.Fatalf("load too small to mean anything: %d operations", total)
+	}
+
+	// The operator's tool agrees: kelp filer.fsck finds the store clean.
+	if out, err := exec.Command(kelpBinary(t), "filer.fsck", "-dir", filerDir).CombinedOutput(); err != nil || !strings.Contains(string(out), ": clean") {
+		t.Fatalf("kelp filer.fsck after kill -9: %v\n%s", err, out)
 	}
 
 	// fsck the store as the dead filer left it, then through a namespace

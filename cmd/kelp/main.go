@@ -30,6 +30,7 @@ func commands() []command {
 		{"master", "start a master server (topology, file ids, volume placement)", runMaster},
 		{"volume", "start a volume server (needle volumes, blob HTTP API)", runVolume},
 		{"filer", "start a filer (namespace, change log, gRPC and HTTP file APIs)", runFiler},
+		{"filer.fsck", "check the namespace of a stopped filer's store", runFsck},
 		{"server", "start master, volume server and filer in one process (one-machine cluster)", runServer},
 		{"benchmark", "write then randomly read many small blobs and report throughput and latency", runBenchmark},
 		{"version", "print the version", runVersion},
