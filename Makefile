@@ -8,7 +8,7 @@ PROTOS        := $(wildcard api/*/*.proto)
 RUN_DIR       ?= /tmp/kelp
 TEST_FLAGS    ?= -race -timeout 15m
 
-.PHONY: build test test-short bench proto proto-check proto-tools run vet clean
+.PHONY: build test test-short bench bench-filer proto proto-check proto-tools run vet clean
 
 build:
 	$(GO) build -o $(BIN)/kelp ./cmd/kelp
@@ -25,6 +25,10 @@ test-short:
 # Blob-store benchmark against a fresh one-machine cluster (see docs/benchmarks.md).
 bench: build
 	bash scripts/bench.sh
+
+# Filer metadata benchmark (gRPC) and bytes per inode (see docs/benchmarks.md).
+bench-filer: build
+	bash scripts/bench_filer.sh
 
 proto-tools:
 	@mkdir -p $(TOOLS)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -18,9 +19,11 @@ import (
 )
 
 func runBenchmark(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("benchmark", "Writes n blobs of -size bytes with -c concurrent clients (assign + upload each),\nthen reads n of them back at random, and reports requests/s, MB/s and latency percentiles.", stderr)
+	fs := newFlagSet("benchmark", "Writes n blobs of -size bytes with -c concurrent clients (assign + upload each),\nthen reads n of them back at random, and reports requests/s, MB/s and latency percentiles.\nWith -filer, measures the filer's metadata operations over gRPC instead (mkdir, create,\ngetattr, lookup, readdir, rename, unlink of n empty files in c directories).", stderr)
+	filer := fs.String("filer", "", "benchmark this filer's metadata operations instead of the blob store (host:port, gRPC at port+10000, or host:port.grpcPort)")
+	keep := fs.Bool("keep", false, "with -filer: keep the created files (no unlink phase, no cleanup), to measure the store's size")
 	master := fs.String("master", "localhost:9333", "master address host:port (gRPC at port+10000, or host:port.grpcPort)")
-	n := fs.Int("n", 1024*1024, "number of blobs to write and of random reads")
+	n := fs.Int("n", 1024*1024, "number of blobs to write and of random reads (with -filer: files, default 20000)")
 	c := fs.Int("c", 16, "concurrent clients")
 	size := fs.Int("size", 1024, "blob size in bytes")
 	replication := fs.String("replication", "", "replication of the written blobs (default: the master's)")
@@ -34,7 +37,7 @@ func runBenchmark(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *n <= 0 || *c <= 0 || *size < 0 {
 		return fmt.Errorf("-n and -c must be positive and -size non-negative")
 	}
-	if !*write {
+	if !*write && *filer == "" {
 		return errors.New("-write=false: the read phase reads what the write phase wrote; nothing to do")
 	}
 	if *cpuProfile != "" {
@@ -47,6 +50,14 @@ func runBenchmark(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fmt.Errorf("-cpuprofile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *filer != "" {
+		nSet := false
+		fs.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+		if !nSet {
+			*n = 20000
+		}
+		return runFilerBenchmark(ctx, *filer, *n, *c, *keep, stdout)
 	}
 	mg, err := client.GRPCAddress(*master)
 	if err != nil {

@@ -32,7 +32,7 @@ func commands() []command {
 		{"filer", "start a filer (namespace, change log, gRPC and HTTP file APIs)", runFiler},
 		{"filer.fsck", "check the namespace of a stopped filer's store", runFsck},
 		{"server", "start master, volume server and filer in one process (one-machine cluster)", runServer},
-		{"benchmark", "write then randomly read many small blobs and report throughput and latency", runBenchmark},
+		{"benchmark", "measure the blob store (write, random read) or, with -filer, the filer's metadata operations", runBenchmark},
 		{"version", "print the version", runVersion},
 	}
 }
