@@ -76,7 +76,9 @@ func (n *Namespace) AppendChunks(ctx context.Context, ino Inode, chunks []Chunk,
 		}
 		all := append(fd.Chunks, chunks...)
 		kept, dropped := compactChunks(all)
-		if err := t.freeChunks(dropped); err != nil {
+		// A retried append repeats a chunk the file already holds: its
+		// blob stays in use and must not be queued for deletion.
+		if err := t.freeChunks(unreferenced(kept, dropped)); err != nil {
 			return err
 		}
 		fd.Chunks = kept
@@ -113,19 +115,8 @@ func (n *Namespace) SetChunks(ctx context.Context, ino Inode, chunks []Chunk, si
 		}
 		kept, dropped := compactChunks(append([]Chunk(nil), chunks...))
 		kept = trimChunks(kept, int64(size), &dropped)
-		keep := make(map[string]bool, len(kept))
-		for _, c := range kept {
-			keep[c.FileID] = true
-		}
 		dropped = append(dropped, old.Chunks...)
-		var free []Chunk
-		for _, c := range dropped {
-			if !keep[c.FileID] {
-				keep[c.FileID] = true // free each blob once
-				free = append(free, c)
-			}
-		}
-		if err := t.freeChunks(free); err != nil {
+		if err := t.freeChunks(unreferenced(kept, dropped)); err != nil {
 			return err
 		}
 		fd := fileData{Chunks: kept}
@@ -183,10 +174,27 @@ func (t *txn) truncateData(ino Inode, size int64) error {
 	if int64(len(fd.Inline)) > size {
 		fd.Inline = fd.Inline[:size]
 	}
-	if err := t.freeChunks(freed); err != nil {
+	if err := t.freeChunks(unreferenced(fd.Chunks, freed)); err != nil {
 		return err
 	}
 	return t.setData(ino, &fd)
+}
+
+// unreferenced returns the chunks of dropped whose blob no chunk of kept
+// uses, each blob once: the ones safe to delete.
+func unreferenced(kept, dropped []Chunk) []Chunk {
+	used := make(map[string]bool, len(kept)+len(dropped))
+	for _, c := range kept {
+		used[c.FileID] = true
+	}
+	var free []Chunk
+	for _, c := range dropped {
+		if !used[c.FileID] {
+			used[c.FileID] = true
+			free = append(free, c)
+		}
+	}
+	return free
 }
 
 // trimChunks drops chunks at or past size (appending them to freed when
