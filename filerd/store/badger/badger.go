@@ -195,6 +195,11 @@ type Store struct {
 
 	stopGC chan struct{}
 	gcDone chan struct{}
+
+	// turns keeps a hot key from starving a writer: attempts share it,
+	// and an Update that keeps losing conflicts runs its next attempt
+	// alone (a pending Lock also holds back new attempts), so it commits.
+	turns sync.RWMutex
 }
 
 var _ store.Store = (*Store)(nil)
@@ -353,7 +358,7 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("badger: update: %w", err)
 		}
-		err := s.attempt(ctx, fn)
+		err := s.turn(ctx, fn, attempt > exclusiveAfter)
 		if !errors.Is(err, errRetry) {
 			return err
 		}
@@ -372,6 +377,22 @@ func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 		case <-t.C:
 		}
 	}
+}
+
+// exclusiveAfter is how many conflicts an Update loses before it runs an
+// attempt alone.
+const exclusiveAfter = 3
+
+// turn runs one attempt, alone when exclusive is set.
+func (s *Store) turn(ctx context.Context, fn func(store.Tx) error, exclusive bool) error {
+	if exclusive {
+		s.turns.Lock()
+		defer s.turns.Unlock()
+	} else {
+		s.turns.RLock()
+		defer s.turns.RUnlock()
+	}
+	return s.attempt(ctx, fn)
 }
 
 // attempt runs fn once on a fresh read-write transaction and commits it.
