@@ -8,11 +8,27 @@ import (
 	"github.com/kelpfs/kelp/needle"
 )
 
-// Cluster combines a MasterClient and a BlobClient into whole-blob
+// Cluster combines a VolumeDirectory and a BlobClient into whole-blob
 // operations: write (assign + upload), read with replica fallback, delete.
 type Cluster struct {
+	// Master is set when the cluster was reached through its master.
 	Master *MasterClient
-	Blobs  *BlobClient
+	// Directory assigns and looks up volumes; nil means Master.
+	Directory VolumeDirectory
+	Blobs     *BlobClient
+}
+
+// NewClusterVia combines dir and blobs, for a client that reaches volumes
+// through something other than the master (a filer).
+func NewClusterVia(dir VolumeDirectory, blobs *BlobClient) *Cluster {
+	return &Cluster{Directory: dir, Blobs: blobs}
+}
+
+func (c *Cluster) dir() VolumeDirectory {
+	if c.Directory != nil {
+		return c.Directory
+	}
+	return c.Master
 }
 
 // ClusterConfig configures a Cluster.
@@ -30,10 +46,13 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	return &Cluster{Master: m, Blobs: NewBlobClient(cfg.Blobs)}, nil
 }
 
-// Close releases both clients.
+// Close releases the blob client and the master client, if any.
 func (c *Cluster) Close() error {
 	c.Blobs.Close()
-	return c.Master.Close()
+	if c.Master != nil {
+		return c.Master.Close()
+	}
+	return nil
 }
 
 // WriteOptions choose where a blob goes and its metadata.
@@ -44,14 +63,14 @@ type WriteOptions struct {
 
 // Write assigns a file id and stores data under it on every replica.
 func (c *Cluster) Write(ctx context.Context, data []byte, opts WriteOptions) (string, UploadResult, error) {
-	a, err := c.Master.Assign(ctx, opts.Assign)
+	a, err := c.dir().Assign(ctx, opts.Assign)
 	if err != nil {
 		return "", UploadResult{}, err
 	}
 	fid := a.FileID.String()
 	res, err := c.Blobs.Upload(ctx, a.Location.URL, fid, data, opts.Upload)
 	if err != nil {
-		c.Master.Invalidate(a.FileID.VolumeID)
+		c.dir().Invalidate(a.FileID.VolumeID)
 		return "", UploadResult{}, err
 	}
 	return fid, res, nil
@@ -63,7 +82,7 @@ func (c *Cluster) locations(ctx context.Context, fid string) ([]Location, uint32
 	if err != nil {
 		return nil, 0, err
 	}
-	locs, err := c.Master.lookup(ctx, vid)
+	locs, err := c.dir().Lookup(ctx, vid)
 	if err != nil {
 		return nil, vid, err
 	}
@@ -102,7 +121,7 @@ func (c *Cluster) readFrom(ctx context.Context, fid string, get func(host string
 	if ok {
 		return data, nil
 	}
-	c.Master.Invalidate(vid)
+	c.dir().Invalidate(vid)
 	return nil, fmt.Errorf("read %s: every replica failed: %w", fid, errors.Join(errs...))
 }
 
@@ -127,7 +146,7 @@ func (c *Cluster) Delete(ctx context.Context, fid string) error {
 	if deleted {
 		return nil
 	}
-	c.Master.Invalidate(vid)
+	c.dir().Invalidate(vid)
 	return fmt.Errorf("delete %s: %w", fid, errors.Join(errs...))
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -64,16 +63,7 @@ type MasterClientConfig struct {
 type MasterClient struct {
 	conn *grpc.ClientConn
 	api  masterpb.MasterClient
-	ttl  time.Duration
-	now  func() time.Time
-
-	mu    sync.RWMutex
-	cache map[uint32]cachedLocations
-}
-
-type cachedLocations struct {
-	locs    []Location
-	expires time.Time
+	locs *locationCache
 }
 
 // NewMasterClient connects lazily to the master at cfg.Address.
@@ -89,13 +79,7 @@ func NewMasterClient(cfg MasterClientConfig) (*MasterClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master client for %s: %w", cfg.Address, err)
 	}
-	return &MasterClient{
-		conn:  conn,
-		api:   masterpb.NewMasterClient(conn),
-		ttl:   cfg.LookupTTL,
-		now:   time.Now,
-		cache: make(map[uint32]cachedLocations),
-	}, nil
+	return &MasterClient{conn: conn, api: masterpb.NewMasterClient(conn), locs: newLocationCache(cfg.LookupTTL)}, nil
 }
 
 // API exposes the raw gRPC client for calls this package does not wrap.
@@ -125,7 +109,7 @@ func (m *MasterClient) Assign(ctx context.Context, req AssignRequest) (Assignmen
 		a.Replicas = append(a.Replicas, locationFromPB(r))
 	}
 	if len(a.Replicas) > 0 {
-		m.store(fid.VolumeID, slices.Clone(a.Replicas))
+		m.locs.store(fid.VolumeID, slices.Clone(a.Replicas))
 	}
 	return a, nil
 }
@@ -139,11 +123,8 @@ func (m *MasterClient) Lookup(ctx context.Context, vid uint32) ([]Location, erro
 // lookup is Lookup without the defensive copy: callers in this package only
 // read the slice, which may be the cache's own.
 func (m *MasterClient) lookup(ctx context.Context, vid uint32) ([]Location, error) {
-	m.mu.RLock()
-	c, ok := m.cache[vid]
-	m.mu.RUnlock()
-	if ok && m.now().Before(c.expires) {
-		return c.locs, nil
+	if locs, ok := m.locs.get(vid); ok {
+		return locs, nil
 	}
 	resp, err := m.api.LookupVolume(ctx, &masterpb.LookupVolumeRequest{VolumeIds: []uint32{vid}})
 	if err != nil {
@@ -164,7 +145,7 @@ func (m *MasterClient) lookup(ctx context.Context, vid uint32) ([]Location, erro
 		for _, l := range v.Locations {
 			locs = append(locs, locationFromPB(l))
 		}
-		m.store(vid, slices.Clone(locs))
+		m.locs.store(vid, slices.Clone(locs))
 		return locs, nil
 	}
 	return nil, fmt.Errorf("lookup volume %d: %w", vid, ErrNotFound)
@@ -172,17 +153,7 @@ func (m *MasterClient) lookup(ctx context.Context, vid uint32) ([]Location, erro
 
 // Invalidate forgets the cached locations of a volume, after a replica
 // failed to answer.
-func (m *MasterClient) Invalidate(vid uint32) {
-	m.mu.Lock()
-	delete(m.cache, vid)
-	m.mu.Unlock()
-}
-
-func (m *MasterClient) store(vid uint32, locs []Location) {
-	m.mu.Lock()
-	m.cache[vid] = cachedLocations{locs: locs, expires: m.now().Add(m.ttl)}
-	m.mu.Unlock()
-}
+func (m *MasterClient) Invalidate(vid uint32) { m.locs.invalidate(vid) }
 
 // rotated calls try on each location, starting at a random one so reads
 // spread over replicas, until try returns false.

@@ -148,7 +148,7 @@ func newTestMaster(t *testing.T, fm *fakeMaster, ttl time.Duration, clk *fakeClo
 	}
 	t.Cleanup(func() { _ = mc.Close() })
 	if clk != nil {
-		mc.now = clk.Now
+		mc.locs.now = clk.Now
 	}
 	return mc
 }
