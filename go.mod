@@ -4,6 +4,8 @@ go 1.26.8
 
 require (
 	github.com/dgraph-io/badger/v4 v4.9.6
+	github.com/hanwen/go-fuse/v2 v2.12.1
+	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/valyala/fasthttp v1.74.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12

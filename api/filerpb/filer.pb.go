@@ -9,6 +9,32 @@
 // the metadata change-log subscription and a small key-value side API.
 // Errors are gRPC statuses whose details carry a PosixError (an errno name),
 // so a mount can hand the application the errno it expects.
+//
+// # Signatures (request metadata "kelp-signature")
+//
+// A client may send the gRPC metadata key "kelp-signature" on any call that
+// changes the namespace; its values are decimal int32 signatures (one per
+// value, or several separated by commas). The filer records them in the
+// change-log event of that change, before its own signature, so a
+// subscriber whose SubscribeMetadataRequest.client_signature is one of them
+// never receives the event: a mount skips its own changes, filer.sync the
+// changes it replayed. A value that is not a decimal int32 is
+// INVALID_ARGUMENT (EINVAL); 0 is ignored.
+//
+// # Manifest chunks
+//
+// A file with very many chunks has runs of them folded into manifest chunks
+// (Chunk.is_manifest): the chunk's blob holds a ChunkManifest listing the
+// chunks it replaces, and the manifest chunk stands in their place in the
+// list. Expanding it means: take the listed chunks in their order, drop
+// those starting at or past offset + size of the manifest chunk, cut those
+// that reach past it to end there, and put them where the manifest chunk
+// was. The expanded list resolves newest-wins to exactly the bytes of the
+// list before folding. GetChunks and OpenContent always answer expanded
+// lists; change-log events (entry chunks and freed_chunks) carry manifest
+// chunks as they are stored, and a subscriber expands them with
+// ResolveManifest. Clients never send manifest chunks (CommitChunks refuses
+// them).
 
 package filerpb
 
@@ -76,7 +102,7 @@ func (x MetadataEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MetadataEvent_Kind.Descriptor instead.
 func (MetadataEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{42, 0}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{45, 0}
 }
 
 type Empty struct {
@@ -286,13 +312,16 @@ func (x *Attr) GetGeneration() uint64 {
 }
 
 type Chunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Offset        int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
-	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
-	FileId        string                 `protobuf:"bytes,3,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
-	ModifiedNs    int64                  `protobuf:"varint,4,opt,name=modified_ns,json=modifiedNs,proto3" json:"modified_ns,omitempty"`
-	Etag          string                 `protobuf:"bytes,5,opt,name=etag,proto3" json:"etag,omitempty"`
-	IsManifest    bool                   `protobuf:"varint,6,opt,name=is_manifest,json=isManifest,proto3" json:"is_manifest,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Offset     int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Size       int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	FileId     string                 `protobuf:"bytes,3,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	ModifiedNs int64                  `protobuf:"varint,4,opt,name=modified_ns,json=modifiedNs,proto3" json:"modified_ns,omitempty"`
+	Etag       string                 `protobuf:"bytes,5,opt,name=etag,proto3" json:"etag,omitempty"`
+	// is_manifest marks a manifest chunk: file_id is a blob holding a
+	// ChunkManifest; offset and size are the span of the chunks it lists
+	// (cut by a later truncate), modified_ns the newest of theirs.
+	IsManifest    bool `protobuf:"varint,6,opt,name=is_manifest,json=isManifest,proto3" json:"is_manifest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -369,6 +398,149 @@ func (x *Chunk) GetIsManifest() bool {
 	return false
 }
 
+// ChunkManifest is the content of a manifest blob: protobuf wire format of
+// this message. version is 1; chunks are the folded chunks in their list
+// order, none of them a manifest. A reader refuses another version.
+type ChunkManifest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Chunks        []*Chunk               `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChunkManifest) Reset() {
+	*x = ChunkManifest{}
+	mi := &file_api_filerpb_filer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChunkManifest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChunkManifest) ProtoMessage() {}
+
+func (x *ChunkManifest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_filerpb_filer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChunkManifest.ProtoReflect.Descriptor instead.
+func (*ChunkManifest) Descriptor() ([]byte, []int) {
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ChunkManifest) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ChunkManifest) GetChunks() []*Chunk {
+	if x != nil {
+		return x.Chunks
+	}
+	return nil
+}
+
+type ResolveManifestRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FileId        string                 `protobuf:"bytes,1,opt,name=file_id,json=fileId,proto3" json:"file_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveManifestRequest) Reset() {
+	*x = ResolveManifestRequest{}
+	mi := &file_api_filerpb_filer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveManifestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveManifestRequest) ProtoMessage() {}
+
+func (x *ResolveManifestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_filerpb_filer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveManifestRequest.ProtoReflect.Descriptor instead.
+func (*ResolveManifestRequest) Descriptor() ([]byte, []int) {
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ResolveManifestRequest) GetFileId() string {
+	if x != nil {
+		return x.FileId
+	}
+	return ""
+}
+
+type ResolveManifestResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chunks        []*Chunk               `protobuf:"bytes,1,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveManifestResponse) Reset() {
+	*x = ResolveManifestResponse{}
+	mi := &file_api_filerpb_filer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveManifestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveManifestResponse) ProtoMessage() {}
+
+func (x *ResolveManifestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_filerpb_filer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveManifestResponse.ProtoReflect.Descriptor instead.
+func (*ResolveManifestResponse) Descriptor() ([]byte, []int) {
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ResolveManifestResponse) GetChunks() []*Chunk {
+	if x != nil {
+		return x.Chunks
+	}
+	return nil
+}
+
 type EntryResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -379,7 +551,7 @@ type EntryResponse struct {
 
 func (x *EntryResponse) Reset() {
 	*x = EntryResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[4]
+	mi := &file_api_filerpb_filer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +563,7 @@ func (x *EntryResponse) String() string {
 func (*EntryResponse) ProtoMessage() {}
 
 func (x *EntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[4]
+	mi := &file_api_filerpb_filer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +576,7 @@ func (x *EntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryResponse.ProtoReflect.Descriptor instead.
 func (*EntryResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{4}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EntryResponse) GetName() string {
@@ -430,7 +602,7 @@ type AttrResponse struct {
 
 func (x *AttrResponse) Reset() {
 	*x = AttrResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[5]
+	mi := &file_api_filerpb_filer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +614,7 @@ func (x *AttrResponse) String() string {
 func (*AttrResponse) ProtoMessage() {}
 
 func (x *AttrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[5]
+	mi := &file_api_filerpb_filer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +627,7 @@ func (x *AttrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttrResponse.ProtoReflect.Descriptor instead.
 func (*AttrResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{5}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AttrResponse) GetAttr() *Attr {
@@ -475,7 +647,7 @@ type LookupRequest struct {
 
 func (x *LookupRequest) Reset() {
 	*x = LookupRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[6]
+	mi := &file_api_filerpb_filer_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +659,7 @@ func (x *LookupRequest) String() string {
 func (*LookupRequest) ProtoMessage() {}
 
 func (x *LookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[6]
+	mi := &file_api_filerpb_filer_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +672,7 @@ func (x *LookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
 func (*LookupRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{6}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LookupRequest) GetParent() uint64 {
@@ -526,7 +698,7 @@ type GetAttrRequest struct {
 
 func (x *GetAttrRequest) Reset() {
 	*x = GetAttrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[7]
+	mi := &file_api_filerpb_filer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +710,7 @@ func (x *GetAttrRequest) String() string {
 func (*GetAttrRequest) ProtoMessage() {}
 
 func (x *GetAttrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[7]
+	mi := &file_api_filerpb_filer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +723,7 @@ func (x *GetAttrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttrRequest.ProtoReflect.Descriptor instead.
 func (*GetAttrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{7}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetAttrRequest) GetInode() uint64 {
@@ -578,7 +750,7 @@ type SetAttrRequest struct {
 
 func (x *SetAttrRequest) Reset() {
 	*x = SetAttrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[8]
+	mi := &file_api_filerpb_filer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +762,7 @@ func (x *SetAttrRequest) String() string {
 func (*SetAttrRequest) ProtoMessage() {}
 
 func (x *SetAttrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[8]
+	mi := &file_api_filerpb_filer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +775,7 @@ func (x *SetAttrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttrRequest.ProtoReflect.Descriptor instead.
 func (*SetAttrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{8}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetAttrRequest) GetInode() uint64 {
@@ -670,21 +842,24 @@ func (x *SetAttrRequest) GetMtimeNow() bool {
 }
 
 type CreateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Parent        uint64                 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Mode          uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
-	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
-	Gid           uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
-	Rdev          uint32                 `protobuf:"varint,6,opt,name=rdev,proto3" json:"rdev,omitempty"`
-	Exclusive     bool                   `protobuf:"varint,7,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Parent    uint64                 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Mode      uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid       uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid       uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	Rdev      uint32                 `protobuf:"varint,6,opt,name=rdev,proto3" json:"rdev,omitempty"`
+	Exclusive bool                   `protobuf:"varint,7,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	// open also takes a handle on the file (as Open would) before anyone
+	// else can unlink it; drop it with Release.
+	Open          bool `protobuf:"varint,8,opt,name=open,proto3" json:"open,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[9]
+	mi := &file_api_filerpb_filer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +871,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[9]
+	mi := &file_api_filerpb_filer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +884,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{9}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateRequest) GetParent() uint64 {
@@ -761,6 +936,13 @@ func (x *CreateRequest) GetExclusive() bool {
 	return false
 }
 
+func (x *CreateRequest) GetOpen() bool {
+	if x != nil {
+		return x.Open
+	}
+	return false
+}
+
 type MkdirRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Parent        uint64                 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
@@ -774,7 +956,7 @@ type MkdirRequest struct {
 
 func (x *MkdirRequest) Reset() {
 	*x = MkdirRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[10]
+	mi := &file_api_filerpb_filer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +968,7 @@ func (x *MkdirRequest) String() string {
 func (*MkdirRequest) ProtoMessage() {}
 
 func (x *MkdirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[10]
+	mi := &file_api_filerpb_filer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +981,7 @@ func (x *MkdirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MkdirRequest.ProtoReflect.Descriptor instead.
 func (*MkdirRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{10}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MkdirRequest) GetParent() uint64 {
@@ -850,7 +1032,7 @@ type SymlinkRequest struct {
 
 func (x *SymlinkRequest) Reset() {
 	*x = SymlinkRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[11]
+	mi := &file_api_filerpb_filer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -862,7 +1044,7 @@ func (x *SymlinkRequest) String() string {
 func (*SymlinkRequest) ProtoMessage() {}
 
 func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[11]
+	mi := &file_api_filerpb_filer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -875,7 +1057,7 @@ func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymlinkRequest.ProtoReflect.Descriptor instead.
 func (*SymlinkRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{11}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SymlinkRequest) GetParent() uint64 {
@@ -924,7 +1106,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[12]
+	mi := &file_api_filerpb_filer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1118,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[12]
+	mi := &file_api_filerpb_filer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1131,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{12}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LinkRequest) GetInode() uint64 {
@@ -983,7 +1165,7 @@ type UnlinkRequest struct {
 
 func (x *UnlinkRequest) Reset() {
 	*x = UnlinkRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[13]
+	mi := &file_api_filerpb_filer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1177,7 @@ func (x *UnlinkRequest) String() string {
 func (*UnlinkRequest) ProtoMessage() {}
 
 func (x *UnlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[13]
+	mi := &file_api_filerpb_filer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1190,7 @@ func (x *UnlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkRequest.ProtoReflect.Descriptor instead.
 func (*UnlinkRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{13}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UnlinkRequest) GetParent() uint64 {
@@ -1035,7 +1217,7 @@ type RmdirRequest struct {
 
 func (x *RmdirRequest) Reset() {
 	*x = RmdirRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[14]
+	mi := &file_api_filerpb_filer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1229,7 @@ func (x *RmdirRequest) String() string {
 func (*RmdirRequest) ProtoMessage() {}
 
 func (x *RmdirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[14]
+	mi := &file_api_filerpb_filer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1242,7 @@ func (x *RmdirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RmdirRequest.ProtoReflect.Descriptor instead.
 func (*RmdirRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{14}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RmdirRequest) GetParent() uint64 {
@@ -1090,7 +1272,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[15]
+	mi := &file_api_filerpb_filer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1284,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[15]
+	mi := &file_api_filerpb_filer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1297,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{15}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RenameRequest) GetOldParent() uint64 {
@@ -1162,7 +1344,7 @@ type ReadlinkRequest struct {
 
 func (x *ReadlinkRequest) Reset() {
 	*x = ReadlinkRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[16]
+	mi := &file_api_filerpb_filer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1356,7 @@ func (x *ReadlinkRequest) String() string {
 func (*ReadlinkRequest) ProtoMessage() {}
 
 func (x *ReadlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[16]
+	mi := &file_api_filerpb_filer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1369,7 @@ func (x *ReadlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadlinkRequest.ProtoReflect.Descriptor instead.
 func (*ReadlinkRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{16}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReadlinkRequest) GetInode() uint64 {
@@ -1206,7 +1388,7 @@ type ReadlinkResponse struct {
 
 func (x *ReadlinkResponse) Reset() {
 	*x = ReadlinkResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[17]
+	mi := &file_api_filerpb_filer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1400,7 @@ func (x *ReadlinkResponse) String() string {
 func (*ReadlinkResponse) ProtoMessage() {}
 
 func (x *ReadlinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[17]
+	mi := &file_api_filerpb_filer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1413,7 @@ func (x *ReadlinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadlinkResponse.ProtoReflect.Descriptor instead.
 func (*ReadlinkResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{17}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReadlinkResponse) GetTarget() string {
@@ -1253,7 +1435,7 @@ type ReadDirRequest struct {
 
 func (x *ReadDirRequest) Reset() {
 	*x = ReadDirRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[18]
+	mi := &file_api_filerpb_filer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +1447,7 @@ func (x *ReadDirRequest) String() string {
 func (*ReadDirRequest) ProtoMessage() {}
 
 func (x *ReadDirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[18]
+	mi := &file_api_filerpb_filer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +1460,7 @@ func (x *ReadDirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadDirRequest.ProtoReflect.Descriptor instead.
 func (*ReadDirRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{18}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReadDirRequest) GetInode() uint64 {
@@ -1321,7 +1503,7 @@ type DirEntry struct {
 
 func (x *DirEntry) Reset() {
 	*x = DirEntry{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[19]
+	mi := &file_api_filerpb_filer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1515,7 @@ func (x *DirEntry) String() string {
 func (*DirEntry) ProtoMessage() {}
 
 func (x *DirEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[19]
+	mi := &file_api_filerpb_filer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1528,7 @@ func (x *DirEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirEntry.ProtoReflect.Descriptor instead.
 func (*DirEntry) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{19}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DirEntry) GetName() string {
@@ -1387,7 +1569,7 @@ type ReadDirResponse struct {
 
 func (x *ReadDirResponse) Reset() {
 	*x = ReadDirResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[20]
+	mi := &file_api_filerpb_filer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1581,7 @@ func (x *ReadDirResponse) String() string {
 func (*ReadDirResponse) ProtoMessage() {}
 
 func (x *ReadDirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[20]
+	mi := &file_api_filerpb_filer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1594,7 @@ func (x *ReadDirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadDirResponse.ProtoReflect.Descriptor instead.
 func (*ReadDirResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{20}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ReadDirResponse) GetEntries() []*DirEntry {
@@ -1439,7 +1621,7 @@ type GetXattrRequest struct {
 
 func (x *GetXattrRequest) Reset() {
 	*x = GetXattrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[21]
+	mi := &file_api_filerpb_filer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1633,7 @@ func (x *GetXattrRequest) String() string {
 func (*GetXattrRequest) ProtoMessage() {}
 
 func (x *GetXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[21]
+	mi := &file_api_filerpb_filer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1646,7 @@ func (x *GetXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetXattrRequest.ProtoReflect.Descriptor instead.
 func (*GetXattrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{21}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetXattrRequest) GetInode() uint64 {
@@ -1490,7 +1672,7 @@ type GetXattrResponse struct {
 
 func (x *GetXattrResponse) Reset() {
 	*x = GetXattrResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[22]
+	mi := &file_api_filerpb_filer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1684,7 @@ func (x *GetXattrResponse) String() string {
 func (*GetXattrResponse) ProtoMessage() {}
 
 func (x *GetXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[22]
+	mi := &file_api_filerpb_filer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1697,7 @@ func (x *GetXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetXattrResponse.ProtoReflect.Descriptor instead.
 func (*GetXattrResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{22}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetXattrResponse) GetValue() []byte {
@@ -1537,7 +1719,7 @@ type SetXattrRequest struct {
 
 func (x *SetXattrRequest) Reset() {
 	*x = SetXattrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[23]
+	mi := &file_api_filerpb_filer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1731,7 @@ func (x *SetXattrRequest) String() string {
 func (*SetXattrRequest) ProtoMessage() {}
 
 func (x *SetXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[23]
+	mi := &file_api_filerpb_filer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1744,7 @@ func (x *SetXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXattrRequest.ProtoReflect.Descriptor instead.
 func (*SetXattrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{23}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetXattrRequest) GetInode() uint64 {
@@ -1602,7 +1784,7 @@ type ListXattrRequest struct {
 
 func (x *ListXattrRequest) Reset() {
 	*x = ListXattrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[24]
+	mi := &file_api_filerpb_filer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1796,7 @@ func (x *ListXattrRequest) String() string {
 func (*ListXattrRequest) ProtoMessage() {}
 
 func (x *ListXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[24]
+	mi := &file_api_filerpb_filer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1809,7 @@ func (x *ListXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListXattrRequest.ProtoReflect.Descriptor instead.
 func (*ListXattrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{24}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListXattrRequest) GetInode() uint64 {
@@ -1646,7 +1828,7 @@ type ListXattrResponse struct {
 
 func (x *ListXattrResponse) Reset() {
 	*x = ListXattrResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[25]
+	mi := &file_api_filerpb_filer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1840,7 @@ func (x *ListXattrResponse) String() string {
 func (*ListXattrResponse) ProtoMessage() {}
 
 func (x *ListXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[25]
+	mi := &file_api_filerpb_filer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1853,7 @@ func (x *ListXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListXattrResponse.ProtoReflect.Descriptor instead.
 func (*ListXattrResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{25}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListXattrResponse) GetNames() []string {
@@ -1691,7 +1873,7 @@ type RemoveXattrRequest struct {
 
 func (x *RemoveXattrRequest) Reset() {
 	*x = RemoveXattrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[26]
+	mi := &file_api_filerpb_filer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1703,7 +1885,7 @@ func (x *RemoveXattrRequest) String() string {
 func (*RemoveXattrRequest) ProtoMessage() {}
 
 func (x *RemoveXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[26]
+	mi := &file_api_filerpb_filer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1716,7 +1898,7 @@ func (x *RemoveXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveXattrRequest.ProtoReflect.Descriptor instead.
 func (*RemoveXattrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{26}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RemoveXattrRequest) GetInode() uint64 {
@@ -1741,7 +1923,7 @@ type StatFsRequest struct {
 
 func (x *StatFsRequest) Reset() {
 	*x = StatFsRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[27]
+	mi := &file_api_filerpb_filer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1935,7 @@ func (x *StatFsRequest) String() string {
 func (*StatFsRequest) ProtoMessage() {}
 
 func (x *StatFsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[27]
+	mi := &file_api_filerpb_filer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,14 +1948,14 @@ func (x *StatFsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFsRequest.ProtoReflect.Descriptor instead.
 func (*StatFsRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{27}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{30}
 }
 
 type StatFsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TotalBytes    uint64                 `protobuf:"varint,1,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
 	FreeBytes     uint64                 `protobuf:"varint,2,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
-	Files         uint64                 `protobuf:"varint,3,opt,name=files,proto3" json:"files,omitempty"`
+	Files         uint64                 `protobuf:"varint,3,opt,name=files,proto3" json:"files,omitempty"` // inodes that have a name (open-unlinked ones excluded)
 	BlockSize     uint64                 `protobuf:"varint,4,opt,name=block_size,json=blockSize,proto3" json:"block_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1781,7 +1963,7 @@ type StatFsResponse struct {
 
 func (x *StatFsResponse) Reset() {
 	*x = StatFsResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[28]
+	mi := &file_api_filerpb_filer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1975,7 @@ func (x *StatFsResponse) String() string {
 func (*StatFsResponse) ProtoMessage() {}
 
 func (x *StatFsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[28]
+	mi := &file_api_filerpb_filer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1988,7 @@ func (x *StatFsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFsResponse.ProtoReflect.Descriptor instead.
 func (*StatFsResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{28}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StatFsResponse) GetTotalBytes() uint64 {
@@ -1840,14 +2022,14 @@ func (x *StatFsResponse) GetBlockSize() uint64 {
 type OpenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // the mount's session, so a dead mount's opens are dropped
+	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // reserved for the lock service's sessions; ignored for now
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[29]
+	mi := &file_api_filerpb_filer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +2041,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[29]
+	mi := &file_api_filerpb_filer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2054,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{29}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *OpenRequest) GetInode() uint64 {
@@ -1889,17 +2071,18 @@ func (x *OpenRequest) GetSession() string {
 	return ""
 }
 
+// A Release without a matching Open is harmless (no count goes negative).
 type ReleaseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"`
+	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // reserved, ignored for now
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[30]
+	mi := &file_api_filerpb_filer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2094,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[30]
+	mi := &file_api_filerpb_filer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2107,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{30}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReleaseRequest) GetInode() uint64 {
@@ -1950,7 +2133,7 @@ type GetChunksRequest struct {
 
 func (x *GetChunksRequest) Reset() {
 	*x = GetChunksRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[31]
+	mi := &file_api_filerpb_filer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2145,7 @@ func (x *GetChunksRequest) String() string {
 func (*GetChunksRequest) ProtoMessage() {}
 
 func (x *GetChunksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[31]
+	mi := &file_api_filerpb_filer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2158,7 @@ func (x *GetChunksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChunksRequest.ProtoReflect.Descriptor instead.
 func (*GetChunksRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{31}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetChunksRequest) GetInode() uint64 {
@@ -1988,7 +2171,7 @@ func (x *GetChunksRequest) GetInode() uint64 {
 type GetChunksResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
-	Chunks        []*Chunk               `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	Chunks        []*Chunk               `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"` // never manifest chunks: they are expanded
 	Inline        []byte                 `protobuf:"bytes,3,opt,name=inline,proto3" json:"inline,omitempty"` // content of a small file kept in the inode
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1996,7 +2179,7 @@ type GetChunksResponse struct {
 
 func (x *GetChunksResponse) Reset() {
 	*x = GetChunksResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[32]
+	mi := &file_api_filerpb_filer_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2191,7 @@ func (x *GetChunksResponse) String() string {
 func (*GetChunksResponse) ProtoMessage() {}
 
 func (x *GetChunksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[32]
+	mi := &file_api_filerpb_filer_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2204,7 @@ func (x *GetChunksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChunksResponse.ProtoReflect.Descriptor instead.
 func (*GetChunksResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{32}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetChunksResponse) GetAttr() *Attr {
@@ -2045,21 +2228,22 @@ func (x *GetChunksResponse) GetInline() []byte {
 	return nil
 }
 
+// CommitChunks is one transaction and one change-log event, mtime included.
 type CommitChunksRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	Chunks        []*Chunk               `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"` // appended; newer chunks win where they overlap
-	Size          uint64                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`    // the file's new size
-	MtimeNs       int64                  `protobuf:"varint,4,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
-	Inline        []byte                 `protobuf:"bytes,5,opt,name=inline,proto3" json:"inline,omitempty"`    // replaces the content of a small file
-	Replace       bool                   `protobuf:"varint,6,opt,name=replace,proto3" json:"replace,omitempty"` // the chunks replace the whole list
+	Chunks        []*Chunk               `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"`                   // appended; newer chunks win where they overlap; no manifests
+	Size          uint64                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`                      // the file's new size
+	MtimeNs       int64                  `protobuf:"varint,4,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"` // the file's mtime; 0 = the commit's time
+	Inline        []byte                 `protobuf:"bytes,5,opt,name=inline,proto3" json:"inline,omitempty"`                   // replaces the content of a small file
+	Replace       bool                   `protobuf:"varint,6,opt,name=replace,proto3" json:"replace,omitempty"`                // the chunks replace the whole list
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CommitChunksRequest) Reset() {
 	*x = CommitChunksRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[33]
+	mi := &file_api_filerpb_filer_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2255,7 @@ func (x *CommitChunksRequest) String() string {
 func (*CommitChunksRequest) ProtoMessage() {}
 
 func (x *CommitChunksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[33]
+	mi := &file_api_filerpb_filer_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2268,7 @@ func (x *CommitChunksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitChunksRequest.ProtoReflect.Descriptor instead.
 func (*CommitChunksRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{33}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CommitChunksRequest) GetInode() uint64 {
@@ -2142,7 +2326,7 @@ type AssignVolumeRequest struct {
 
 func (x *AssignVolumeRequest) Reset() {
 	*x = AssignVolumeRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[34]
+	mi := &file_api_filerpb_filer_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2338,7 @@ func (x *AssignVolumeRequest) String() string {
 func (*AssignVolumeRequest) ProtoMessage() {}
 
 func (x *AssignVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[34]
+	mi := &file_api_filerpb_filer_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2351,7 @@ func (x *AssignVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignVolumeRequest.ProtoReflect.Descriptor instead.
 func (*AssignVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{34}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *AssignVolumeRequest) GetCount() uint64 {
@@ -2215,7 +2399,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[35]
+	mi := &file_api_filerpb_filer_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2411,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[35]
+	mi := &file_api_filerpb_filer_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2424,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{35}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Location) GetUrl() string {
@@ -2269,7 +2453,7 @@ type AssignVolumeResponse struct {
 
 func (x *AssignVolumeResponse) Reset() {
 	*x = AssignVolumeResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[36]
+	mi := &file_api_filerpb_filer_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2465,7 @@ func (x *AssignVolumeResponse) String() string {
 func (*AssignVolumeResponse) ProtoMessage() {}
 
 func (x *AssignVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[36]
+	mi := &file_api_filerpb_filer_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2294,7 +2478,7 @@ func (x *AssignVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignVolumeResponse.ProtoReflect.Descriptor instead.
 func (*AssignVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{36}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AssignVolumeResponse) GetFileId() string {
@@ -2334,7 +2518,7 @@ type LookupVolumeRequest struct {
 
 func (x *LookupVolumeRequest) Reset() {
 	*x = LookupVolumeRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[37]
+	mi := &file_api_filerpb_filer_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2346,7 +2530,7 @@ func (x *LookupVolumeRequest) String() string {
 func (*LookupVolumeRequest) ProtoMessage() {}
 
 func (x *LookupVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[37]
+	mi := &file_api_filerpb_filer_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2359,7 +2543,7 @@ func (x *LookupVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupVolumeRequest.ProtoReflect.Descriptor instead.
 func (*LookupVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{37}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LookupVolumeRequest) GetVolumeIds() []uint32 {
@@ -2380,7 +2564,7 @@ type VolumeLocations struct {
 
 func (x *VolumeLocations) Reset() {
 	*x = VolumeLocations{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[38]
+	mi := &file_api_filerpb_filer_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2392,7 +2576,7 @@ func (x *VolumeLocations) String() string {
 func (*VolumeLocations) ProtoMessage() {}
 
 func (x *VolumeLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[38]
+	mi := &file_api_filerpb_filer_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2405,7 +2589,7 @@ func (x *VolumeLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeLocations.ProtoReflect.Descriptor instead.
 func (*VolumeLocations) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{38}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *VolumeLocations) GetVolumeId() uint32 {
@@ -2438,7 +2622,7 @@ type LookupVolumeResponse struct {
 
 func (x *LookupVolumeResponse) Reset() {
 	*x = LookupVolumeResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[39]
+	mi := &file_api_filerpb_filer_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2634,7 @@ func (x *LookupVolumeResponse) String() string {
 func (*LookupVolumeResponse) ProtoMessage() {}
 
 func (x *LookupVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[39]
+	mi := &file_api_filerpb_filer_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2647,7 @@ func (x *LookupVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupVolumeResponse.ProtoReflect.Descriptor instead.
 func (*LookupVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{39}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LookupVolumeResponse) GetVolumes() []*VolumeLocations {
@@ -2485,7 +2669,7 @@ type SubscribeMetadataRequest struct {
 
 func (x *SubscribeMetadataRequest) Reset() {
 	*x = SubscribeMetadataRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[40]
+	mi := &file_api_filerpb_filer_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2681,7 @@ func (x *SubscribeMetadataRequest) String() string {
 func (*SubscribeMetadataRequest) ProtoMessage() {}
 
 func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[40]
+	mi := &file_api_filerpb_filer_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2694,7 @@ func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeMetadataRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{40}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SubscribeMetadataRequest) GetSinceNs() int64 {
@@ -2557,7 +2741,7 @@ type EntryState struct {
 
 func (x *EntryState) Reset() {
 	*x = EntryState{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[41]
+	mi := &file_api_filerpb_filer_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2569,7 +2753,7 @@ func (x *EntryState) String() string {
 func (*EntryState) ProtoMessage() {}
 
 func (x *EntryState) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[41]
+	mi := &file_api_filerpb_filer_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2582,7 +2766,7 @@ func (x *EntryState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryState.ProtoReflect.Descriptor instead.
 func (*EntryState) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{41}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *EntryState) GetPath() string {
@@ -2641,14 +2825,21 @@ type MetadataEvent struct {
 	// new_path and new_entry from new_path to old_path.
 	Exchange bool `protobuf:"varint,9,opt,name=exchange,proto3" json:"exchange,omitempty"`
 	// replaced is what a RENAME replaced at new_path, if anything.
-	Replaced      *EntryState `protobuf:"bytes,10,opt,name=replaced,proto3" json:"replaced,omitempty"`
+	Replaced *EntryState `protobuf:"bytes,10,opt,name=replaced,proto3" json:"replaced,omitempty"`
+	// old_parent and new_parent are the inodes of the directories holding
+	// old_path and new_path (0 where the path is empty, and for "/"), so a
+	// mount can invalidate the kernel's (parent, name) entries without
+	// resolving paths. An UPDATE names the directory of the name its path
+	// uses (for a hard-linked file, one of its names).
+	OldParent     uint64 `protobuf:"varint,11,opt,name=old_parent,json=oldParent,proto3" json:"old_parent,omitempty"`
+	NewParent     uint64 `protobuf:"varint,12,opt,name=new_parent,json=newParent,proto3" json:"new_parent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetadataEvent) Reset() {
 	*x = MetadataEvent{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[42]
+	mi := &file_api_filerpb_filer_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2851,7 @@ func (x *MetadataEvent) String() string {
 func (*MetadataEvent) ProtoMessage() {}
 
 func (x *MetadataEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[42]
+	mi := &file_api_filerpb_filer_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2864,7 @@ func (x *MetadataEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataEvent.ProtoReflect.Descriptor instead.
 func (*MetadataEvent) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{42}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *MetadataEvent) GetKind() MetadataEvent_Kind {
@@ -2746,6 +2937,20 @@ func (x *MetadataEvent) GetReplaced() *EntryState {
 	return nil
 }
 
+func (x *MetadataEvent) GetOldParent() uint64 {
+	if x != nil {
+		return x.OldParent
+	}
+	return 0
+}
+
+func (x *MetadataEvent) GetNewParent() uint64 {
+	if x != nil {
+		return x.NewParent
+	}
+	return 0
+}
+
 type KvGetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -2755,7 +2960,7 @@ type KvGetRequest struct {
 
 func (x *KvGetRequest) Reset() {
 	*x = KvGetRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[43]
+	mi := &file_api_filerpb_filer_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2767,7 +2972,7 @@ func (x *KvGetRequest) String() string {
 func (*KvGetRequest) ProtoMessage() {}
 
 func (x *KvGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[43]
+	mi := &file_api_filerpb_filer_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2780,7 +2985,7 @@ func (x *KvGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvGetRequest.ProtoReflect.Descriptor instead.
 func (*KvGetRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{43}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *KvGetRequest) GetKey() []byte {
@@ -2800,7 +3005,7 @@ type KvGetResponse struct {
 
 func (x *KvGetResponse) Reset() {
 	*x = KvGetResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[44]
+	mi := &file_api_filerpb_filer_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2812,7 +3017,7 @@ func (x *KvGetResponse) String() string {
 func (*KvGetResponse) ProtoMessage() {}
 
 func (x *KvGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[44]
+	mi := &file_api_filerpb_filer_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2825,7 +3030,7 @@ func (x *KvGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvGetResponse.ProtoReflect.Descriptor instead.
 func (*KvGetResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{44}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *KvGetResponse) GetValue() []byte {
@@ -2852,7 +3057,7 @@ type KvPutRequest struct {
 
 func (x *KvPutRequest) Reset() {
 	*x = KvPutRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[45]
+	mi := &file_api_filerpb_filer_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2864,7 +3069,7 @@ func (x *KvPutRequest) String() string {
 func (*KvPutRequest) ProtoMessage() {}
 
 func (x *KvPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[45]
+	mi := &file_api_filerpb_filer_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2877,7 +3082,7 @@ func (x *KvPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvPutRequest.ProtoReflect.Descriptor instead.
 func (*KvPutRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{45}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *KvPutRequest) GetKey() []byte {
@@ -2903,7 +3108,7 @@ type KvDeleteRequest struct {
 
 func (x *KvDeleteRequest) Reset() {
 	*x = KvDeleteRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[46]
+	mi := &file_api_filerpb_filer_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2915,7 +3120,7 @@ func (x *KvDeleteRequest) String() string {
 func (*KvDeleteRequest) ProtoMessage() {}
 
 func (x *KvDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[46]
+	mi := &file_api_filerpb_filer_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2928,7 +3133,7 @@ func (x *KvDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvDeleteRequest.ProtoReflect.Descriptor instead.
 func (*KvDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{46}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *KvDeleteRequest) GetKey() []byte {
@@ -2951,7 +3156,7 @@ type FilerConfiguration struct {
 
 func (x *FilerConfiguration) Reset() {
 	*x = FilerConfiguration{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[47]
+	mi := &file_api_filerpb_filer_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3168,7 @@ func (x *FilerConfiguration) String() string {
 func (*FilerConfiguration) ProtoMessage() {}
 
 func (x *FilerConfiguration) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[47]
+	mi := &file_api_filerpb_filer_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3181,7 @@ func (x *FilerConfiguration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilerConfiguration.ProtoReflect.Descriptor instead.
 func (*FilerConfiguration) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{47}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *FilerConfiguration) GetSignature() int32 {
@@ -3047,7 +3252,14 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"modifiedNs\x12\x12\n" +
 	"\x04etag\x18\x05 \x01(\tR\x04etag\x12\x1f\n" +
 	"\vis_manifest\x18\x06 \x01(\bR\n" +
-	"isManifest\"I\n" +
+	"isManifest\"T\n" +
+	"\rChunkManifest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12)\n" +
+	"\x06chunks\x18\x02 \x03(\v2\x11.kelp.filer.ChunkR\x06chunks\"1\n" +
+	"\x16ResolveManifestRequest\x12\x17\n" +
+	"\afile_id\x18\x01 \x01(\tR\x06fileId\"D\n" +
+	"\x17ResolveManifestResponse\x12)\n" +
+	"\x06chunks\x18\x01 \x03(\v2\x11.kelp.filer.ChunkR\x06chunks\"I\n" +
 	"\rEntryResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12$\n" +
 	"\x04attr\x18\x02 \x01(\v2\x10.kelp.filer.AttrR\x04attr\"4\n" +
@@ -3073,7 +3285,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x04_gidB\a\n" +
 	"\x05_sizeB\v\n" +
 	"\t_atime_nsB\v\n" +
-	"\t_mtime_ns\"\xa5\x01\n" +
+	"\t_mtime_ns\"\xb9\x01\n" +
 	"\rCreateRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3081,7 +3293,8 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
 	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x12\n" +
 	"\x04rdev\x18\x06 \x01(\rR\x04rdev\x12\x1c\n" +
-	"\texclusive\x18\a \x01(\bR\texclusive\"r\n" +
+	"\texclusive\x18\a \x01(\bR\texclusive\x12\x12\n" +
+	"\x04open\x18\b \x01(\bR\x04open\"r\n" +
 	"\fMkdirRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3220,7 +3433,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x06xattrs\x18\x06 \x03(\v2\".kelp.filer.EntryState.XattrsEntryR\x06xattrs\x1a9\n" +
 	"\vXattrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xd6\x03\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x94\x04\n" +
 	"\rMetadataEvent\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.kelp.filer.MetadataEvent.KindR\x04kind\x12\x13\n" +
 	"\x05ts_ns\x18\x02 \x01(\x03R\x04tsNs\x12\x19\n" +
@@ -3234,7 +3447,11 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"signatures\x12\x1a\n" +
 	"\bexchange\x18\t \x01(\bR\bexchange\x122\n" +
 	"\breplaced\x18\n" +
-	" \x01(\v2\x16.kelp.filer.EntryStateR\breplaced\"6\n" +
+	" \x01(\v2\x16.kelp.filer.EntryStateR\breplaced\x12\x1d\n" +
+	"\n" +
+	"old_parent\x18\v \x01(\x04R\toldParent\x12\x1d\n" +
+	"\n" +
+	"new_parent\x18\f \x01(\x04R\tnewParent\"6\n" +
 	"\x04Kind\x12\n" +
 	"\n" +
 	"\x06CREATE\x10\x00\x12\n" +
@@ -3262,7 +3479,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"collection\x18\x04 \x01(\tR\n" +
 	"collection\x12 \n" +
 	"\fmax_chunk_mb\x18\x05 \x01(\rR\n" +
-	"maxChunkMb2\xca\x0e\n" +
+	"maxChunkMb2\xed\x0f\n" +
 	"\x05Filer\x12>\n" +
 	"\x06Lookup\x12\x19.kelp.filer.LookupRequest\x1a\x19.kelp.filer.EntryResponse\x12?\n" +
 	"\aGetAttr\x12\x1a.kelp.filer.GetAttrRequest\x1a\x18.kelp.filer.AttrResponse\x12?\n" +
@@ -3282,9 +3499,11 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\vRemoveXattr\x12\x1e.kelp.filer.RemoveXattrRequest\x1a\x11.kelp.filer.Empty\x12?\n" +
 	"\x06StatFs\x12\x19.kelp.filer.StatFsRequest\x1a\x1a.kelp.filer.StatFsResponse\x129\n" +
 	"\x04Open\x12\x17.kelp.filer.OpenRequest\x1a\x18.kelp.filer.AttrResponse\x128\n" +
-	"\aRelease\x12\x1a.kelp.filer.ReleaseRequest\x1a\x11.kelp.filer.Empty\x12H\n" +
+	"\aRelease\x12\x1a.kelp.filer.ReleaseRequest\x1a\x11.kelp.filer.Empty\x12E\n" +
+	"\vOpenContent\x12\x17.kelp.filer.OpenRequest\x1a\x1d.kelp.filer.GetChunksResponse\x12H\n" +
 	"\tGetChunks\x12\x1c.kelp.filer.GetChunksRequest\x1a\x1d.kelp.filer.GetChunksResponse\x12I\n" +
-	"\fCommitChunks\x12\x1f.kelp.filer.CommitChunksRequest\x1a\x18.kelp.filer.AttrResponse\x12Q\n" +
+	"\fCommitChunks\x12\x1f.kelp.filer.CommitChunksRequest\x1a\x18.kelp.filer.AttrResponse\x12Z\n" +
+	"\x0fResolveManifest\x12\".kelp.filer.ResolveManifestRequest\x1a#.kelp.filer.ResolveManifestResponse\x12Q\n" +
 	"\fAssignVolume\x12\x1f.kelp.filer.AssignVolumeRequest\x1a .kelp.filer.AssignVolumeResponse\x12Q\n" +
 	"\fLookupVolume\x12\x1f.kelp.filer.LookupVolumeRequest\x1a .kelp.filer.LookupVolumeResponse\x12V\n" +
 	"\x11SubscribeMetadata\x12$.kelp.filer.SubscribeMetadataRequest\x1a\x19.kelp.filer.MetadataEvent0\x01\x12<\n" +
@@ -3306,140 +3525,149 @@ func file_api_filerpb_filer_proto_rawDescGZIP() []byte {
 }
 
 var file_api_filerpb_filer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_filerpb_filer_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_api_filerpb_filer_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_api_filerpb_filer_proto_goTypes = []any{
 	(MetadataEvent_Kind)(0),          // 0: kelp.filer.MetadataEvent.Kind
 	(*Empty)(nil),                    // 1: kelp.filer.Empty
 	(*PosixError)(nil),               // 2: kelp.filer.PosixError
 	(*Attr)(nil),                     // 3: kelp.filer.Attr
 	(*Chunk)(nil),                    // 4: kelp.filer.Chunk
-	(*EntryResponse)(nil),            // 5: kelp.filer.EntryResponse
-	(*AttrResponse)(nil),             // 6: kelp.filer.AttrResponse
-	(*LookupRequest)(nil),            // 7: kelp.filer.LookupRequest
-	(*GetAttrRequest)(nil),           // 8: kelp.filer.GetAttrRequest
-	(*SetAttrRequest)(nil),           // 9: kelp.filer.SetAttrRequest
-	(*CreateRequest)(nil),            // 10: kelp.filer.CreateRequest
-	(*MkdirRequest)(nil),             // 11: kelp.filer.MkdirRequest
-	(*SymlinkRequest)(nil),           // 12: kelp.filer.SymlinkRequest
-	(*LinkRequest)(nil),              // 13: kelp.filer.LinkRequest
-	(*UnlinkRequest)(nil),            // 14: kelp.filer.UnlinkRequest
-	(*RmdirRequest)(nil),             // 15: kelp.filer.RmdirRequest
-	(*RenameRequest)(nil),            // 16: kelp.filer.RenameRequest
-	(*ReadlinkRequest)(nil),          // 17: kelp.filer.ReadlinkRequest
-	(*ReadlinkResponse)(nil),         // 18: kelp.filer.ReadlinkResponse
-	(*ReadDirRequest)(nil),           // 19: kelp.filer.ReadDirRequest
-	(*DirEntry)(nil),                 // 20: kelp.filer.DirEntry
-	(*ReadDirResponse)(nil),          // 21: kelp.filer.ReadDirResponse
-	(*GetXattrRequest)(nil),          // 22: kelp.filer.GetXattrRequest
-	(*GetXattrResponse)(nil),         // 23: kelp.filer.GetXattrResponse
-	(*SetXattrRequest)(nil),          // 24: kelp.filer.SetXattrRequest
-	(*ListXattrRequest)(nil),         // 25: kelp.filer.ListXattrRequest
-	(*ListXattrResponse)(nil),        // 26: kelp.filer.ListXattrResponse
-	(*RemoveXattrRequest)(nil),       // 27: kelp.filer.RemoveXattrRequest
-	(*StatFsRequest)(nil),            // 28: kelp.filer.StatFsRequest
-	(*StatFsResponse)(nil),           // 29: kelp.filer.StatFsResponse
-	(*OpenRequest)(nil),              // 30: kelp.filer.OpenRequest
-	(*ReleaseRequest)(nil),           // 31: kelp.filer.ReleaseRequest
-	(*GetChunksRequest)(nil),         // 32: kelp.filer.GetChunksRequest
-	(*GetChunksResponse)(nil),        // 33: kelp.filer.GetChunksResponse
-	(*CommitChunksRequest)(nil),      // 34: kelp.filer.CommitChunksRequest
-	(*AssignVolumeRequest)(nil),      // 35: kelp.filer.AssignVolumeRequest
-	(*Location)(nil),                 // 36: kelp.filer.Location
-	(*AssignVolumeResponse)(nil),     // 37: kelp.filer.AssignVolumeResponse
-	(*LookupVolumeRequest)(nil),      // 38: kelp.filer.LookupVolumeRequest
-	(*VolumeLocations)(nil),          // 39: kelp.filer.VolumeLocations
-	(*LookupVolumeResponse)(nil),     // 40: kelp.filer.LookupVolumeResponse
-	(*SubscribeMetadataRequest)(nil), // 41: kelp.filer.SubscribeMetadataRequest
-	(*EntryState)(nil),               // 42: kelp.filer.EntryState
-	(*MetadataEvent)(nil),            // 43: kelp.filer.MetadataEvent
-	(*KvGetRequest)(nil),             // 44: kelp.filer.KvGetRequest
-	(*KvGetResponse)(nil),            // 45: kelp.filer.KvGetResponse
-	(*KvPutRequest)(nil),             // 46: kelp.filer.KvPutRequest
-	(*KvDeleteRequest)(nil),          // 47: kelp.filer.KvDeleteRequest
-	(*FilerConfiguration)(nil),       // 48: kelp.filer.FilerConfiguration
-	nil,                              // 49: kelp.filer.EntryState.XattrsEntry
+	(*ChunkManifest)(nil),            // 5: kelp.filer.ChunkManifest
+	(*ResolveManifestRequest)(nil),   // 6: kelp.filer.ResolveManifestRequest
+	(*ResolveManifestResponse)(nil),  // 7: kelp.filer.ResolveManifestResponse
+	(*EntryResponse)(nil),            // 8: kelp.filer.EntryResponse
+	(*AttrResponse)(nil),             // 9: kelp.filer.AttrResponse
+	(*LookupRequest)(nil),            // 10: kelp.filer.LookupRequest
+	(*GetAttrRequest)(nil),           // 11: kelp.filer.GetAttrRequest
+	(*SetAttrRequest)(nil),           // 12: kelp.filer.SetAttrRequest
+	(*CreateRequest)(nil),            // 13: kelp.filer.CreateRequest
+	(*MkdirRequest)(nil),             // 14: kelp.filer.MkdirRequest
+	(*SymlinkRequest)(nil),           // 15: kelp.filer.SymlinkRequest
+	(*LinkRequest)(nil),              // 16: kelp.filer.LinkRequest
+	(*UnlinkRequest)(nil),            // 17: kelp.filer.UnlinkRequest
+	(*RmdirRequest)(nil),             // 18: kelp.filer.RmdirRequest
+	(*RenameRequest)(nil),            // 19: kelp.filer.RenameRequest
+	(*ReadlinkRequest)(nil),          // 20: kelp.filer.ReadlinkRequest
+	(*ReadlinkResponse)(nil),         // 21: kelp.filer.ReadlinkResponse
+	(*ReadDirRequest)(nil),           // 22: kelp.filer.ReadDirRequest
+	(*DirEntry)(nil),                 // 23: kelp.filer.DirEntry
+	(*ReadDirResponse)(nil),          // 24: kelp.filer.ReadDirResponse
+	(*GetXattrRequest)(nil),          // 25: kelp.filer.GetXattrRequest
+	(*GetXattrResponse)(nil),         // 26: kelp.filer.GetXattrResponse
+	(*SetXattrRequest)(nil),          // 27: kelp.filer.SetXattrRequest
+	(*ListXattrRequest)(nil),         // 28: kelp.filer.ListXattrRequest
+	(*ListXattrResponse)(nil),        // 29: kelp.filer.ListXattrResponse
+	(*RemoveXattrRequest)(nil),       // 30: kelp.filer.RemoveXattrRequest
+	(*StatFsRequest)(nil),            // 31: kelp.filer.StatFsRequest
+	(*StatFsResponse)(nil),           // 32: kelp.filer.StatFsResponse
+	(*OpenRequest)(nil),              // 33: kelp.filer.OpenRequest
+	(*ReleaseRequest)(nil),           // 34: kelp.filer.ReleaseRequest
+	(*GetChunksRequest)(nil),         // 35: kelp.filer.GetChunksRequest
+	(*GetChunksResponse)(nil),        // 36: kelp.filer.GetChunksResponse
+	(*CommitChunksRequest)(nil),      // 37: kelp.filer.CommitChunksRequest
+	(*AssignVolumeRequest)(nil),      // 38: kelp.filer.AssignVolumeRequest
+	(*Location)(nil),                 // 39: kelp.filer.Location
+	(*AssignVolumeResponse)(nil),     // 40: kelp.filer.AssignVolumeResponse
+	(*LookupVolumeRequest)(nil),      // 41: kelp.filer.LookupVolumeRequest
+	(*VolumeLocations)(nil),          // 42: kelp.filer.VolumeLocations
+	(*LookupVolumeResponse)(nil),     // 43: kelp.filer.LookupVolumeResponse
+	(*SubscribeMetadataRequest)(nil), // 44: kelp.filer.SubscribeMetadataRequest
+	(*EntryState)(nil),               // 45: kelp.filer.EntryState
+	(*MetadataEvent)(nil),            // 46: kelp.filer.MetadataEvent
+	(*KvGetRequest)(nil),             // 47: kelp.filer.KvGetRequest
+	(*KvGetResponse)(nil),            // 48: kelp.filer.KvGetResponse
+	(*KvPutRequest)(nil),             // 49: kelp.filer.KvPutRequest
+	(*KvDeleteRequest)(nil),          // 50: kelp.filer.KvDeleteRequest
+	(*FilerConfiguration)(nil),       // 51: kelp.filer.FilerConfiguration
+	nil,                              // 52: kelp.filer.EntryState.XattrsEntry
 }
 var file_api_filerpb_filer_proto_depIdxs = []int32{
-	3,  // 0: kelp.filer.EntryResponse.attr:type_name -> kelp.filer.Attr
-	3,  // 1: kelp.filer.AttrResponse.attr:type_name -> kelp.filer.Attr
-	3,  // 2: kelp.filer.DirEntry.attr:type_name -> kelp.filer.Attr
-	20, // 3: kelp.filer.ReadDirResponse.entries:type_name -> kelp.filer.DirEntry
-	3,  // 4: kelp.filer.GetChunksResponse.attr:type_name -> kelp.filer.Attr
-	4,  // 5: kelp.filer.GetChunksResponse.chunks:type_name -> kelp.filer.Chunk
-	4,  // 6: kelp.filer.CommitChunksRequest.chunks:type_name -> kelp.filer.Chunk
-	36, // 7: kelp.filer.AssignVolumeResponse.location:type_name -> kelp.filer.Location
-	36, // 8: kelp.filer.AssignVolumeResponse.replicas:type_name -> kelp.filer.Location
-	36, // 9: kelp.filer.VolumeLocations.locations:type_name -> kelp.filer.Location
-	39, // 10: kelp.filer.LookupVolumeResponse.volumes:type_name -> kelp.filer.VolumeLocations
-	3,  // 11: kelp.filer.EntryState.attr:type_name -> kelp.filer.Attr
-	4,  // 12: kelp.filer.EntryState.chunks:type_name -> kelp.filer.Chunk
-	49, // 13: kelp.filer.EntryState.xattrs:type_name -> kelp.filer.EntryState.XattrsEntry
-	0,  // 14: kelp.filer.MetadataEvent.kind:type_name -> kelp.filer.MetadataEvent.Kind
-	42, // 15: kelp.filer.MetadataEvent.old_entry:type_name -> kelp.filer.EntryState
-	42, // 16: kelp.filer.MetadataEvent.new_entry:type_name -> kelp.filer.EntryState
-	4,  // 17: kelp.filer.MetadataEvent.freed_chunks:type_name -> kelp.filer.Chunk
-	42, // 18: kelp.filer.MetadataEvent.replaced:type_name -> kelp.filer.EntryState
-	7,  // 19: kelp.filer.Filer.Lookup:input_type -> kelp.filer.LookupRequest
-	8,  // 20: kelp.filer.Filer.GetAttr:input_type -> kelp.filer.GetAttrRequest
-	9,  // 21: kelp.filer.Filer.SetAttr:input_type -> kelp.filer.SetAttrRequest
-	10, // 22: kelp.filer.Filer.Create:input_type -> kelp.filer.CreateRequest
-	11, // 23: kelp.filer.Filer.Mkdir:input_type -> kelp.filer.MkdirRequest
-	12, // 24: kelp.filer.Filer.Symlink:input_type -> kelp.filer.SymlinkRequest
-	13, // 25: kelp.filer.Filer.Link:input_type -> kelp.filer.LinkRequest
-	14, // 26: kelp.filer.Filer.Unlink:input_type -> kelp.filer.UnlinkRequest
-	15, // 27: kelp.filer.Filer.Rmdir:input_type -> kelp.filer.RmdirRequest
-	16, // 28: kelp.filer.Filer.Rename:input_type -> kelp.filer.RenameRequest
-	17, // 29: kelp.filer.Filer.Readlink:input_type -> kelp.filer.ReadlinkRequest
-	19, // 30: kelp.filer.Filer.ReadDir:input_type -> kelp.filer.ReadDirRequest
-	22, // 31: kelp.filer.Filer.GetXattr:input_type -> kelp.filer.GetXattrRequest
-	24, // 32: kelp.filer.Filer.SetXattr:input_type -> kelp.filer.SetXattrRequest
-	25, // 33: kelp.filer.Filer.ListXattr:input_type -> kelp.filer.ListXattrRequest
-	27, // 34: kelp.filer.Filer.RemoveXattr:input_type -> kelp.filer.RemoveXattrRequest
-	28, // 35: kelp.filer.Filer.StatFs:input_type -> kelp.filer.StatFsRequest
-	30, // 36: kelp.filer.Filer.Open:input_type -> kelp.filer.OpenRequest
-	31, // 37: kelp.filer.Filer.Release:input_type -> kelp.filer.ReleaseRequest
-	32, // 38: kelp.filer.Filer.GetChunks:input_type -> kelp.filer.GetChunksRequest
-	34, // 39: kelp.filer.Filer.CommitChunks:input_type -> kelp.filer.CommitChunksRequest
-	35, // 40: kelp.filer.Filer.AssignVolume:input_type -> kelp.filer.AssignVolumeRequest
-	38, // 41: kelp.filer.Filer.LookupVolume:input_type -> kelp.filer.LookupVolumeRequest
-	41, // 42: kelp.filer.Filer.SubscribeMetadata:input_type -> kelp.filer.SubscribeMetadataRequest
-	44, // 43: kelp.filer.Filer.KvGet:input_type -> kelp.filer.KvGetRequest
-	46, // 44: kelp.filer.Filer.KvPut:input_type -> kelp.filer.KvPutRequest
-	47, // 45: kelp.filer.Filer.KvDelete:input_type -> kelp.filer.KvDeleteRequest
-	1,  // 46: kelp.filer.Filer.GetFilerConfiguration:input_type -> kelp.filer.Empty
-	5,  // 47: kelp.filer.Filer.Lookup:output_type -> kelp.filer.EntryResponse
-	6,  // 48: kelp.filer.Filer.GetAttr:output_type -> kelp.filer.AttrResponse
-	6,  // 49: kelp.filer.Filer.SetAttr:output_type -> kelp.filer.AttrResponse
-	5,  // 50: kelp.filer.Filer.Create:output_type -> kelp.filer.EntryResponse
-	5,  // 51: kelp.filer.Filer.Mkdir:output_type -> kelp.filer.EntryResponse
-	5,  // 52: kelp.filer.Filer.Symlink:output_type -> kelp.filer.EntryResponse
-	5,  // 53: kelp.filer.Filer.Link:output_type -> kelp.filer.EntryResponse
-	1,  // 54: kelp.filer.Filer.Unlink:output_type -> kelp.filer.Empty
-	1,  // 55: kelp.filer.Filer.Rmdir:output_type -> kelp.filer.Empty
-	1,  // 56: kelp.filer.Filer.Rename:output_type -> kelp.filer.Empty
-	18, // 57: kelp.filer.Filer.Readlink:output_type -> kelp.filer.ReadlinkResponse
-	21, // 58: kelp.filer.Filer.ReadDir:output_type -> kelp.filer.ReadDirResponse
-	23, // 59: kelp.filer.Filer.GetXattr:output_type -> kelp.filer.GetXattrResponse
-	1,  // 60: kelp.filer.Filer.SetXattr:output_type -> kelp.filer.Empty
-	26, // 61: kelp.filer.Filer.ListXattr:output_type -> kelp.filer.ListXattrResponse
-	1,  // 62: kelp.filer.Filer.RemoveXattr:output_type -> kelp.filer.Empty
-	29, // 63: kelp.filer.Filer.StatFs:output_type -> kelp.filer.StatFsResponse
-	6,  // 64: kelp.filer.Filer.Open:output_type -> kelp.filer.AttrResponse
-	1,  // 65: kelp.filer.Filer.Release:output_type -> kelp.filer.Empty
-	33, // 66: kelp.filer.Filer.GetChunks:output_type -> kelp.filer.GetChunksResponse
-	6,  // 67: kelp.filer.Filer.CommitChunks:output_type -> kelp.filer.AttrResponse
-	37, // 68: kelp.filer.Filer.AssignVolume:output_type -> kelp.filer.AssignVolumeResponse
-	40, // 69: kelp.filer.Filer.LookupVolume:output_type -> kelp.filer.LookupVolumeResponse
-	43, // 70: kelp.filer.Filer.SubscribeMetadata:output_type -> kelp.filer.MetadataEvent
-	45, // 71: kelp.filer.Filer.KvGet:output_type -> kelp.filer.KvGetResponse
-	1,  // 72: kelp.filer.Filer.KvPut:output_type -> kelp.filer.Empty
-	1,  // 73: kelp.filer.Filer.KvDelete:output_type -> kelp.filer.Empty
-	48, // 74: kelp.filer.Filer.GetFilerConfiguration:output_type -> kelp.filer.FilerConfiguration
-	47, // [47:75] is the sub-list for method output_type
-	19, // [19:47] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	4,  // 0: kelp.filer.ChunkManifest.chunks:type_name -> kelp.filer.Chunk
+	4,  // 1: kelp.filer.ResolveManifestResponse.chunks:type_name -> kelp.filer.Chunk
+	3,  // 2: kelp.filer.EntryResponse.attr:type_name -> kelp.filer.Attr
+	3,  // 3: kelp.filer.AttrResponse.attr:type_name -> kelp.filer.Attr
+	3,  // 4: kelp.filer.DirEntry.attr:type_name -> kelp.filer.Attr
+	23, // 5: kelp.filer.ReadDirResponse.entries:type_name -> kelp.filer.DirEntry
+	3,  // 6: kelp.filer.GetChunksResponse.attr:type_name -> kelp.filer.Attr
+	4,  // 7: kelp.filer.GetChunksResponse.chunks:type_name -> kelp.filer.Chunk
+	4,  // 8: kelp.filer.CommitChunksRequest.chunks:type_name -> kelp.filer.Chunk
+	39, // 9: kelp.filer.AssignVolumeResponse.location:type_name -> kelp.filer.Location
+	39, // 10: kelp.filer.AssignVolumeResponse.replicas:type_name -> kelp.filer.Location
+	39, // 11: kelp.filer.VolumeLocations.locations:type_name -> kelp.filer.Location
+	42, // 12: kelp.filer.LookupVolumeResponse.volumes:type_name -> kelp.filer.VolumeLocations
+	3,  // 13: kelp.filer.EntryState.attr:type_name -> kelp.filer.Attr
+	4,  // 14: kelp.filer.EntryState.chunks:type_name -> kelp.filer.Chunk
+	52, // 15: kelp.filer.EntryState.xattrs:type_name -> kelp.filer.EntryState.XattrsEntry
+	0,  // 16: kelp.filer.MetadataEvent.kind:type_name -> kelp.filer.MetadataEvent.Kind
+	45, // 17: kelp.filer.MetadataEvent.old_entry:type_name -> kelp.filer.EntryState
+	45, // 18: kelp.filer.MetadataEvent.new_entry:type_name -> kelp.filer.EntryState
+	4,  // 19: kelp.filer.MetadataEvent.freed_chunks:type_name -> kelp.filer.Chunk
+	45, // 20: kelp.filer.MetadataEvent.replaced:type_name -> kelp.filer.EntryState
+	10, // 21: kelp.filer.Filer.Lookup:input_type -> kelp.filer.LookupRequest
+	11, // 22: kelp.filer.Filer.GetAttr:input_type -> kelp.filer.GetAttrRequest
+	12, // 23: kelp.filer.Filer.SetAttr:input_type -> kelp.filer.SetAttrRequest
+	13, // 24: kelp.filer.Filer.Create:input_type -> kelp.filer.CreateRequest
+	14, // 25: kelp.filer.Filer.Mkdir:input_type -> kelp.filer.MkdirRequest
+	15, // 26: kelp.filer.Filer.Symlink:input_type -> kelp.filer.SymlinkRequest
+	16, // 27: kelp.filer.Filer.Link:input_type -> kelp.filer.LinkRequest
+	17, // 28: kelp.filer.Filer.Unlink:input_type -> kelp.filer.UnlinkRequest
+	18, // 29: kelp.filer.Filer.Rmdir:input_type -> kelp.filer.RmdirRequest
+	19, // 30: kelp.filer.Filer.Rename:input_type -> kelp.filer.RenameRequest
+	20, // 31: kelp.filer.Filer.Readlink:input_type -> kelp.filer.ReadlinkRequest
+	22, // 32: kelp.filer.Filer.ReadDir:input_type -> kelp.filer.ReadDirRequest
+	25, // 33: kelp.filer.Filer.GetXattr:input_type -> kelp.filer.GetXattrRequest
+	27, // 34: kelp.filer.Filer.SetXattr:input_type -> kelp.filer.SetXattrRequest
+	28, // 35: kelp.filer.Filer.ListXattr:input_type -> kelp.filer.ListXattrRequest
+	30, // 36: kelp.filer.Filer.RemoveXattr:input_type -> kelp.filer.RemoveXattrRequest
+	31, // 37: kelp.filer.Filer.StatFs:input_type -> kelp.filer.StatFsRequest
+	33, // 38: kelp.filer.Filer.Open:input_type -> kelp.filer.OpenRequest
+	34, // 39: kelp.filer.Filer.Release:input_type -> kelp.filer.ReleaseRequest
+	33, // 40: kelp.filer.Filer.OpenContent:input_type -> kelp.filer.OpenRequest
+	35, // 41: kelp.filer.Filer.GetChunks:input_type -> kelp.filer.GetChunksRequest
+	37, // 42: kelp.filer.Filer.CommitChunks:input_type -> kelp.filer.CommitChunksRequest
+	6,  // 43: kelp.filer.Filer.ResolveManifest:input_type -> kelp.filer.ResolveManifestRequest
+	38, // 44: kelp.filer.Filer.AssignVolume:input_type -> kelp.filer.AssignVolumeRequest
+	41, // 45: kelp.filer.Filer.LookupVolume:input_type -> kelp.filer.LookupVolumeRequest
+	44, // 46: kelp.filer.Filer.SubscribeMetadata:input_type -> kelp.filer.SubscribeMetadataRequest
+	47, // 47: kelp.filer.Filer.KvGet:input_type -> kelp.filer.KvGetRequest
+	49, // 48: kelp.filer.Filer.KvPut:input_type -> kelp.filer.KvPutRequest
+	50, // 49: kelp.filer.Filer.KvDelete:input_type -> kelp.filer.KvDeleteRequest
+	1,  // 50: kelp.filer.Filer.GetFilerConfiguration:input_type -> kelp.filer.Empty
+	8,  // 51: kelp.filer.Filer.Lookup:output_type -> kelp.filer.EntryResponse
+	9,  // 52: kelp.filer.Filer.GetAttr:output_type -> kelp.filer.AttrResponse
+	9,  // 53: kelp.filer.Filer.SetAttr:output_type -> kelp.filer.AttrResponse
+	8,  // 54: kelp.filer.Filer.Create:output_type -> kelp.filer.EntryResponse
+	8,  // 55: kelp.filer.Filer.Mkdir:output_type -> kelp.filer.EntryResponse
+	8,  // 56: kelp.filer.Filer.Symlink:output_type -> kelp.filer.EntryResponse
+	8,  // 57: kelp.filer.Filer.Link:output_type -> kelp.filer.EntryResponse
+	1,  // 58: kelp.filer.Filer.Unlink:output_type -> kelp.filer.Empty
+	1,  // 59: kelp.filer.Filer.Rmdir:output_type -> kelp.filer.Empty
+	1,  // 60: kelp.filer.Filer.Rename:output_type -> kelp.filer.Empty
+	21, // 61: kelp.filer.Filer.Readlink:output_type -> kelp.filer.ReadlinkResponse
+	24, // 62: kelp.filer.Filer.ReadDir:output_type -> kelp.filer.ReadDirResponse
+	26, // 63: kelp.filer.Filer.GetXattr:output_type -> kelp.filer.GetXattrResponse
+	1,  // 64: kelp.filer.Filer.SetXattr:output_type -> kelp.filer.Empty
+	29, // 65: kelp.filer.Filer.ListXattr:output_type -> kelp.filer.ListXattrResponse
+	1,  // 66: kelp.filer.Filer.RemoveXattr:output_type -> kelp.filer.Empty
+	32, // 67: kelp.filer.Filer.StatFs:output_type -> kelp.filer.StatFsResponse
+	9,  // 68: kelp.filer.Filer.Open:output_type -> kelp.filer.AttrResponse
+	1,  // 69: kelp.filer.Filer.Release:output_type -> kelp.filer.Empty
+	36, // 70: kelp.filer.Filer.OpenContent:output_type -> kelp.filer.GetChunksResponse
+	36, // 71: kelp.filer.Filer.GetChunks:output_type -> kelp.filer.GetChunksResponse
+	9,  // 72: kelp.filer.Filer.CommitChunks:output_type -> kelp.filer.AttrResponse
+	7,  // 73: kelp.filer.Filer.ResolveManifest:output_type -> kelp.filer.ResolveManifestResponse
+	40, // 74: kelp.filer.Filer.AssignVolume:output_type -> kelp.filer.AssignVolumeResponse
+	43, // 75: kelp.filer.Filer.LookupVolume:output_type -> kelp.filer.LookupVolumeResponse
+	46, // 76: kelp.filer.Filer.SubscribeMetadata:output_type -> kelp.filer.MetadataEvent
+	48, // 77: kelp.filer.Filer.KvGet:output_type -> kelp.filer.KvGetResponse
+	1,  // 78: kelp.filer.Filer.KvPut:output_type -> kelp.filer.Empty
+	1,  // 79: kelp.filer.Filer.KvDelete:output_type -> kelp.filer.Empty
+	51, // 80: kelp.filer.Filer.GetFilerConfiguration:output_type -> kelp.filer.FilerConfiguration
+	51, // [51:81] is the sub-list for method output_type
+	21, // [21:51] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_api_filerpb_filer_proto_init() }
@@ -3447,14 +3675,14 @@ func file_api_filerpb_filer_proto_init() {
 	if File_api_filerpb_filer_proto != nil {
 		return
 	}
-	file_api_filerpb_filer_proto_msgTypes[8].OneofWrappers = []any{}
+	file_api_filerpb_filer_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_filerpb_filer_proto_rawDesc), len(file_api_filerpb_filer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   49,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -9,6 +9,32 @@
 // the metadata change-log subscription and a small key-value side API.
 // Errors are gRPC statuses whose details carry a PosixError (an errno name),
 // so a mount can hand the application the errno it expects.
+//
+// # Signatures (request metadata "kelp-signature")
+//
+// A client may send the gRPC metadata key "kelp-signature" on any call that
+// changes the namespace; its values are decimal int32 signatures (one per
+// value, or several separated by commas). The filer records them in the
+// change-log event of that change, before its own signature, so a
+// subscriber whose SubscribeMetadataRequest.client_signature is one of them
+// never receives the event: a mount skips its own changes, filer.sync the
+// changes it replayed. A value that is not a decimal int32 is
+// INVALID_ARGUMENT (EINVAL); 0 is ignored.
+//
+// # Manifest chunks
+//
+// A file with very many chunks has runs of them folded into manifest chunks
+// (Chunk.is_manifest): the chunk's blob holds a ChunkManifest listing the
+// chunks it replaces, and the manifest chunk stands in their place in the
+// list. Expanding it means: take the listed chunks in their order, drop
+// those starting at or past offset + size of the manifest chunk, cut those
+// that reach past it to end there, and put them where the manifest chunk
+// was. The expanded list resolves newest-wins to exactly the bytes of the
+// list before folding. GetChunks and OpenContent always answer expanded
+// lists; change-log events (entry chunks and freed_chunks) carry manifest
+// chunks as they are stored, and a subscriber expands them with
+// ResolveManifest. Clients never send manifest chunks (CommitChunks refuses
+// them).
 
 package filerpb
 
@@ -44,8 +70,10 @@ const (
 	Filer_StatFs_FullMethodName                = "/kelp.filer.Filer/StatFs"
 	Filer_Open_FullMethodName                  = "/kelp.filer.Filer/Open"
 	Filer_Release_FullMethodName               = "/kelp.filer.Filer/Release"
+	Filer_OpenContent_FullMethodName           = "/kelp.filer.Filer/OpenContent"
 	Filer_GetChunks_FullMethodName             = "/kelp.filer.Filer/GetChunks"
 	Filer_CommitChunks_FullMethodName          = "/kelp.filer.Filer/CommitChunks"
+	Filer_ResolveManifest_FullMethodName       = "/kelp.filer.Filer/ResolveManifest"
 	Filer_AssignVolume_FullMethodName          = "/kelp.filer.Filer/AssignVolume"
 	Filer_LookupVolume_FullMethodName          = "/kelp.filer.Filer/LookupVolume"
 	Filer_SubscribeMetadata_FullMethodName     = "/kelp.filer.Filer/SubscribeMetadata"
@@ -80,9 +108,17 @@ type FilerClient interface {
 	// file keeps its data until the last Release.
 	Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*AttrResponse, error)
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*Empty, error)
-	// Chunks of a file's content.
+	// OpenContent is Open and GetChunks of a regular file in one round trip:
+	// it takes a handle (drop it with Release) and returns the attributes and
+	// the content, manifests expanded. On an error no handle is kept.
+	OpenContent(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*GetChunksResponse, error)
+	// Chunks of a file's content. GetChunks expands manifest chunks.
 	GetChunks(ctx context.Context, in *GetChunksRequest, opts ...grpc.CallOption) (*GetChunksResponse, error)
 	CommitChunks(ctx context.Context, in *CommitChunksRequest, opts ...grpc.CallOption) (*AttrResponse, error)
+	// ResolveManifest returns the chunks a manifest chunk's blob lists, as
+	// stored (not cut to the manifest chunk's span: see "Manifest chunks").
+	// Manifest blobs are immutable, so the answer may be cached by file id.
+	ResolveManifest(ctx context.Context, in *ResolveManifestRequest, opts ...grpc.CallOption) (*ResolveManifestResponse, error)
 	// Passed through to the master.
 	AssignVolume(ctx context.Context, in *AssignVolumeRequest, opts ...grpc.CallOption) (*AssignVolumeResponse, error)
 	LookupVolume(ctx context.Context, in *LookupVolumeRequest, opts ...grpc.CallOption) (*LookupVolumeResponse, error)
@@ -294,6 +330,16 @@ func (c *filerClient) Release(ctx context.Context, in *ReleaseRequest, opts ...g
 	return out, nil
 }
 
+func (c *filerClient) OpenContent(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*GetChunksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetChunksResponse)
+	err := c.cc.Invoke(ctx, Filer_OpenContent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *filerClient) GetChunks(ctx context.Context, in *GetChunksRequest, opts ...grpc.CallOption) (*GetChunksResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetChunksResponse)
@@ -308,6 +354,16 @@ func (c *filerClient) CommitChunks(ctx context.Context, in *CommitChunksRequest,
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AttrResponse)
 	err := c.cc.Invoke(ctx, Filer_CommitChunks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *filerClient) ResolveManifest(ctx context.Context, in *ResolveManifestRequest, opts ...grpc.CallOption) (*ResolveManifestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResolveManifestResponse)
+	err := c.cc.Invoke(ctx, Filer_ResolveManifest_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -418,9 +474,17 @@ type FilerServer interface {
 	// file keeps its data until the last Release.
 	Open(context.Context, *OpenRequest) (*AttrResponse, error)
 	Release(context.Context, *ReleaseRequest) (*Empty, error)
-	// Chunks of a file's content.
+	// OpenContent is Open and GetChunks of a regular file in one round trip:
+	// it takes a handle (drop it with Release) and returns the attributes and
+	// the content, manifests expanded. On an error no handle is kept.
+	OpenContent(context.Context, *OpenRequest) (*GetChunksResponse, error)
+	// Chunks of a file's content. GetChunks expands manifest chunks.
 	GetChunks(context.Context, *GetChunksRequest) (*GetChunksResponse, error)
 	CommitChunks(context.Context, *CommitChunksRequest) (*AttrResponse, error)
+	// ResolveManifest returns the chunks a manifest chunk's blob lists, as
+	// stored (not cut to the manifest chunk's span: see "Manifest chunks").
+	// Manifest blobs are immutable, so the answer may be cached by file id.
+	ResolveManifest(context.Context, *ResolveManifestRequest) (*ResolveManifestResponse, error)
 	// Passed through to the master.
 	AssignVolume(context.Context, *AssignVolumeRequest) (*AssignVolumeResponse, error)
 	LookupVolume(context.Context, *LookupVolumeRequest) (*LookupVolumeResponse, error)
@@ -499,11 +563,17 @@ func (UnimplementedFilerServer) Open(context.Context, *OpenRequest) (*AttrRespon
 func (UnimplementedFilerServer) Release(context.Context, *ReleaseRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
 }
+func (UnimplementedFilerServer) OpenContent(context.Context, *OpenRequest) (*GetChunksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OpenContent not implemented")
+}
 func (UnimplementedFilerServer) GetChunks(context.Context, *GetChunksRequest) (*GetChunksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetChunks not implemented")
 }
 func (UnimplementedFilerServer) CommitChunks(context.Context, *CommitChunksRequest) (*AttrResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CommitChunks not implemented")
+}
+func (UnimplementedFilerServer) ResolveManifest(context.Context, *ResolveManifestRequest) (*ResolveManifestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResolveManifest not implemented")
 }
 func (UnimplementedFilerServer) AssignVolume(context.Context, *AssignVolumeRequest) (*AssignVolumeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AssignVolume not implemented")
@@ -889,6 +959,24 @@ func _Filer_Release_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Filer_OpenContent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FilerServer).OpenContent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Filer_OpenContent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FilerServer).OpenContent(ctx, req.(*OpenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Filer_GetChunks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetChunksRequest)
 	if err := dec(in); err != nil {
@@ -921,6 +1009,24 @@ func _Filer_CommitChunks_Handler(srv interface{}, ctx context.Context, dec func(
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(FilerServer).CommitChunks(ctx, req.(*CommitChunksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Filer_ResolveManifest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveManifestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FilerServer).ResolveManifest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Filer_ResolveManifest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FilerServer).ResolveManifest(ctx, req.(*ResolveManifestRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1128,12 +1234,20 @@ var Filer_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Filer_Release_Handler,
 		},
 		{
+			MethodName: "OpenContent",
+			Handler:    _Filer_OpenContent_Handler,
+		},
+		{
 			MethodName: "GetChunks",
 			Handler:    _Filer_GetChunks_Handler,
 		},
 		{
 			MethodName: "CommitChunks",
 			Handler:    _Filer_CommitChunks_Handler,
+		},
+		{
+			MethodName: "ResolveManifest",
+			Handler:    _Filer_ResolveManifest_Handler,
 		},
 		{
 			MethodName: "AssignVolume",

@@ -31,6 +31,7 @@ func commands() []command {
 		{"volume", "start a volume server (needle volumes, blob HTTP API)", runVolume},
 		{"filer", "start a filer (namespace, change log, gRPC and HTTP file APIs)", runFiler},
 		{"filer.fsck", "check the namespace of a stopped filer's store", runFsck},
+		{"mount", "mount a filer's namespace as a local directory through FUSE", runMount},
 		{"server", "start master, volume server and filer in one process (one-machine cluster)", runServer},
 		{"benchmark", "measure the blob store (write, random read) or, with -filer, the filer's metadata operations", runBenchmark},
 		{"version", "print the version", runVersion},

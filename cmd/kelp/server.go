@@ -11,6 +11,8 @@ import (
 
 	"github.com/kelpfs/kelp/filerd"
 	"github.com/kelpfs/kelp/masterd"
+	"github.com/kelpfs/kelp/mount"
+	"github.com/kelpfs/kelp/mount/fusefs"
 	"github.com/kelpfs/kelp/volumed"
 )
 
@@ -22,6 +24,9 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	var vf volumeFlags
 	var ff filerFlags
 	var df daemonFlags
+	var mountf mountFlags
+	mountDir := fs.String("mount", "", "also mount the cluster at this directory through FUSE (mount.* flags tune it)")
+	mountf.register(fs, "mount.")
 	mf.register(fs, "master.")
 	vf.register(fs, "volume.")
 	ff.register(fs, "filer.")
@@ -59,6 +64,23 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	fcfg.Logger = log
+	var (
+		mountCfg  mountConfig
+		mountDone = make(chan error, 1)
+	)
+	if *mountDir != "" {
+		if err := checkMountPoint(*mountDir); err != nil {
+			return err
+		}
+		mountf.dir = *mountDir
+		mountf.filer = fmt.Sprintf("127.0.0.1:%d.%d", portOfAddr(fcfg.HTTPAddr), portOfAddr(fcfg.GRPCAddr))
+		if mountf.cacheDir == "" {
+			mountf.cacheDir = filepath.Join(*dir, "mountcache")
+		}
+		if mountCfg.cfg, mountCfg.opts, err = mountf.config(log); err != nil {
+			return err
+		}
+	}
 
 	master, err := masterd.New(mcfg)
 	if err != nil {
@@ -78,7 +100,7 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// Start order: master, volume server, then the filer once the master
 	// serves. Stop order, on a signal or when any of them fails: the filer
 	// first (no new writes), then the volume server, then the master.
-	fctx, stopFiler := context.WithCancel(ctx)
+	fctx, stopFiler := context.WithCancel(context.Background())
 	defer stopFiler()
 	vctx, stopVolume := context.WithCancel(context.Background())
 	defer stopVolume()
@@ -89,11 +111,25 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	filerDone := make(chan error, 1)
 	go func() { masterDone <- master.Serve(mctx) }()
 	go func() { volumeDone <- volume.Serve(vctx) }()
-	var mErr, vErr, fErr error
-	mOut, vOut, fOut := false, false, false
+	var mErr, vErr, fErr, mntErr error
+	mOut, vOut, fOut, mntOut := false, false, false, false
+	mountCtx, stopMount := context.WithCancel(context.Background())
+	defer stopMount()
+	mounting := false
 	select {
 	case <-master.Ready():
 		go func() { filerDone <- filer.Serve(fctx) }()
+		if *mountDir != "" {
+			mounting = true
+			go func() {
+				select {
+				case <-filer.Ready():
+					mountDone <- serveMount(mountCtx, mountCfg.cfg, *mountDir, mountCfg.opts, log, nil)
+				case <-mountCtx.Done():
+					mountDone <- nil
+				}
+			}()
+		}
 	case mErr = <-masterDone:
 		mOut = true
 		filer.Close()
@@ -114,7 +150,16 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 			vOut = true
 		case mErr = <-masterDone:
 			mOut = true
+		case mntErr = <-mountDone:
+			mntOut = true
+		case <-ctx.Done():
 		}
+	}
+	// The mount goes first: it flushes what applications wrote through
+	// the filer and volume server still running.
+	stopMount()
+	if mounting && !mntOut {
+		mntErr = <-mountDone
 	}
 	stopFiler()
 	if !fOut {
@@ -128,10 +173,19 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if !mOut {
 		mErr = <-masterDone
 	}
-	if err := errors.Join(fErr, vErr, mErr); err != nil {
+	if mntErr != nil {
+		mntErr = fmt.Errorf("mount: %w", mntErr)
+	}
+	if err := errors.Join(mntErr, fErr, vErr, mErr); err != nil {
 		return fmt.Errorf("server stopped: %w", err)
 	}
 	return nil
+}
+
+// mountConfig is what `kelp server -mount` mounts.
+type mountConfig struct {
+	cfg  mount.Config
+	opts fusefs.Options
 }
 
 func portOfAddr(addr string) int {

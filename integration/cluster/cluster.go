@@ -383,3 +383,11 @@ func (f *Filer) Restart() {
 	f.Stop()
 	f.start()
 }
+
+// MountAddr is the filer's address as a mount takes it:
+// "host:httpPort.grpcPort".
+func (f *Filer) MountAddr() string {
+	host, hp, _ := net.SplitHostPort(f.cfg.HTTPAddr)
+	_, gp, _ := net.SplitHostPort(f.cfg.GRPCAddr)
+	return net.JoinHostPort(host, hp+"."+gp)
+}

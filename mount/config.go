@@ -1,0 +1,125 @@
+package mount
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/kelpfs/kelp/needle"
+)
+
+// Config configures a mount session.
+type Config struct {
+	// Filer is the filer's address: "host:port" of its HTTP API (gRPC on
+	// port+10000, as SeaweedFS does) or "host:httpPort.grpcPort".
+	Filer string
+	// FilerPath is the directory of the filer mounted as the root;
+	// default "/".
+	FilerPath string
+	// ChunkSizeMB is the size of the chunks files are cut into. Default 4.
+	ChunkSizeMB int
+	// CacheDir holds the disk tier of the chunk cache; "" keeps only the
+	// memory tier.
+	CacheDir string
+	// CacheCapacityMB is the disk tier's budget. Default 1024.
+	CacheCapacityMB int64
+	// CacheMemoryMB is the memory tier's budget. Default 128.
+	CacheMemoryMB int64
+	// WriteBufferMB caps the memory all open files' unflushed data may
+	// take; writers over it wait for uploads. Default 256.
+	WriteBufferMB int64
+	// ConcurrentWriters bounds chunk uploads in flight. Default 16.
+	ConcurrentWriters int
+	// ConcurrentReaders bounds chunk fetches in flight (prefetches
+	// included). Default 16.
+	ConcurrentReaders int
+	// ReadAheadChunks is how many chunks a sequential reader fetches
+	// ahead. Default 2.
+	ReadAheadChunks int
+	// InlineLimit: files up to this size are stored in their inode
+	// instead of in a chunk. Default 4096; lowered on its own to what the
+	// filer accepts.
+	InlineLimit int
+	// ReadOnly refuses every change with EROFS.
+	ReadOnly bool
+	// Umask is cleared from the mode of every file and directory created.
+	Umask uint32
+	// Replication, Collection and TTL are passed when chunks are assigned;
+	// "" uses the filer's defaults.
+	Replication, Collection, TTL string
+	// EntryTimeout and AttrTimeout are how long the kernel may cache names
+	// and attributes. Changes from other clients invalidate them through
+	// the change log sooner; the timeouts bound staleness when the change
+	// log cannot be followed. Default 10s each.
+	EntryTimeout, AttrTimeout time.Duration
+	// OpTimeout bounds each filer call; a filer away longer fails the
+	// operation with EIO. Default 30s.
+	OpTimeout time.Duration
+	// ConnectTimeout bounds the first contact with the filer in New.
+	// Default 10s.
+	ConnectTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// DefaultConfig returns the defaults; Filer must still be set.
+func DefaultConfig() Config {
+	return Config{
+		FilerPath:         "/",
+		ChunkSizeMB:       4,
+		CacheCapacityMB:   1024,
+		CacheMemoryMB:     128,
+		WriteBufferMB:     256,
+		ConcurrentWriters: 16,
+		ConcurrentReaders: 16,
+		ReadAheadChunks:   2,
+		InlineLimit:       4096,
+		EntryTimeout:      10 * time.Second,
+		AttrTimeout:       10 * time.Second,
+		OpTimeout:         30 * time.Second,
+		ConnectTimeout:    10 * time.Second,
+	}
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.Filer == "":
+		return errors.New("mount: config: Filer is required")
+	case !strings.HasPrefix(c.FilerPath, "/"):
+		return fmt.Errorf("mount: config: FilerPath %q must be absolute", c.FilerPath)
+	case path.Clean(c.FilerPath) != c.FilerPath:
+		return fmt.Errorf("mount: config: FilerPath %q is not clean (try %q)", c.FilerPath, path.Clean(c.FilerPath))
+	case c.ChunkSizeMB < 1 || c.ChunkSizeMB > 256:
+		return fmt.Errorf("mount: config: ChunkSizeMB %d must be within 1..256", c.ChunkSizeMB)
+	case c.CacheCapacityMB < 0 || c.CacheMemoryMB < 0:
+		return errors.New("mount: config: cache capacities must not be negative")
+	case c.WriteBufferMB < int64(c.ChunkSizeMB):
+		return fmt.Errorf("mount: config: WriteBufferMB %d must hold at least one chunk (%d MiB)", c.WriteBufferMB, c.ChunkSizeMB)
+	case c.ConcurrentWriters < 1 || c.ConcurrentReaders < 1:
+		return errors.New("mount: config: ConcurrentWriters and ConcurrentReaders must be at least 1")
+	case c.ReadAheadChunks < 0:
+		return errors.New("mount: config: ReadAheadChunks must not be negative")
+	case c.InlineLimit < 0:
+		return errors.New("mount: config: InlineLimit must not be negative")
+	case c.Umask&^0o7777 != 0:
+		return fmt.Errorf("mount: config: Umask %#o is not a permission mask", c.Umask)
+	case c.EntryTimeout < 0 || c.AttrTimeout < 0 || c.OpTimeout <= 0 || c.ConnectTimeout <= 0:
+		return errors.New("mount: config: timeouts must be positive")
+	}
+	if c.Replication != "" {
+		if _, err := needle.ParseReplicaPlacement(c.Replication); err != nil {
+			return fmt.Errorf("mount: config: replication: %w", err)
+		}
+	}
+	if c.TTL != "" {
+		if _, err := needle.ParseTTL(c.TTL); err != nil {
+			return fmt.Errorf("mount: config: ttl: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c Config) chunkSize() int64 { return int64(c.ChunkSizeMB) << 20 }

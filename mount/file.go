@@ -1,0 +1,320 @@
+package mount
+
+import (
+	"context"
+	"sync"
+	"syscall"
+
+	"github.com/kelpfs/kelp/api/filerpb"
+	"github.com/kelpfs/kelp/needle"
+)
+
+// chunkRef is one chunk of a file as this mount knows it: committed (the
+// filer lists it), uploaded but not yet committed, or sealed and still in
+// memory (fid == "") while its upload runs or after it failed.
+type chunkRef struct {
+	off, size int64
+	fid       string
+	etag      string
+	modNs     int64
+	mem       []byte // the bytes while fid == ""
+	committed bool
+	failed    bool // the last upload failed; Flush retries it
+}
+
+// slot holds the unsealed writes to one ChunkSize-aligned range.
+type slot struct {
+	idx     int64
+	buf     []byte // bytes from the slot's start; len = highest written end
+	runs    []span // written ranges, sorted, disjoint, merged (slot-relative)
+	charged int64  // budget bytes held (cap of buf)
+}
+
+type span struct{ start, end int64 }
+
+// file is an inode open on this mount or holding unflushed data. Handles
+// share it, so every reader on the mount sees every writer's bytes.
+type file struct {
+	fs  *FS
+	ino uint64
+
+	truncMu sync.RWMutex // writes share it; a truncate takes it alone
+	flushMu sync.Mutex   // one flush at a time
+
+	mu        sync.Mutex
+	cond      *sync.Cond // signalled when inflight drops
+	opens     int
+	filerOpen bool   // the filer holds a handle for this mount
+	loaded    bool   // refs/inline/size reflect the filer (plus local state)
+	stale     bool   // another client changed the file: reload when clean
+	attr      Attr   // the filer's attributes, last seen
+	inline    []byte // committed inline content
+	refs      []*chunkRef
+	ivs       []needle.Interval
+	ivsOK     bool
+	size      int64
+	mtime     int64
+	metaDirty bool // size or mtime changed locally and not committed
+	dirty     map[int64]*slot
+	inflight  int
+	err       error // first upload error since the last flush
+	lastMod   int64
+	// kernelMtime/kernelSize describe the content the kernel's page
+	// cache holds, so Open can keep it when nothing changed.
+	kernelMtime int64
+	kernelSize  int64
+}
+
+type handle struct {
+	fh      uint64
+	f       *file
+	mu      sync.Mutex
+	lastEnd int64 // where the last read ended, for read-ahead
+}
+
+// fileFor returns ino's file state, creating it.
+func (fs *FS) fileFor(ino uint64) *file {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f := fs.files[ino]
+	if f == nil {
+		f = &file{fs: fs, ino: ino, dirty: make(map[int64]*slot)}
+		f.cond = sync.NewCond(&f.mu)
+		fs.files[ino] = f
+	}
+	f.mu.Lock()
+	f.opens++
+	f.mu.Unlock()
+	return f
+}
+
+func (fs *FS) newHandle(f *file) uint64 {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.nextFh++
+	fs.handles[fs.nextFh] = &handle{fh: fs.nextFh, f: f}
+	return fs.nextFh
+}
+
+func (fs *FS) handle(fh uint64) *handle {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.handles[fh]
+}
+
+// Open opens regular file ino. keepCache says the kernel's cached pages
+// of the file are still current.
+func (fs *FS) Open(ctx context.Context, ino uint64, flags uint32) (fh uint64, keepCache bool, errno syscall.Errno) {
+	if fs.cfg.ReadOnly && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		return 0, false, syscall.EROFS
+	}
+	f := fs.fileFor(ino)
+	if errno := f.open(ctx); errno != 0 {
+		fs.dropOpen(f)
+		return 0, false, errno
+	}
+	return fs.newHandle(f), f.keepCache(), 0
+}
+
+// Create makes and opens a regular file.
+func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, mode, flags uint32) (Attr, uint64, syscall.Errno) {
+	if e := fs.writable(); e != 0 {
+		return Attr{}, 0, e
+	}
+	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
+		return fs.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name,
+			Mode: syscall.S_IFREG | fs.masked(mode)&^syscall.S_IFMT, Uid: c.Uid, Gid: c.Gid, Exclusive: flags&syscall.O_EXCL != 0})
+	})
+	if err != nil {
+		return Attr{}, 0, toErrno(err)
+	}
+	a := attrFromPB(resp.Attr)
+	f := fs.fileFor(a.Ino)
+	if errno := f.open(ctx); errno != 0 {
+		fs.dropOpen(f)
+		return Attr{}, 0, errno
+	}
+	f.overlayAttr(&a)
+	return a, fs.newHandle(f), 0
+}
+
+// open takes the filer's handle (once per mount) and loads the content
+// unless this mount holds unflushed data for it (close-to-open: an open
+// sees what was closed elsewhere before it).
+func (f *file) open(ctx context.Context) syscall.Errno {
+	f.mu.Lock()
+	needOpen := !f.filerOpen
+	f.mu.Unlock()
+	if needOpen {
+		_, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.AttrResponse, error) {
+			return f.fs.api.Open(ctx, &filerpb.OpenRequest{Inode: f.ino, Session: f.fs.session})
+		})
+		if err != nil {
+			return toErrno(err)
+		}
+		f.mu.Lock()
+		if f.filerOpen {
+			f.mu.Unlock()
+			// Another open raced us to it: give ours back.
+			_, _ = call(f.fs, ctx, func(ctx context.Context) (*filerpb.Empty, error) {
+				return f.fs.api.Release(ctx, &filerpb.ReleaseRequest{Inode: f.ino, Session: f.fs.session})
+			})
+		} else {
+			f.filerOpen = true
+			f.mu.Unlock()
+		}
+	}
+	return f.reload(ctx, true)
+}
+
+// reload fetches the file's content from the filer unless local state
+// must win (unflushed data). With always unset, only a stale or never
+// loaded file is fetched.
+func (f *file) reload(ctx context.Context, always bool) syscall.Errno {
+	f.mu.Lock()
+	if f.hasLocalLocked() || (!always && f.loaded && !f.stale) {
+		f.mu.Unlock()
+		return 0
+	}
+	f.mu.Unlock()
+	resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.GetChunksResponse, error) {
+		return f.fs.api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: f.ino})
+	})
+	if err != nil {
+		return toErrno(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hasLocalLocked() {
+		return 0 // a write got in first; it builds on what we had
+	}
+	f.applyContentLocked(resp)
+	return 0
+}
+
+func (f *file) applyContentLocked(resp *filerpb.GetChunksResponse) {
+	f.attr = attrFromPB(resp.Attr)
+	f.refs = f.refs[:0]
+	for _, c := range resp.Chunks {
+		f.refs = append(f.refs, &chunkRef{off: c.Offset, size: c.Size, fid: c.FileId, etag: c.Etag,
+			modNs: c.ModifiedNs, committed: true})
+		f.lastMod = max(f.lastMod, c.ModifiedNs)
+	}
+	f.inline = nil
+	if len(resp.Inline) > 0 {
+		f.inline = resp.Inline
+	}
+	f.ivsOK = false
+	f.size = int64(f.attr.Size)
+	f.mtime = f.attr.Mtime
+	f.loaded, f.stale = true, false
+}
+
+// hasLocalLocked: the mount holds something the filer does not have.
+func (f *file) hasLocalLocked() bool {
+	if len(f.dirty) > 0 || f.inflight > 0 || f.metaDirty || f.err != nil {
+		return true
+	}
+	for _, r := range f.refs {
+		if !r.committed {
+			return true
+		}
+	}
+	return false
+}
+
+// keepCache reports whether the kernel's pages of the file are current,
+// and records that they will be from now on.
+func (f *file) keepCache() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keep := f.kernelMtime == f.mtime && f.kernelSize == f.size && f.kernelMtime != 0
+	f.kernelMtime, f.kernelSize = f.mtime, f.size
+	return keep
+}
+
+// overlayAttr lays unflushed size and mtime over a filer attr.
+func (f *file) overlayAttr(a *Attr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hasLocalLocked() {
+		a.Size = uint64(f.size)
+		a.Mtime = max(a.Mtime, f.mtime)
+	}
+}
+
+// truncated resets the content after the filer truncated the file; the
+// caller holds truncMu and flushed first.
+func (f *file) truncated(a Attr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.attr = a
+	f.stale = true
+	f.loaded = false
+	f.refs, f.inline, f.ivsOK = nil, nil, false
+	f.size, f.mtime = int64(a.Size), a.Mtime
+	f.kernelMtime, f.kernelSize = a.Mtime, int64(a.Size)
+}
+
+// Release closes handle fh: unflushed data is flushed (errors can only be
+// logged here; Flush reported them to close(2)), and the last handle on
+// the mount gives the filer's handle back.
+func (fs *FS) Release(fh uint64) {
+	fs.mu.Lock()
+	h := fs.handles[fh]
+	delete(fs.handles, fh)
+	fs.mu.Unlock()
+	if h == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
+	defer cancel()
+	if errno := h.f.flush(ctx); errno != 0 {
+		fs.log.Warn("mount: flush on release failed", "inode", h.f.ino, "errno", errno)
+	}
+	fs.dropOpen(h.f)
+}
+
+// dropOpen undoes one fileFor; the last one releases the filer's handle
+// and forgets the file if it holds nothing unflushed.
+func (fs *FS) dropOpen(f *file) {
+	f.mu.Lock()
+	f.opens--
+	last := f.opens == 0
+	release := last && f.filerOpen
+	if release {
+		f.filerOpen = false
+	}
+	clean := last && !f.hasLocalLocked()
+	f.mu.Unlock()
+	if release {
+		ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
+		_, err := fs.api.Release(fs.opCtx(ctx), &filerpb.ReleaseRequest{Inode: f.ino, Session: fs.session})
+		cancel()
+		if err != nil {
+			fs.log.Warn("mount: filer release failed", "inode", f.ino, "err", err)
+		}
+	}
+	if clean {
+		fs.mu.Lock()
+		f.mu.Lock()
+		if f.opens == 0 && !f.hasLocalLocked() && fs.files[f.ino] == f {
+			delete(fs.files, f.ino)
+		}
+		f.mu.Unlock()
+		fs.mu.Unlock()
+	}
+}
+
+// Flush is close(2)'s flush: unflushed data reaches every replica and the
+// filer before it returns; errors come back as EIO.
+func (fs *FS) Flush(ctx context.Context, fh uint64) syscall.Errno {
+	h := fs.handle(fh)
+	if h == nil {
+		return syscall.EBADF
+	}
+	return h.f.flush(ctx)
+}
+
+// Fsync is Flush: the volume servers hold every replica once it returns.
+func (fs *FS) Fsync(ctx context.Context, fh uint64) syscall.Errno { return fs.Flush(ctx, fh) }

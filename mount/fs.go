@@ -1,0 +1,251 @@
+package mount
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/kelpfs/kelp/api/filerpb"
+	"github.com/kelpfs/kelp/cache"
+	"github.com/kelpfs/kelp/client"
+)
+
+// Attr is an inode's attributes as the kernel sees them.
+type Attr struct {
+	Ino                 uint64
+	Mode                uint32 // file type bits and permissions, as in stat(2)
+	Uid, Gid            uint32
+	Size                uint64
+	Nlink               uint32
+	Rdev                uint32
+	Atime, Mtime, Ctime int64 // ns since the epoch
+}
+
+// Caller is who asks for an operation: new inodes are theirs.
+type Caller struct {
+	Uid, Gid, Pid uint32
+}
+
+// Invalidator tells the kernel that cached names or attributes and data
+// are stale. mount/fusefs implements it; the FS calls it from its
+// watcher goroutine, never while holding a lock.
+type Invalidator interface {
+	// InvalidateEntry drops the kernel's name parent/name (positive or
+	// negative).
+	InvalidateEntry(parent uint64, name string)
+	// InvalidateInode drops the kernel's attributes and cached data of ino.
+	InvalidateInode(ino uint64)
+}
+
+// signatureKey is the gRPC metadata key under which the filer records
+// who made a change, so this mount's watcher can skip its own events.
+const signatureKey = "kelp-signature"
+
+// FS is one mount session. Create it with New, hand it to mount/fusefs,
+// and Close it after unmounting.
+type FS struct {
+	cfg     Config
+	log     *slog.Logger
+	filer   *client.FilerClient
+	api     filerpb.FilerClient
+	blobs   *client.Cluster
+	cache   *cache.Cache
+	root    uint64
+	sig     int32
+	sigMD   metadata.MD
+	session string
+
+	inlineLimit atomic.Int64 // lowered when the filer refuses inline content
+	xattrs      xattrMisses
+	inv         atomic.Pointer[invalidatorBox]
+
+	mu      sync.Mutex
+	files   map[uint64]*file // open on this mount, or holding unflushed data
+	handles map[uint64]*handle
+	dirs    map[uint64]*dirHandle
+	nextFh  uint64
+	closed  bool
+
+	wbuf      *budget
+	uploadSem chan struct{}
+	fetchSem  chan struct{}
+	fetchMu   sync.Mutex
+	fetches   map[string]*fetchCall
+
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup // uploads, prefetches, the watcher
+}
+
+type invalidatorBox struct{ Invalidator }
+
+// New connects to the filer (failing with a clear error if it cannot be
+// reached within ConnectTimeout), resolves FilerPath and opens the cache.
+func New(cfg Config) (*FS, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	gaddr, err := client.GRPCAddress(cfg.Filer)
+	if err != nil {
+		return nil, fmt.Errorf("mount: filer address: %w", err)
+	}
+	fc, err := client.NewFilerClient(client.FilerClientConfig{Address: gaddr,
+		DialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.WaitForReady(true))}})
+	if err != nil {
+		return nil, fmt.Errorf("mount: %w", err)
+	}
+	fs := &FS{cfg: cfg, log: log, filer: fc, api: fc.API(),
+		files: make(map[uint64]*file), handles: make(map[uint64]*handle), dirs: make(map[uint64]*dirHandle),
+		wbuf:      newBudget(cfg.WriteBufferMB << 20),
+		uploadSem: make(chan struct{}, cfg.ConcurrentWriters),
+		fetchSem:  make(chan struct{}, cfg.ConcurrentReaders),
+		fetches:   make(map[string]*fetchCall),
+	}
+	fs.inlineLimit.Store(int64(cfg.InlineLimit))
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	fs.sig = int32(binary.BigEndian.Uint32(b[:4])&0x7fffffff) | 1
+	fs.sigMD = metadata.Pairs(signatureKey, strconv.Itoa(int(fs.sig)))
+	fs.session = hex.EncodeToString(b[4:])
+	if err := fs.connect(); err != nil {
+		fc.Close()
+		return nil, err
+	}
+	fs.blobs = client.NewClusterVia(client.NewFilerVolumes(fc, 0), client.NewBlobClient(client.BlobClientConfig{}))
+	ccfg := cache.DefaultConfig()
+	ccfg.MemoryBytes = cfg.CacheMemoryMB << 20
+	ccfg.Dir = cfg.CacheDir
+	ccfg.DiskBytes = cfg.CacheCapacityMB << 20
+	ccfg.Logger = log
+	if fs.cache, err = cache.New(ccfg); err != nil {
+		fs.blobs.Close()
+		fc.Close()
+		return nil, fmt.Errorf("mount: chunk cache: %w", err)
+	}
+	fs.bgCtx, fs.bgCancel = context.WithCancel(context.Background())
+	fs.startWatcher()
+	return fs, nil
+}
+
+// connect checks the filer answers and resolves the mount root.
+func (fs *FS) connect() error {
+	ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.ConnectTimeout)
+	defer cancel()
+	if _, err := fs.api.GetFilerConfiguration(ctx, &filerpb.Empty{}); err != nil {
+		return fmt.Errorf("mount: cannot reach the filer at %s within %s: %w", fs.cfg.Filer, fs.cfg.ConnectTimeout, err)
+	}
+	ino := uint64(1)
+	for _, name := range strings.Split(strings.Trim(fs.cfg.FilerPath, "/"), "/") {
+		if name == "" {
+			continue
+		}
+		resp, err := fs.api.Lookup(ctx, &filerpb.LookupRequest{Parent: ino, Name: name})
+		if err != nil {
+			return fmt.Errorf("mount: filer path %s: %s: %w", fs.cfg.FilerPath, name, err)
+		}
+		if resp.Attr.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+			return fmt.Errorf("mount: filer path %s: %s is not a directory", fs.cfg.FilerPath, path.Join("/", name))
+		}
+		ino = resp.Attr.Inode
+	}
+	fs.root = ino
+	return nil
+}
+
+// Root is the filer inode mounted as the root directory.
+func (fs *FS) Root() uint64 { return fs.root }
+
+// Config returns the configuration in effect.
+func (fs *FS) Config() Config { return fs.cfg }
+
+// SetInvalidator tells the FS how to reach the kernel; until it is set,
+// invalidations are dropped (nothing is cached yet).
+func (fs *FS) SetInvalidator(inv Invalidator) { fs.inv.Store(&invalidatorBox{inv}) }
+
+// Close flushes every file's unflushed data (best effort, errors logged),
+// releases the filer's handles, stops background work and disconnects.
+// Call it after the kernel has let go of the mount. Idempotent.
+func (fs *FS) Close() error {
+	fs.mu.Lock()
+	if fs.closed {
+		fs.mu.Unlock()
+		return nil
+	}
+	fs.closed = true
+	files := make([]*file, 0, len(fs.files))
+	for _, f := range fs.files {
+		files = append(files, f)
+	}
+	fs.mu.Unlock()
+	var errs []error
+	for _, f := range files {
+		ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
+		if errno := f.flush(ctx); errno != 0 {
+			errs = append(errs, fmt.Errorf("flush inode %d: %w", f.ino, errno))
+		}
+		if f.filerOpen {
+			_, _ = fs.api.Release(fs.opCtx(ctx), &filerpb.ReleaseRequest{Inode: f.ino, Session: fs.session})
+		}
+		cancel()
+	}
+	fs.bgCancel()
+	fs.bg.Wait()
+	errs = append(errs, fs.cache.Close())
+	fs.blobs.Close()
+	errs = append(errs, fs.filer.Close())
+	if err := errors.Join(errs...); err != nil {
+		fs.log.Error("mount: close", "err", err)
+		return err
+	}
+	return nil
+}
+
+// opCtx bounds a filer call by OpTimeout and tags it with this mount's
+// signature. The returned context is canceled with ctx; callers that
+// need the cancel func use call.
+func (fs *FS) opCtx(ctx context.Context) context.Context {
+	return metadata.NewOutgoingContext(ctx, fs.sigMD)
+}
+
+// call runs fn with a context bounded by OpTimeout.
+func call[T any](fs *FS, ctx context.Context, fn func(ctx context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(fs.opCtx(ctx), fs.cfg.OpTimeout)
+	defer cancel()
+	return fn(ctx)
+}
+
+func (fs *FS) invalidator() Invalidator {
+	if b := fs.inv.Load(); b != nil {
+		return b.Invalidator
+	}
+	return nil
+}
+
+func (fs *FS) now() int64 { return time.Now().UnixNano() }
+
+func attrFromPB(a *filerpb.Attr) Attr {
+	if a == nil {
+		return Attr{}
+	}
+	return Attr{Ino: a.Inode, Mode: a.Mode, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Nlink: a.Nlink, Rdev: a.Rdev,
+		Atime: a.AtimeNs, Mtime: a.MtimeNs, Ctime: a.CtimeNs}
+}

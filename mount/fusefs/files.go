@@ -1,0 +1,82 @@
+package fusefs
+
+import (
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	a, fh, errno := r.fs.Create(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Flags)
+	if errno != 0 {
+		return status(errno)
+	}
+	r.fillEntry(&a, &out.EntryOut)
+	out.Fh = fh
+	if in.Flags&syscall.O_DIRECT != 0 {
+		out.OpenFlags |= fuse.FOPEN_DIRECT_IO
+	}
+	return fuse.OK
+}
+
+func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	fh, keep, errno := r.fs.Open(ctxOf(&in.InHeader, cancel), r.ino(in.NodeId), in.Flags)
+	if errno != 0 {
+		return status(errno)
+	}
+	out.Fh = fh
+	switch {
+	case in.Flags&syscall.O_DIRECT != 0:
+		out.OpenFlags |= fuse.FOPEN_DIRECT_IO
+	case keep:
+		out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
+	}
+	return fuse.OK
+}
+
+func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	n, errno := r.fs.Read(ctxOf(&in.InHeader, cancel), in.Fh, buf[:min(len(buf), int(in.Size))], int64(in.Offset))
+	if errno != 0 {
+		return nil, status(errno)
+	}
+	return fuse.ReadResultData(buf[:n]), fuse.OK
+}
+
+func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	n, errno := r.fs.Write(ctxOf(&in.InHeader, cancel), in.Fh, data, int64(in.Offset))
+	return uint32(n), status(errno)
+}
+
+func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	return status(r.fs.Flush(ctxOf(&in.InHeader, cancel), in.Fh))
+}
+
+func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	return status(r.fs.Fsync(ctxOf(&in.InHeader, cancel), in.Fh))
+}
+
+func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	r.fs.Release(in.Fh)
+}
+
+func (r *rawFS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
+	off, errno := r.fs.Lseek(ctxOf(&in.InHeader, cancel), in.Fh, int64(in.Offset), in.Whence)
+	if errno != 0 {
+		return status(errno)
+	}
+	out.Offset = uint64(off)
+	return fuse.OK
+}
+
+func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
+	return status(r.fs.Fallocate(ctxOf(&in.InHeader, cancel), in.Fh, in.Mode, int64(in.Offset), int64(in.Length)))
+}
+
+func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
+	n, errno := r.fs.CopyFileRange(ctxOf(&in.InHeader, cancel), in.FhIn, int64(in.OffIn), in.FhOut, int64(in.OffOut),
+		int64(min(in.Len, 1<<30)))
+	if errno != 0 && n == 0 {
+		return 0, status(errno)
+	}
+	return uint32(n), fuse.OK
+}

@@ -1,0 +1,226 @@
+// Package fusefs serves a mount.FS to the kernel through go-fuse's raw
+// API: it decodes each FUSE request, calls the FS and encodes the answer.
+// It holds no filesystem state of its own: node ids are the filer's inode
+// numbers (the mount root is node 1), so Forget has nothing to do.
+//
+// Concurrency: go-fuse calls the ops from many goroutines; the FS is safe
+// for that. Mount returns once the kernel has the mount; Unmount (or an
+// external umount) ends Serve.
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/kelpfs/kelp/mount"
+)
+
+// Options are how the kernel sees the mount.
+type Options struct {
+	// AllowOther lets users other than the one mounting use the mount
+	// (needs root or user_allow_other in /etc/fuse.conf).
+	AllowOther bool
+	// FsName is the "device" shown in /proc/mounts; default "kelp".
+	FsName string
+	// MaxWriteKB is the largest read or write the kernel sends; default
+	// 1024 (the most the kernel allows).
+	MaxWriteKB int
+	// ReadOnly mounts read-only in the kernel as well.
+	ReadOnly bool
+	// Debug logs every FUSE request.
+	Debug bool
+	// WritebackCache lets the kernel buffer writes in its page cache and
+	// send them later, in larger pieces (FUSE_WRITEBACK_CACHE).
+	WritebackCache bool
+}
+
+// Mounted is a live mount.
+type Mounted struct {
+	server *fuse.Server
+	dir    string
+	done   chan struct{}
+}
+
+// Mount mounts fsys on dir and serves it until unmounted. It returns once
+// the kernel has the mount.
+func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("mount point %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("mount point %s is not a directory", dir)
+	}
+	if opts.FsName == "" {
+		opts.FsName = "kelp"
+	}
+	if opts.MaxWriteKB <= 0 {
+		opts.MaxWriteKB = 1024
+	}
+	mopts := []string{"default_permissions"}
+	if opts.ReadOnly {
+		mopts = append(mopts, "ro")
+	}
+	raw := &rawFS{RawFileSystem: fuse.NewDefaultRawFileSystem(), fs: fsys, root: fsys.Root()}
+	cfg := fsys.Config()
+	raw.entryTimeout, raw.attrTimeout = cfg.EntryTimeout, cfg.AttrTimeout
+	var extra uint64
+	if opts.WritebackCache {
+		extra |= fuse.CAP_WRITEBACK_CACHE
+	}
+	server, err := fuse.NewServer(raw, dir, &fuse.MountOptions{
+		ExtraCapabilities: extra,
+		AllowOther:   opts.AllowOther,
+		Options:      mopts,
+		MaxWrite:     opts.MaxWriteKB << 10,
+		MaxReadAhead: opts.MaxWriteKB << 10,
+		FsName:       opts.FsName,
+		Name:         "kelp",
+		Debug:        opts.Debug,
+		EnableAcl:    true,
+		// The kernel's own locks would hold only on this machine; the
+		// locks issue forwards them to the filer.
+		EnableLocks:          false,
+		EnableSymlinkCaching: true,
+		MaxBackground:        64,
+		// As root, mount(2) directly; otherwise (or if that fails)
+		// go-fuse falls back to fusermount.
+		DirectMount: os.Geteuid() == 0,
+		CongestionThreshold:  48,
+		DisableXAttrs:        false,
+		IgnoreSecurityLabels: false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	raw.server = server
+	fsys.SetInvalidator(raw)
+	m := &Mounted{server: server, dir: dir, done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		server.Serve()
+	}()
+	if err := server.WaitMount(); err != nil {
+		_ = server.Unmount()
+		<-m.done
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// Dir is the mount point.
+func (m *Mounted) Dir() string { return m.dir }
+
+// Done is closed when the kernel has let go of the mount.
+func (m *Mounted) Done() <-chan struct{} { return m.done }
+
+// Unmount asks the kernel to unmount, retrying for a few seconds while
+// the mount is busy, and waits for serving to end.
+func (m *Mounted) Unmount() error {
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		select {
+		case <-m.done:
+			return nil
+		default:
+		}
+		if err = m.server.Unmount(); err == nil || !errors.Is(err, syscall.EBUSY) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		// Still busy: detach it lazily, so the mount point does not
+		// hang once this process is gone; the kernel finishes the
+		// unmount when the last user lets go.
+		if derr := syscall.Unmount(m.dir, syscall.MNT_DETACH); derr != nil {
+			return fmt.Errorf("unmount %s: %w (lazy unmount: %v)", m.dir, err, derr)
+		}
+	}
+	select {
+	case <-m.done:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("unmount %s: the kernel did not let go within 10s", m.dir)
+	}
+	return nil
+}
+
+// rawFS adapts mount.FS to fuse.RawFileSystem; ops it does not define
+// answer ENOSYS (the default).
+type rawFS struct {
+	fuse.RawFileSystem
+	fs                        *mount.FS
+	root                      uint64 // the filer inode shown as node 1
+	server                    *fuse.Server
+	entryTimeout, attrTimeout time.Duration
+}
+
+func (r *rawFS) String() string { return "kelp" }
+
+// ino maps a kernel node id to a filer inode.
+func (r *rawFS) ino(node uint64) uint64 {
+	if node == fuse.FUSE_ROOT_ID {
+		return r.root
+	}
+	return node
+}
+
+// node maps a filer inode to a kernel node id.
+func (r *rawFS) node(ino uint64) uint64 {
+	if ino == r.root {
+		return fuse.FUSE_ROOT_ID
+	}
+	return ino
+}
+
+// InvalidateEntry implements mount.Invalidator.
+func (r *rawFS) InvalidateEntry(parent uint64, name string) {
+	r.server.EntryNotify(r.node(parent), name)
+}
+
+// InvalidateInode implements mount.Invalidator.
+func (r *rawFS) InvalidateInode(ino uint64) {
+	r.server.InodeNotify(r.node(ino), 0, 0)
+}
+
+func ctxOf(h *fuse.InHeader, cancel <-chan struct{}) *fuse.Context {
+	return &fuse.Context{Caller: h.Caller, Cancel: cancel}
+}
+
+func caller(h *fuse.InHeader) mount.Caller {
+	return mount.Caller{Uid: h.Uid, Gid: h.Gid, Pid: h.Pid}
+}
+
+func status(e syscall.Errno) fuse.Status { return fuse.Status(e) }
+
+func fillAttr(a *mount.Attr, out *fuse.Attr) {
+	out.Ino = a.Ino
+	out.Size = a.Size
+	out.Blocks = (a.Size + 511) / 512
+	out.Atime, out.Atimensec = uint64(a.Atime/1e9), uint32(a.Atime%1e9)
+	out.Mtime, out.Mtimensec = uint64(a.Mtime/1e9), uint32(a.Mtime%1e9)
+	out.Ctime, out.Ctimensec = uint64(a.Ctime/1e9), uint32(a.Ctime%1e9)
+	out.Mode = a.Mode
+	out.Nlink = a.Nlink
+	out.Uid, out.Gid = a.Uid, a.Gid
+	out.Rdev = a.Rdev
+	out.Blksize = 4096
+}
+
+func (r *rawFS) fillEntry(a *mount.Attr, out *fuse.EntryOut) {
+	out.NodeId = r.node(a.Ino)
+	out.Generation = 1
+	out.SetEntryTimeout(r.entryTimeout)
+	out.SetAttrTimeout(r.attrTimeout)
+	fillAttr(a, &out.Attr)
+}
+
+func (r *rawFS) fillAttrOut(a *mount.Attr, out *fuse.AttrOut) {
+	out.SetTimeout(r.attrTimeout)
+	fillAttr(a, &out.Attr)
+}

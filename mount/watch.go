@@ -1,0 +1,137 @@
+package mount
+
+import (
+	"context"
+	"errors"
+	"path"
+	"time"
+
+	"github.com/kelpfs/kelp/api/filerpb"
+	"github.com/kelpfs/kelp/client"
+)
+
+// startWatcher follows the filer's change log from now on and turns other
+// clients' changes into kernel invalidations and stale marks on open
+// files. It reconnects with backoff, resuming from the last event seen;
+// if the filer no longer has that history, everything open is marked
+// stale (the kernel's timeouts bound what it still caches).
+func (fs *FS) startWatcher() {
+	since := time.Now().UnixNano()
+	fs.bg.Add(1)
+	go func() {
+		defer fs.bg.Done()
+		backoff := 100 * time.Millisecond
+		for fs.bgCtx.Err() == nil {
+			last, err := fs.follow(since)
+			if last > since {
+				since = last
+				backoff = 100 * time.Millisecond
+			}
+			if fs.bgCtx.Err() != nil {
+				return
+			}
+			if errors.Is(err, client.ErrPrecondition) {
+				fs.log.Warn("mount: change log history lost; marking open files stale", "since_ns", since, "err", err)
+				since = time.Now().UnixNano()
+				fs.markAllStale()
+			} else {
+				fs.log.Warn("mount: change log stream broke; reconnecting", "err", err, "retry_in", backoff)
+			}
+			select {
+			case <-time.After(backoff):
+			case <-fs.bgCtx.Done():
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}()
+}
+
+// follow streams events after since until the stream breaks, returning
+// the timestamp of the last event applied.
+func (fs *FS) follow(since int64) (int64, error) {
+	ctx, cancel := context.WithCancel(fs.opCtx(fs.bgCtx))
+	defer cancel()
+	prefix := fs.cfg.FilerPath
+	if prefix == "/" {
+		prefix = ""
+	}
+	stream, err := fs.api.SubscribeMetadata(ctx, &filerpb.SubscribeMetadataRequest{SinceNs: since, PathPrefix: prefix,
+		ClientSignature: fs.sig, ClientName: "mount " + fs.session})
+	if err != nil {
+		return since, err
+	}
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			return since, err
+		}
+		fs.apply(ev)
+		since = ev.TsNs
+	}
+}
+
+// apply invalidates what one event changed.
+func (fs *FS) apply(ev *filerpb.MetadataEvent) {
+	inv := fs.invalidator()
+	entry := func(parent uint64, p string) {
+		if inv != nil && parent != 0 && p != "" {
+			inv.InvalidateEntry(parent, path.Base(p))
+		}
+	}
+	inode := func(e *filerpb.EntryState) {
+		if e == nil || e.Attr == nil {
+			return
+		}
+		fs.markStale(e.Attr.Inode)
+		fs.xattrs.forget(e.Attr.Inode)
+		if inv != nil {
+			inv.InvalidateInode(e.Attr.Inode)
+		}
+	}
+	switch ev.Kind {
+	case filerpb.MetadataEvent_CREATE:
+		entry(ev.NewParent, ev.NewPath)
+		inode(ev.NewEntry) // a hard link changes the inode's nlink
+	case filerpb.MetadataEvent_UPDATE:
+		inode(ev.NewEntry)
+	case filerpb.MetadataEvent_DELETE:
+		entry(ev.OldParent, ev.OldPath)
+		inode(ev.OldEntry)
+	case filerpb.MetadataEvent_RENAME:
+		entry(ev.OldParent, ev.OldPath)
+		entry(ev.NewParent, ev.NewPath)
+		inode(ev.OldEntry)
+		inode(ev.NewEntry)
+		inode(ev.Replaced)
+	}
+}
+
+// markStale makes the next read or open of ino fetch its content again.
+func (fs *FS) markStale(ino uint64) {
+	fs.mu.Lock()
+	f := fs.files[ino]
+	fs.mu.Unlock()
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	f.stale = true
+	f.kernelMtime = 0
+	f.mu.Unlock()
+}
+
+func (fs *FS) markAllStale() {
+	fs.mu.Lock()
+	files := make([]*file, 0, len(fs.files))
+	for _, f := range fs.files {
+		files = append(files, f)
+	}
+	fs.mu.Unlock()
+	for _, f := range files {
+		f.mu.Lock()
+		f.stale = true
+		f.kernelMtime = 0
+		f.mu.Unlock()
+	}
+}

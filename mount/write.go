@@ -1,0 +1,480 @@
+package mount
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/kelpfs/kelp/api/filerpb"
+	"github.com/kelpfs/kelp/client"
+)
+
+// minSlotBuf is the smallest buffer a slot starts with; it doubles up to
+// the chunk size as writes reach further into the slot.
+const minSlotBuf = 64 << 10
+
+// Write stores data at off in fh's file (buffered; Flush makes it
+// durable).
+func (fs *FS) Write(ctx context.Context, fh uint64, data []byte, off int64) (int, syscall.Errno) {
+	if fs.cfg.ReadOnly {
+		return 0, syscall.EROFS
+	}
+	h := fs.handle(fh)
+	if h == nil {
+		return 0, syscall.EBADF
+	}
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	if err := h.f.write(ctx, data, off); err != 0 {
+		return 0, err
+	}
+	return len(data), 0
+}
+
+func (f *file) write(ctx context.Context, data []byte, off int64) syscall.Errno {
+	if len(data) == 0 {
+		return 0
+	}
+	f.truncMu.RLock()
+	defer f.truncMu.RUnlock()
+	for {
+		f.mu.Lock()
+		need := f.growthLocked(off, int64(len(data)))
+		if need == 0 || f.fs.wbuf.tryAcquire(need) {
+			f.writeLocked(data, off, need)
+			f.mu.Unlock()
+			return 0
+		}
+		// Over the buffer cap: start uploading what we hold, ask the
+		// other files to do the same, and wait for bytes to come back.
+		sig := f.fs.wbuf.releaseSignal()
+		f.sealAllLocked()
+		f.mu.Unlock()
+		f.fs.sealOthers(f)
+		if err := f.fs.wbuf.wait(ctx, sig); err != nil {
+			return syscall.EINTR
+		}
+	}
+}
+
+// slotRange yields the slot-relative pieces of [off, off+n).
+func (f *file) slotRange(off, n int64, fn func(idx, start, end, dataOff int64)) {
+	cs := f.fs.cfg.chunkSize()
+	for done := int64(0); done < n; {
+		pos := off + done
+		idx := pos / cs
+		start := pos - idx*cs
+		end := min(cs, start+(n-done))
+		fn(idx, start, end, done)
+		done += end - start
+	}
+}
+
+// slotCap is the buffer capacity a slot needs to hold bytes up to end.
+func (f *file) slotCap(cur int, end int64) int {
+	if int64(cur) >= end {
+		return cur
+	}
+	c := max(cur, minSlotBuf)
+	for int64(c) < end {
+		c *= 2
+	}
+	return int(min(int64(c), f.fs.cfg.chunkSize()))
+}
+
+// growthLocked is how many more budget bytes writing [off, off+n) needs.
+func (f *file) growthLocked(off, n int64) int64 {
+	var need int64
+	f.slotRange(off, n, func(idx, _, end, _ int64) {
+		cur := 0
+		if s := f.dirty[idx]; s != nil {
+			cur = cap(s.buf)
+		}
+		need += int64(f.slotCap(cur, end) - cur)
+	})
+	return need
+}
+
+func (f *file) writeLocked(data []byte, off, charged int64) {
+	cs := f.fs.cfg.chunkSize()
+	f.slotRange(off, int64(len(data)), func(idx, start, end, dataOff int64) {
+		s := f.dirty[idx]
+		if s == nil {
+			s = &slot{idx: idx}
+			f.dirty[idx] = s
+			// A writer moving on from a slot it filled to the end is
+			// writing sequentially: that slot is done.
+			if prev := f.dirty[idx-1]; prev != nil && start == 0 && len(prev.runs) > 0 && prev.runs[len(prev.runs)-1].end == cs {
+				f.sealLocked(prev)
+			}
+		}
+		if c := f.slotCap(cap(s.buf), end); c > cap(s.buf) {
+			nb := make([]byte, len(s.buf), c)
+			copy(nb, s.buf)
+			s.charged += int64(c - cap(s.buf))
+			s.buf = nb
+		}
+		if int64(len(s.buf)) < end {
+			s.buf = s.buf[:end]
+		}
+		copy(s.buf[start:end], data[dataOff:dataOff+end-start])
+		s.runs = addSpan(s.runs, span{start, end})
+		if len(s.runs) == 1 && s.runs[0].start == 0 && s.runs[0].end == cs {
+			f.sealLocked(s)
+		}
+	})
+	_ = charged // charged equals the sum of the slots' growth above
+	f.size = max(f.size, off+int64(len(data)))
+	f.mtime = time.Now().UnixNano()
+	f.metaDirty = true
+}
+
+// addSpan inserts s into sorted disjoint spans, merging what touches it.
+func addSpan(spans []span, s span) []span {
+	i := 0
+	for i < len(spans) && spans[i].end < s.start {
+		i++
+	}
+	j := i
+	for j < len(spans) && spans[j].start <= s.end {
+		s.start = min(s.start, spans[j].start)
+		s.end = max(s.end, spans[j].end)
+		j++
+	}
+	return slices.Replace(spans, i, j, s)
+}
+
+// nextModLocked returns a chunk timestamp newer than any the file has.
+func (f *file) nextModLocked() int64 {
+	m := max(time.Now().UnixNano(), f.lastMod+1)
+	f.lastMod = m
+	return m
+}
+
+// sealLocked turns a slot's runs into in-memory chunks and uploads them
+// in the background.
+func (f *file) sealLocked(s *slot) {
+	delete(f.dirty, s.idx)
+	runs := s.runs
+	if len(runs) > maxSealRuns && f.fillGapsLocked(s) {
+		runs = []span{{runs[0].start, runs[len(runs)-1].end}}
+	}
+	cs := f.fs.cfg.chunkSize()
+	mod := f.nextModLocked()
+	refs := make([]*chunkRef, 0, len(runs))
+	for _, r := range runs {
+		ref := &chunkRef{off: s.idx*cs + r.start, size: r.end - r.start, modNs: mod, mem: s.buf[r.start:r.end]}
+		refs = append(refs, ref)
+		f.refs = append(f.refs, ref)
+	}
+	f.ivsOK = false
+	f.startUploadLocked(refs, s.charged)
+}
+
+// maxSealRuns: a slot written in more pieces than this is uploaded as one
+// chunk, its gaps filled with the bytes beneath, rather than as a blob per
+// piece (random writes would otherwise make thousands of tiny blobs).
+const maxSealRuns = 4
+
+// fillGapsLocked copies the file's current bytes (without s, which is no
+// longer in f.dirty) into the gaps between s's runs. It fails, leaving
+// the runs as they are, if some of those bytes would have to be fetched.
+func (f *file) fillGapsLocked(s *slot) bool {
+	base := s.idx * f.fs.cfg.chunkSize()
+	for i := 1; i < len(s.runs); i++ {
+		gap := s.buf[s.runs[i-1].end:s.runs[i].start]
+		remote, overlay := f.gatherLocked(gap, base+s.runs[i-1].end)
+		for _, pc := range remote {
+			if n, ok := f.fs.cache.ReadAt(pc.fid, pc.dst, pc.chunkOff); !ok || n != len(pc.dst) {
+				return false
+			}
+		}
+		for _, o := range overlay {
+			copy(gap[o.at:], o.data)
+		}
+	}
+	return true
+}
+
+func (f *file) sealAllLocked() {
+	idxs := make([]int64, 0, len(f.dirty))
+	for idx := range f.dirty {
+		idxs = append(idxs, idx)
+	}
+	slices.Sort(idxs)
+	for _, idx := range idxs {
+		f.sealLocked(f.dirty[idx])
+	}
+}
+
+// sealOthers starts uploads of every other file's unsealed slots, to free
+// buffer memory for a writer over the cap.
+func (fs *FS) sealOthers(except *file) {
+	fs.mu.Lock()
+	files := make([]*file, 0, len(fs.files))
+	for _, f := range fs.files {
+		if f != except {
+			files = append(files, f)
+		}
+	}
+	fs.mu.Unlock()
+	for _, f := range files {
+		f.mu.Lock()
+		f.sealAllLocked()
+		f.mu.Unlock()
+	}
+}
+
+// startUploadLocked uploads refs in a goroutine the FS owns; charged
+// budget bytes go back when it ends.
+func (f *file) startUploadLocked(refs []*chunkRef, charged int64) {
+	f.inflight++
+	f.fs.bg.Add(1)
+	go func() {
+		defer f.fs.bg.Done()
+		defer f.fs.wbuf.release(charged)
+		f.upload(refs)
+	}()
+}
+
+func (f *file) upload(refs []*chunkRef) {
+	fs := f.fs
+	select {
+	case fs.uploadSem <- struct{}{}:
+	case <-fs.bgCtx.Done():
+	}
+	defer func() {
+		select {
+		case <-fs.uploadSem:
+		default:
+		}
+	}()
+	type result struct {
+		fid, etag string
+		err       error
+	}
+	results := make([]result, len(refs))
+	for i, r := range refs {
+		results[i].fid, results[i].etag, results[i].err = fs.uploadBlob(r.mem)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, r := range refs {
+		res := results[i]
+		if res.err != nil {
+			r.failed = true
+			if f.err == nil {
+				f.err = res.err
+			}
+			continue
+		}
+		fs.cache.Put(res.fid, r.mem)
+		r.fid, r.etag, r.mem, r.failed = res.fid, res.etag, nil, false
+	}
+	f.inflight--
+	f.cond.Broadcast()
+}
+
+// uploadBlob stores data as a new blob on every replica, retrying a few
+// times on errors worth retrying.
+func (fs *FS) uploadBlob(data []byte) (fid, etag string, err error) {
+	opts := client.WriteOptions{Assign: client.AssignRequest{Replication: fs.cfg.Replication,
+		Collection: fs.cfg.Collection, TTL: fs.cfg.TTL}, Upload: client.UploadOptions{TTL: fs.cfg.TTL}}
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(fs.opCtx(fs.bgCtx), fs.cfg.OpTimeout)
+		var res client.UploadResult
+		fid, res, err = fs.blobs.Write(ctx, data, opts)
+		cancel()
+		if err == nil {
+			return fid, res.ETag, nil
+		}
+		if attempt == 3 || fs.bgCtx.Err() != nil {
+			return "", "", fmt.Errorf("upload %d bytes: %w", len(data), err)
+		}
+		fs.log.Warn("mount: chunk upload failed, retrying", "attempt", attempt, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-fs.bgCtx.Done():
+		}
+		backoff *= 2
+	}
+}
+
+// flush seals and uploads everything unflushed and commits it to the
+// filer. Files small enough are committed inline instead.
+func (f *file) flush(ctx context.Context) syscall.Errno {
+	f.flushMu.Lock()
+	defer f.flushMu.Unlock()
+	f.mu.Lock()
+	if !f.hasLocalLocked() {
+		f.mu.Unlock()
+		return 0
+	}
+	if content, ok := f.inlineContentLocked(); ok {
+		size, mtime := f.size, f.mtime
+		f.mu.Unlock()
+		resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.AttrResponse, error) {
+			return f.fs.api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: f.ino, Inline: content,
+				Size: uint64(size), MtimeNs: mtime})
+		})
+		if err == nil {
+			f.mu.Lock()
+			f.committedInlineLocked(content, attrFromPB(resp.Attr), size, mtime)
+			f.mu.Unlock()
+			return 0
+		}
+		if toErrno(err) != syscall.EINVAL {
+			f.fs.log.Warn("mount: inline commit failed", "inode", f.ino, "err", err)
+			return syscall.EIO
+		}
+		// The filer keeps less inline than we thought: learn its limit
+		// and store the bytes as a chunk.
+		f.fs.inlineLimit.Store(min(f.fs.inlineLimit.Load(), int64(len(content))-1))
+		f.mu.Lock()
+	}
+	f.sealAllLocked()
+	for f.inflight > 0 {
+		f.cond.Wait()
+	}
+	if f.err != nil {
+		// Retry what failed once more, synchronously, before giving up.
+		f.err = nil
+		var failed []*chunkRef
+		for _, r := range f.refs {
+			if r.failed && r.mem != nil {
+				failed = append(failed, r)
+			}
+		}
+		f.startUploadLocked(failed, 0)
+		for f.inflight > 0 {
+			f.cond.Wait()
+		}
+		if err := f.err; err != nil {
+			f.err = nil
+			f.mu.Unlock()
+			f.fs.log.Error("mount: chunk upload failed; data kept in memory for the next flush", "inode", f.ino, "err", err)
+			return syscall.EIO
+		}
+	}
+	req := &filerpb.CommitChunksRequest{Inode: f.ino, Size: uint64(f.size), MtimeNs: f.mtime}
+	var sent []*chunkRef
+	if len(f.inline) > 0 {
+		// The file outgrew its inline content: that becomes the oldest
+		// chunk, and the whole list replaces the file's content.
+		base, err := f.fs.uploadInlineBaseLocked(f)
+		if err != nil {
+			f.mu.Unlock()
+			return syscall.EIO
+		}
+		req.Replace = true
+		req.Chunks = append(req.Chunks, base)
+		for _, r := range f.refs {
+			if r.fid != "" {
+				req.Chunks = append(req.Chunks, refToPB(r))
+				sent = append(sent, r)
+			}
+		}
+	} else {
+		for _, r := range f.refs {
+			if !r.committed && r.fid != "" {
+				req.Chunks = append(req.Chunks, refToPB(r))
+				sent = append(sent, r)
+			}
+		}
+	}
+	size, mtime := f.size, f.mtime
+	f.mu.Unlock()
+	resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.AttrResponse, error) {
+		return f.fs.api.CommitChunks(ctx, req)
+	})
+	if err != nil {
+		f.fs.log.Warn("mount: commit failed", "inode", f.ino, "err", err)
+		if errors.Is(err, context.Canceled) {
+			return syscall.EINTR
+		}
+		return syscall.EIO
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range sent {
+		r.committed = true
+	}
+	if req.Replace {
+		f.inline = nil
+		if len(req.Chunks) > 0 {
+			b := req.Chunks[0]
+			f.refs = append([]*chunkRef{{off: b.Offset, size: b.Size, fid: b.FileId, etag: b.Etag, modNs: b.ModifiedNs, committed: true}}, f.refs...)
+			f.ivsOK = false
+		}
+	}
+	f.attr = attrFromPB(resp.Attr)
+	if f.size == size && f.mtime == mtime {
+		f.metaDirty = false
+		// Writes went through the kernel's page cache, so its pages
+		// hold what we committed.
+		f.kernelMtime, f.kernelSize = f.attr.Mtime, size
+		f.mtime = f.attr.Mtime
+	}
+	return 0
+}
+
+func refToPB(r *chunkRef) *filerpb.Chunk {
+	return &filerpb.Chunk{Offset: r.off, Size: r.size, FileId: r.fid, ModifiedNs: r.modNs, Etag: r.etag}
+}
+
+// uploadInlineBaseLocked stores a file's inline content as its oldest
+// chunk. It unlocks f.mu around the upload.
+func (fs *FS) uploadInlineBaseLocked(f *file) (*filerpb.Chunk, error) {
+	data := f.inline
+	f.mu.Unlock()
+	fid, etag, err := fs.uploadBlob(data)
+	f.mu.Lock()
+	if err != nil {
+		fs.log.Error("mount: upload of inline content failed", "inode", f.ino, "err", err)
+		return nil, err
+	}
+	fs.cache.Put(fid, data)
+	return &filerpb.Chunk{Offset: 0, Size: int64(len(data)), FileId: fid, ModifiedNs: 1, Etag: etag}, nil
+}
+
+// inlineContentLocked returns the whole file when it is small enough to
+// commit inline and every byte of it is here (no chunk to fetch, none
+// uploading).
+func (f *file) inlineContentLocked() ([]byte, bool) {
+	if f.size > f.fs.inlineLimit.Load() || f.inflight > 0 {
+		return nil, false
+	}
+	for _, r := range f.refs {
+		if r.mem == nil {
+			return nil, false
+		}
+	}
+	buf := make([]byte, f.size)
+	f.copyLocalLocked(buf, 0)
+	return buf, true
+}
+
+// committedInlineLocked records a successful inline commit.
+func (f *file) committedInlineLocked(content []byte, a Attr, size, mtime int64) {
+	if f.size != size || f.mtime != mtime || f.inflight > 0 {
+		// Writes came in meanwhile; the next flush commits them on top.
+		f.inline = content
+		f.attr = a
+		return
+	}
+	for _, s := range f.dirty {
+		f.fs.wbuf.release(s.charged)
+	}
+	f.dirty = make(map[int64]*slot)
+	f.refs, f.ivsOK = nil, false
+	f.inline = content
+	f.attr = a
+	f.metaDirty = false
+	f.kernelMtime, f.kernelSize = a.Mtime, size
+	f.mtime = a.Mtime
+}
