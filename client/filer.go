@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kelpfs/kelp/api/filerpb"
@@ -125,3 +127,16 @@ type filerStream struct {
 
 func (s *filerStream) RecvMsg(m any) error { return filerErr(s.method, s.ClientStream.RecvMsg(m)) }
 func (s *filerStream) SendMsg(m any) error { return filerErr(s.method, s.ClientStream.SendMsg(m)) }
+
+// FilerSignatureKey is the gRPC request metadata key under which a client
+// gives a filer its signature(s) on calls that change the namespace; the
+// filer records them in those changes' events, so a subscriber with that
+// client_signature (a mount following its own changes, filer.sync) skips
+// them. See api/filerpb/filer.proto.
+const FilerSignatureKey = "kelp-signature"
+
+// WithFilerSignature returns a context whose filer calls carry sig under
+// FilerSignatureKey.
+func WithFilerSignature(ctx context.Context, sig int32) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, FilerSignatureKey, strconv.FormatInt(int64(sig), 10))
+}

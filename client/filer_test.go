@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kelpfs/kelp/api/filerpb"
@@ -99,5 +100,13 @@ func TestPosixErrno(t *testing.T) {
 	}
 	if _, err := NewFilerClient(FilerClientConfig{}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("no address: %v", err)
+	}
+}
+
+func TestWithFilerSignature(t *testing.T) {
+	ctx := WithFilerSignature(context.Background(), -42)
+	md, ok := metadata.FromOutgoingContext(ctx)
+	if !ok || len(md.Get(FilerSignatureKey)) != 1 || md.Get(FilerSignatureKey)[0] != "-42" {
+		t.Fatalf("outgoing metadata %v", md)
 	}
 }

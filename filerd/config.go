@@ -20,6 +20,12 @@ type Config struct {
 	// Dir is the directory of the embedded badger store. Required unless
 	// Store is set.
 	Dir string
+	// Fsync makes the embedded store fsync every commit, so a committed
+	// operation also survives a power cut. Without it (the default) a
+	// commit survives the crash of any process, since the OS holds it,
+	// but not a power cut: the same trade as the volume servers' -fsync,
+	// and what lets metadata operations run at memory speed.
+	Fsync bool
 	// Store, if set, is used instead of opening badger in Dir (tests, other
 	// store implementations). The server does not close a store it did not
 	// open.
@@ -49,24 +55,39 @@ type Config struct {
 	// SubscriberTimeout is how long one event may wait to be sent to a
 	// subscriber before the subscription is ended as too slow.
 	SubscriberTimeout time.Duration
+	// ManifestThreshold is the number of data chunks above which a file
+	// has its oldest chunks folded into manifest chunks (blobs listing
+	// them), ManifestBatch at a time, so its entry and its change-log
+	// events stay small. 0 disables folding.
+	ManifestThreshold int
+	// ManifestBatch is how many chunks one manifest blob lists; at least
+	// 2 and at most ManifestThreshold.
+	ManifestBatch int
+	// ManifestCacheChunks bounds the manifest cache (manifest blobs are
+	// immutable, cached by file id) by the chunks they list, in total.
+	ManifestCacheChunks int
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
 
 // DefaultConfig returns the defaults: HTTP on :8888, gRPC on :18888, 4 MB
 // chunks, 2 KiB inline limit, 7 days of change log, GC every second,
-// subscribers dropped after 30 s without progress. Dir (or Store) and
-// MasterAddr must still be set.
+// subscribers dropped after 30 s without progress, files of more than 1000
+// chunks folded 1000 at a time into manifests, a manifest cache of 128 Ki
+// chunks (about 13 MB). Dir (or Store) and MasterAddr must still be set.
 func DefaultConfig() Config {
 	return Config{
-		HTTPAddr:          ":8888",
-		GRPCAddr:          ":18888",
-		ChunkSizeMB:       4,
-		InlineLimit:       2048,
-		LogRetention:      7 * 24 * time.Hour,
-		GCInterval:        time.Second,
-		SubscriberTimeout: 30 * time.Second,
-		Logger:            slog.Default(),
+		HTTPAddr:            ":8888",
+		GRPCAddr:            ":18888",
+		ChunkSizeMB:         4,
+		InlineLimit:         4096,
+		LogRetention:        7 * 24 * time.Hour,
+		GCInterval:          time.Second,
+		SubscriberTimeout:   30 * time.Second,
+		ManifestThreshold:   1000,
+		ManifestBatch:       1000,
+		ManifestCacheChunks: 128 << 10,
+		Logger:              slog.Default(),
 	}
 }
 
@@ -94,6 +115,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: GCInterval %v must be positive", ErrConfig, c.GCInterval)
 	case c.SubscriberTimeout <= 0:
 		return fmt.Errorf("%w: SubscriberTimeout %v must be positive", ErrConfig, c.SubscriberTimeout)
+	case c.ManifestThreshold < 0:
+		return fmt.Errorf("%w: ManifestThreshold %d is negative", ErrConfig, c.ManifestThreshold)
+	case c.ManifestThreshold > 0 && (c.ManifestBatch < 2 || c.ManifestBatch > c.ManifestThreshold):
+		return fmt.Errorf("%w: ManifestBatch %d not in 2..ManifestThreshold (%d)", ErrConfig, c.ManifestBatch, c.ManifestThreshold)
+	case c.ManifestCacheChunks < 0:
+		return fmt.Errorf("%w: ManifestCacheChunks %d is negative", ErrConfig, c.ManifestCacheChunks)
 	}
 	if c.DefaultReplication != "" {
 		if _, err := needle.ParseReplicaPlacement(c.DefaultReplication); err != nil {

@@ -190,6 +190,8 @@ func eventToPB(ev *meta.Event) *filerpb.MetadataEvent {
 		FreedChunks: chunksToPB(ev.FreedChunks),
 		Signatures:  ev.Signatures,
 		Exchange:    ev.Exchange,
+		OldParent:   uint64(ev.OldParent),
+		NewParent:   uint64(ev.NewParent),
 	}
 	// An entry's path is where it was before the event (old_entry,
 	// replaced) or where it is after it (new_entry): after an exchange

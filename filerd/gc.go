@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kelpfs/kelp/client"
+	"github.com/kelpfs/kelp/filerd/meta"
 	"github.com/kelpfs/kelp/needle"
 )
 
@@ -44,11 +45,19 @@ func (s *Server) gcLoop() {
 // collectGarbage deletes the queued chunks from the volume servers and
 // acknowledges those that are gone (a blob already missing counts as
 // gone). A blob whose deletion fails, or whose volume the master cannot
-// locate, stays queued for the next pass, with a log line. It returns how
-// many were deleted and how many failed.
+// locate, stays queued for the next pass, with a log line. A manifest
+// chunk's record is done once every blob it lists (but its Keep list) and
+// then its own blob are gone. It returns how many records were done and
+// how many failed. First, folds begun long ago and never finished (a
+// filer that died mid-fold) are abandoned, which queues their blobs.
 func (s *Server) collectGarbage(ctx context.Context) (deleted, failed int, err error) {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
+	if n, err := s.ns.ExpireFolds(ctx, time.Now().Add(-s.intentMaxAge).UnixNano()); err != nil {
+		return 0, 0, fmt.Errorf("expire fold intents: %w", err)
+	} else if n > 0 {
+		s.log.Info("chunk gc: abandoned unfinished folds", "count", n)
+	}
 	for {
 		pend, err := s.ns.PendingDeletions(ctx, gcBatch)
 		if err != nil {
@@ -57,7 +66,11 @@ func (s *Server) collectGarbage(ctx context.Context) (deleted, failed int, err e
 		var done [][]byte
 		batchFailed := 0
 		for _, p := range pend {
-			if err := s.deleteBlob(ctx, p.Chunk.FileID); err != nil {
+			del := s.deleteBlob
+			if p.Chunk.IsManifest {
+				del = func(ctx context.Context, fid string) error { return s.deleteManifest(ctx, fid, p.Keep) }
+			}
+			if err := del(ctx, p.Chunk.FileID); err != nil {
 				if ctx.Err() != nil {
 					return deleted, failed, ctx.Err()
 				}
@@ -103,6 +116,41 @@ func (s *Server) deleteBlob(ctx context.Context, fid string) error {
 		return nil
 	}
 	return err
+}
+
+// deleteManifest deletes the blobs manifest fid lists, but those in keep,
+// then the manifest blob itself: a manifest blob that is gone means its
+// chunks went before it.
+func (s *Server) deleteManifest(ctx context.Context, fid string, keep []string) error {
+	inner, err := s.manifests.ReadManifest(ctx, fid)
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		// Deleted by an earlier pass that died before its ack.
+	case errors.Is(err, meta.ErrCorrupt):
+		// Nothing to learn from it; its chunks, if any, are lost to GC.
+		s.log.Error("chunk gc: unreadable manifest; the chunks it lists may leak", "manifest", fid, "err", err)
+	case err != nil:
+		return fmt.Errorf("read manifest %s: %w", fid, err)
+	default:
+		spare := make(map[string]bool, len(keep)+len(inner))
+		for _, k := range keep {
+			spare[k] = true
+		}
+		for _, c := range inner {
+			if spare[c.FileID] {
+				continue
+			}
+			spare[c.FileID] = true // each blob once
+			if err := s.deleteBlob(ctx, c.FileID); err != nil {
+				return fmt.Errorf("chunk %s of manifest %s: %w", c.FileID, fid, err)
+			}
+		}
+	}
+	if err := s.deleteBlob(ctx, fid); err != nil {
+		return err
+	}
+	s.manifests.forget(fid)
+	return nil
 }
 
 // volumeOf returns the volume id of a file id.

@@ -4,14 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kelpfs/kelp/api/filerpb"
 	"github.com/kelpfs/kelp/api/masterpb"
 	"github.com/kelpfs/kelp/client"
 	"github.com/kelpfs/kelp/filerd/meta"
+	"github.com/kelpfs/kelp/needle"
 )
 
 // maxReadDir caps the entries of one ReadDir reply (a request's limit of
@@ -66,10 +72,11 @@ func (g *grpcServer) SetAttr(ctx context.Context, req *filerpb.SetAttrRequest) (
 	return &filerpb.AttrResponse{Attr: attrToPB(&a)}, nil
 }
 
-// Create makes a regular file, fifo, socket or device node.
+// Create makes a regular file, fifo, socket or device node; with open it
+// also takes a handle on it (drop it with Release).
 func (g *grpcServer) Create(ctx context.Context, req *filerpb.CreateRequest) (*filerpb.EntryResponse, error) {
 	a, err := g.ns().Create(ctx, meta.Inode(req.Parent), req.Name, meta.CreateRequest{
-		Mode: req.Mode, Uid: req.Uid, Gid: req.Gid, Rdev: req.Rdev, Exclusive: req.Exclusive,
+		Mode: req.Mode, Uid: req.Uid, Gid: req.Gid, Rdev: req.Rdev, Exclusive: req.Exclusive, Open: req.Open,
 	})
 	if err != nil {
 		return nil, grpcError(err)
@@ -211,9 +218,13 @@ func (g *grpcServer) RemoveXattr(ctx context.Context, req *filerpb.RemoveXattrRe
 
 // StatFs reports the cluster's capacity from the master: every volume
 // slot holds up to the volume size limit; free space is the free slots
-// plus the room left in writable volumes. Files is 0: the namespace keeps
-// no inode count.
+// plus the room left in writable volumes. Files is the namespace's count
+// of named inodes.
 func (g *grpcServer) StatFs(ctx context.Context, _ *filerpb.StatFsRequest) (*filerpb.StatFsResponse, error) {
+	files, err := g.ns().InodeCount(ctx)
+	if err != nil {
+		return nil, grpcError(err)
+	}
 	cs, err := g.s.cluster.Master.API().ClusterStatus(ctx, &masterpb.ClusterStatusRequest{})
 	if err != nil {
 		return nil, grpcError(client.FromStatus("cluster status", err))
@@ -233,7 +244,7 @@ func (g *grpcServer) StatFs(ctx context.Context, _ *filerpb.StatFsRequest) (*fil
 	}
 	total := cs.TotalSlots * limit
 	free = min(free, total)
-	return &filerpb.StatFsResponse{TotalBytes: total, FreeBytes: free, BlockSize: statFsBlockSize}, nil
+	return &filerpb.StatFsResponse{TotalBytes: total, FreeBytes: free, Files: files, BlockSize: statFsBlockSize}, nil
 }
 
 // Open takes a handle on an inode so an unlink keeps it until Release.
@@ -264,52 +275,73 @@ func (g *grpcServer) Release(ctx context.Context, req *filerpb.ReleaseRequest) (
 	return &filerpb.Empty{}, nil
 }
 
-// GetChunks returns a regular file's attributes and content.
+// OpenContent takes a handle on a regular file (as Open) and returns its
+// attributes and expanded content (as GetChunks); on an error it keeps no
+// handle.
+func (g *grpcServer) OpenContent(ctx context.Context, req *filerpb.OpenRequest) (*filerpb.GetChunksResponse, error) {
+	ino := meta.Inode(req.Inode)
+	if err := g.ns().Open(ctx, ino); err != nil {
+		return nil, grpcError(err)
+	}
+	c, err := g.s.content(ctx, ino)
+	if err != nil {
+		if rerr := g.ns().Release(context.WithoutCancel(ctx), ino); rerr != nil {
+			g.s.log.Warn("release after a failed OpenContent", "ino", uint64(ino), "err", rerr)
+		}
+		g.s.wakeGC()
+		return nil, grpcError(err)
+	}
+	return &filerpb.GetChunksResponse{Attr: attrToPB(&c.Attr), Chunks: chunksToPB(c.Chunks), Inline: c.Inline}, nil
+}
+
+// GetChunks returns a regular file's attributes and content, manifest
+// chunks expanded.
 func (g *grpcServer) GetChunks(ctx context.Context, req *filerpb.GetChunksRequest) (*filerpb.GetChunksResponse, error) {
-	c, err := g.ns().GetContent(ctx, meta.Inode(req.Inode))
+	c, err := g.s.content(ctx, meta.Inode(req.Inode))
 	if err != nil {
 		return nil, grpcError(err)
 	}
 	return &filerpb.GetChunksResponse{Attr: attrToPB(&c.Attr), Chunks: chunksToPB(c.Chunks), Inline: c.Inline}, nil
 }
 
-// CommitChunks changes a regular file's content: inline bytes replace it
-// (no chunks allowed with them), replace sets the whole chunk list and
-// the size, otherwise the chunks are appended and the size raised to at
-// least size. A non-zero mtime_ns is then applied as the file's mtime
-// (a second change-log event).
+// CommitChunks changes a regular file's content in one transaction with
+// one event: inline bytes replace it (no chunks allowed with them),
+// replace sets the whole chunk list and the size, otherwise the chunks are
+// appended and the size raised to at least size. A non-zero mtime_ns
+// becomes the file's mtime.
 func (g *grpcServer) CommitChunks(ctx context.Context, req *filerpb.CommitChunksRequest) (*filerpb.AttrResponse, error) {
-	ino := meta.Inode(req.Inode)
 	chunks, err := chunksFromPB(req.Chunks)
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	var a meta.Attr
-	switch {
-	case len(req.Inline) > 0:
+	cr := meta.CommitRequest{Chunks: chunks, Size: req.Size, Replace: req.Replace, Mtime: req.MtimeNs}
+	if len(req.Inline) > 0 {
 		if len(chunks) > 0 {
 			return nil, grpcError(fmt.Errorf("commit: inline content and chunks together: %w", meta.ErrInvalid))
 		}
 		if req.Size != 0 && req.Size != uint64(len(req.Inline)) {
 			return nil, grpcError(fmt.Errorf("commit: size %d with %d inline bytes: %w", req.Size, len(req.Inline), meta.ErrInvalid))
 		}
-		a, err = g.ns().SetInline(ctx, ino, req.Inline)
-	case req.Replace:
-		a, err = g.ns().SetChunks(ctx, ino, chunks, req.Size)
-	default:
-		a, err = g.ns().AppendChunks(ctx, ino, chunks, req.Size)
+		cr.Inline = req.Inline
 	}
+	a, err := g.ns().Commit(ctx, meta.Inode(req.Inode), cr)
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	if req.MtimeNs != 0 {
-		mt := req.MtimeNs
-		if a, err = g.ns().SetAttr(ctx, ino, meta.SetAttrRequest{Mtime: &mt}); err != nil {
-			return nil, grpcError(err)
-		}
-	}
 	g.s.wakeGC()
 	return &filerpb.AttrResponse{Attr: attrToPB(&a)}, nil
+}
+
+// ResolveManifest returns the chunks a manifest blob lists, as stored.
+func (g *grpcServer) ResolveManifest(ctx context.Context, req *filerpb.ResolveManifestRequest) (*filerpb.ResolveManifestResponse, error) {
+	if _, err := needle.ParseFileID(req.FileId); err != nil {
+		return nil, grpcError(fmt.Errorf("file id %q: %v: %w", req.FileId, err, meta.ErrInvalid))
+	}
+	cs, err := g.s.manifests.ReadManifest(ctx, req.FileId)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &filerpb.ResolveManifestResponse{Chunks: chunksToPB(cs)}, nil
 }
 
 // AssignVolume reserves file ids on the master, with this filer's
@@ -403,13 +435,19 @@ func chunksToPB(cs []meta.Chunk) []*filerpb.Chunk {
 	}
 	out := make([]*filerpb.Chunk, len(cs))
 	for i, c := range cs {
-		out[i] = &filerpb.Chunk{Offset: c.Offset, Size: c.Size, FileId: c.FileID, ModifiedNs: c.ModifiedNs, Etag: c.ETag}
+		out[i] = &filerpb.Chunk{Offset: c.Offset, Size: c.Size, FileId: c.FileID, ModifiedNs: c.ModifiedNs, Etag: c.ETag,
+			IsManifest: c.IsManifest}
 	}
 	return out
 }
 
-// chunksFromPB decodes chunks; manifest chunks are not supported yet and
-// are refused rather than stored as if they were data.
+func chunkFromPB(c *filerpb.Chunk) meta.Chunk {
+	return meta.Chunk{Offset: c.GetOffset(), Size: c.GetSize(), FileID: c.GetFileId(), ModifiedNs: c.GetModifiedNs(),
+		ETag: c.GetEtag(), IsManifest: c.GetIsManifest()}
+}
+
+// chunksFromPB decodes the chunks a client commits; manifest chunks are
+// the filer's own and are refused.
 func chunksFromPB(cs []*filerpb.Chunk) ([]meta.Chunk, error) {
 	out := make([]meta.Chunk, 0, len(cs))
 	for _, c := range cs {
@@ -417,11 +455,46 @@ func chunksFromPB(cs []*filerpb.Chunk) ([]meta.Chunk, error) {
 			return nil, fmt.Errorf("nil chunk: %w", meta.ErrInvalid)
 		}
 		if c.IsManifest {
-			return nil, fmt.Errorf("chunk %s: manifest chunks are not supported: %w", c.FileId, meta.ErrInvalid)
+			return nil, fmt.Errorf("chunk %s: clients do not commit manifest chunks: %w", c.FileId, meta.ErrInvalid)
 		}
-		out = append(out, meta.Chunk{Offset: c.Offset, Size: c.Size, FileID: c.FileId, ModifiedNs: c.ModifiedNs, ETag: c.Etag})
+		out = append(out, chunkFromPB(c))
 	}
 	return out, nil
+}
+
+// signatureMetadataKey is the request metadata carrying a client's
+// signatures (see filer.proto).
+const signatureMetadataKey = client.FilerSignatureKey
+
+// signatureInterceptor records the signatures a client sends under
+// "kelp-signature" (decimal int32s, several values or comma-separated) in
+// the events of the call's namespace changes, before this filer's own.
+// A malformed value fails the call with EINVAL; 0 is ignored.
+func signatureInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return handler(ctx, req)
+	}
+	vals := md.Get(signatureMetadataKey)
+	if len(vals) == 0 {
+		return handler(ctx, req)
+	}
+	var sigs []int32
+	for _, v := range vals {
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
+			if err != nil {
+				return nil, grpcError(fmt.Errorf("metadata %s %q: not a decimal int32: %w", signatureMetadataKey, v, meta.ErrInvalid))
+			}
+			if n != 0 && !slices.Contains(sigs, int32(n)) {
+				sigs = append(sigs, int32(n))
+			}
+		}
+	}
+	if len(sigs) > 0 {
+		ctx = meta.WithSignatures(ctx, sigs)
+	}
+	return handler(ctx, req)
 }
 
 func locationToPB(l client.Location) *filerpb.Location {

@@ -252,7 +252,7 @@ func TestChunksOverGRPC(t *testing.T) {
 	}
 	_, err := api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: ino, Inline: []byte("x"), Chunks: []*filerpb.Chunk{c1}})
 	wantErrno(t, err, "EINVAL", client.ErrInvalid)
-	_, err = api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: ino, Inline: make([]byte, 4096)})
+	_, err = api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: ino, Inline: make([]byte, DefaultConfig().InlineLimit+1)})
 	wantErrno(t, err, "EINVAL", client.ErrInvalid)
 	_, err = api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: ino, Replace: true,
 		Chunks: []*filerpb.Chunk{{Size: 1, FileId: "9,05aaaaaaaa", IsManifest: true}}})
@@ -382,12 +382,21 @@ func TestConfigValidate(t *testing.T) {
 		"retention":   func(c *Config) { c.LogRetention = 0 },
 		"gc":          func(c *Config) { c.GCInterval = 0 },
 		"replication": func(c *Config) { c.DefaultReplication = "9x" },
+		"threshold":   func(c *Config) { c.ManifestThreshold = -1 },
+		"batch big":   func(c *Config) { c.ManifestThreshold, c.ManifestBatch = 10, 11 },
+		"batch small": func(c *Config) { c.ManifestBatch = 1 },
+		"cache":       func(c *Config) { c.ManifestCacheChunks = -1 },
 	} {
 		c := good
 		tweak(&c)
 		if err := c.Validate(); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: Validate = %v", name, err)
 		}
+	}
+	off := good
+	off.ManifestThreshold, off.ManifestBatch = 0, 0 // folding off: the batch does not matter
+	if err := off.Validate(); err != nil {
+		t.Fatalf("folding off: %v", err)
 	}
 	if _, err := New(Config{}); !errors.Is(err, ErrConfig) {
 		t.Fatalf("New(empty) = %v", err)

@@ -220,7 +220,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, p httpPath) {
 		s.httpError(w, r, fmt.Errorf("%s/: %w", p, meta.ErrNotDir))
 		return
 	}
-	c, err := s.ns.GetContent(ctx, a.Inode)
+	c, err := s.content(ctx, a.Inode)
 	if err != nil {
 		s.httpError(w, r, err)
 		return

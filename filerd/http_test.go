@@ -251,7 +251,7 @@ func TestHTTPPutGetRoundTrip(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {
 		size, chunks int
-	}{{0, 0}, {100, 0}, {2048, 0}, {2049, 1}, {mib, 1}, {mib + 1, 2}, {3*mib + 512*1024, 4}} {
+	}{{0, 0}, {100, 0}, {4096, 0}, {4097, 1}, {mib, 1}, {mib + 1, 2}, {3*mib + 512*1024, 4}} {
 		data := randBytes(t, tc.size)
 		path := fmt.Sprintf("/dir/sub/f%d.txt", tc.size)
 		_, putsBefore, _ := e.vol.stats()

@@ -49,6 +49,12 @@ type Server struct {
 	gcMu       sync.Mutex    // one GC pass at a time
 	trimCutoff atomic.Int64  // the newest cutoff the retention loop trimmed at
 
+	manifests    *manifestCache
+	intentMaxAge time.Duration // foldIntentMaxAge; tests shorten it before Serve
+	foldWake     chan struct{} // buffered(1): a nudge for the fold loop
+	foldMu       sync.Mutex
+	foldPending  map[meta.Inode]struct{} // files hinted at, at most foldQueueMax
+
 	baseCtx   context.Context // cancelled by Close: loops and subscriptions end
 	cancel    context.CancelFunc
 	ready     chan struct{}
@@ -74,13 +80,17 @@ func New(cfg Config) (*Server, error) {
 	}
 	lg = lg.With("component", "filer")
 	s := &Server{
-		cfg:    cfg,
-		log:    lg,
-		st:     cfg.Store,
-		gcWake: make(chan struct{}, 1),
-		ready:  make(chan struct{}),
-		closed: make(chan struct{}),
+		cfg:         cfg,
+		log:         lg,
+		st:          cfg.Store,
+		gcWake:      make(chan struct{}, 1),
+		foldWake:    make(chan struct{}, 1),
+		foldPending: map[meta.Inode]struct{}{},
+		ready:       make(chan struct{}),
+		closed:      make(chan struct{}),
 	}
+	s.manifests = newManifestCache(cfg.ManifestCacheChunks, s.fetchManifest)
+	s.intentMaxAge = foldIntentMaxAge
 	ok := false
 	defer func() {
 		if !ok {
@@ -90,6 +100,7 @@ func New(cfg Config) (*Server, error) {
 	if s.st == nil {
 		bc := badger.DefaultConfig()
 		bc.Dir = cfg.Dir
+		bc.SyncWrites = cfg.Fsync
 		bc.Logger = lg
 		st, err := badger.Open(bc)
 		if err != nil {
@@ -108,11 +119,17 @@ func New(cfg Config) (*Server, error) {
 	mc.Logger = lg
 	mc.InlineLimit = cfg.InlineLimit
 	mc.Signature = sig
-	if s.ns, err = meta.Open(ctx, s.st, mc); err != nil {
-		return nil, fmt.Errorf("filerd: open namespace: %w", err)
+	mc.Manifests = s.manifests
+	if cfg.ManifestThreshold > 0 {
+		mc.FoldThreshold = cfg.ManifestThreshold
+		mc.FoldHint = s.hintFold
 	}
+	// The cluster client comes first: the namespace may read manifests.
 	if s.cluster, err = client.NewCluster(client.ClusterConfig{Master: client.MasterClientConfig{Address: cfg.MasterAddr}}); err != nil {
 		return nil, fmt.Errorf("filerd: %w", err)
+	}
+	if s.ns, err = meta.Open(ctx, s.st, mc); err != nil {
+		return nil, fmt.Errorf("filerd: open namespace: %w", err)
 	}
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("filerd: listen http %s: %w", cfg.HTTPAddr, err)
@@ -126,7 +143,7 @@ func New(cfg Config) (*Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(lg.Handler(), slog.LevelWarn),
 	}
-	s.grpcSrv = grpc.NewServer()
+	s.grpcSrv = grpc.NewServer(grpc.ChainUnaryInterceptor(signatureInterceptor))
 	filerpb.RegisterFilerServer(s.grpcSrv, &grpcServer{s: s})
 	ok = true
 	return s, nil
@@ -201,8 +218,8 @@ func (s *Server) Namespace() *meta.Namespace { return s.ns }
 // Signature returns this filer's signature.
 func (s *Server) Signature() int32 { return s.cfg.Signature }
 
-// Serve serves HTTP and gRPC and runs the chunk GC and change-log
-// retention loops until ctx is done or Close is called; then it closes
+// Serve serves HTTP and gRPC and runs the chunk GC, change-log retention
+// and manifest fold loops until ctx is done or Close is called; then it closes
 // the server. It returns nil on a clean stop and an error if a listener
 // fails. Serve may be called once.
 func (s *Server) Serve(ctx context.Context) error {
@@ -219,7 +236,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.serving = true
 	errc := make(chan error, 2)
-	s.loops.Add(4)
+	s.loops.Add(5)
 	go func() {
 		defer s.loops.Done()
 		if err := s.grpcSrv.Serve(s.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -239,6 +256,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		defer s.loops.Done()
 		s.retentionLoop()
+	}()
+	go func() {
+		defer s.loops.Done()
+		s.foldLoop()
 	}()
 	s.mu.Unlock()
 
@@ -277,8 +298,8 @@ func (s *Server) goOwned(fn func()) bool {
 }
 
 // Close stops the server; it is idempotent and safe to call concurrently
-// with Serve. Order: mark closed and cancel the base context (the GC and
-// retention loops stop, subscriptions end their streams cleanly), stop
+// with Serve. Order: mark closed and cancel the base context (the GC,
+// retention and fold loops stop, subscriptions end their streams cleanly), stop
 // HTTP (in-flight requests get a few seconds), stop gRPC (graceful for a
 // few seconds, then every stream is cut), wait for every goroutine the
 // server started, then close the master and blob clients and, if New

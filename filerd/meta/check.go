@@ -30,10 +30,16 @@ type Report struct {
 	Entries int
 	// OpenUnlinked counts the open-unlinked markers.
 	OpenUnlinked int
-	// Chunks counts the chunk references held by files' chunk lists.
-	Chunks int
+	// Chunks counts the chunk references held by files' chunk lists;
+	// Manifests counts those that are manifest chunks.
+	Chunks, Manifests int
 	// PendingDeletions counts the chunks queued for deletion.
 	PendingDeletions int
+	// FoldIntents counts the folds begun and not finished (manifest.go).
+	FoldIntents int
+	// Named is the inode count the store keeps (InodeCount), -1 if it
+	// keeps none.
+	Named int64
 }
 
 // Clean reports whether the check found no problem.
@@ -42,8 +48,11 @@ func (r *Report) Clean() bool { return len(r.Problems) == 0 && r.Omitted == 0 }
 // String summarizes the report: the counts, then one problem per line.
 func (r *Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d inodes (%d dirs, %d files, %d symlinks, %d special), %d entries, %d open-unlinked, %d chunks, %d pending deletions",
-		r.Inodes, r.Dirs, r.Files, r.Symlinks, r.Specials, r.Entries, r.OpenUnlinked, r.Chunks, r.PendingDeletions)
+	fmt.Fprintf(&b, "%d inodes (%d dirs, %d files, %d symlinks, %d special), %d entries, %d open-unlinked, %d chunks (%d manifests), %d pending deletions",
+		r.Inodes, r.Dirs, r.Files, r.Symlinks, r.Specials, r.Entries, r.OpenUnlinked, r.Chunks, r.Manifests, r.PendingDeletions)
+	if r.FoldIntents > 0 {
+		fmt.Fprintf(&b, ", %d fold intents", r.FoldIntents)
+	}
 	if r.Clean() {
 		b.WriteString(": clean")
 		return b.String()
@@ -68,9 +77,10 @@ func (r *Report) addf(format string, args ...any) {
 }
 
 // Check verifies the namespace's invariants over the raw store in one
-// read-only transaction (a consistent snapshot), like fsck. See CheckStore.
+// read-only transaction (a consistent snapshot), like fsck, then, when
+// Config.Manifests is set, the manifest invariants too. See CheckStoreWith.
 func (n *Namespace) Check(ctx context.Context) (Report, error) {
-	return CheckStore(ctx, n.st)
+	return CheckStoreWith(ctx, n.st, n.cfg.Manifests)
 }
 
 // CheckStore verifies, in one read-only transaction over st, that:
@@ -86,25 +96,49 @@ func (n *Namespace) Check(ctx context.Context) (Report, error) {
 //     open-unlinked (and every marker is on such an inode);
 //   - every per-inode key (data, xattr, back reference, marker) belongs to
 //     an existing inode, and data only to a regular file;
-//   - no chunk is both referenced by a file and queued for deletion;
+//   - no chunk (manifest chunks included) is both referenced by a file and
+//     queued for deletion, and no fold intent names a blob a file uses;
+//   - the inode count the store keeps is the number of named inodes;
 //   - no inode number is at or above the allocator's counter;
 //   - every value decodes.
 //
 // It reads without opening a Namespace, so it can check a store as a
 // crashed filer left it, before Open frees its open-unlinked inodes. It
 // returns an error only when the store fails; inconsistencies are in the
-// Report.
+// Report. It reads no blob; CheckStoreWith also checks inside manifests.
 func CheckStore(ctx context.Context, st store.Store) (Report, error) {
-	var r Report
+	return CheckStoreWith(ctx, st, nil)
+}
+
+// CheckStoreWith is CheckStore and, when r is not nil, reads the manifests
+// the snapshot references or has queued for deletion and checks that:
+//   - every manifest a file references can be read and lists valid chunks;
+//   - a blob a file's manifest lists is not queued for deletion, not a
+//     data chunk of the same file, and not listed by another manifest of
+//     it (the invariant of manifest.go);
+//   - a queued manifest's deletion would spare every blob a file still
+//     uses (its Keep list covers them).
+//
+// A queued manifest that cannot be read is skipped: the GC may have
+// deleted it already (it deletes a manifest's blob last).
+func CheckStoreWith(ctx context.Context, st store.Store, r ManifestReader) (Report, error) {
+	var rep Report
+	var c checker
 	err := st.View(ctx, func(tx store.Tx) error {
-		r = Report{}
-		c := checker{tx: tx, r: &r}
+		rep = Report{}
+		c = checker{tx: tx, r: &rep}
 		return c.run()
 	})
 	if err != nil {
 		return Report{}, fmt.Errorf("meta: check: %w", err)
 	}
-	return r, nil
+	if r != nil {
+		if err := c.checkManifests(ctx, r); err != nil {
+			return Report{}, fmt.Errorf("meta: check: %w", err)
+		}
+	}
+	c.tx = nil
+	return rep, nil
 }
 
 type checkEntry struct {
@@ -132,6 +166,10 @@ type checker struct {
 	orphans  map[Inode]bool
 	queued   map[string]bool
 	refs     map[string][]Inode // chunk file id -> files referencing it
+
+	manifests       map[Inode][]Chunk // the manifest chunks of each file
+	data            map[Inode]map[string]bool
+	queuedManifests []PendingDeletion
 }
 
 func (c *checker) scan(prefix byte, fn func(k, v []byte)) error {
@@ -149,6 +187,9 @@ func (c *checker) run() error {
 	c.orphans = map[Inode]bool{}
 	c.queued = map[string]bool{}
 	c.refs = map[string][]Inode{}
+	c.manifests = map[Inode][]Chunk{}
+	c.data = map[Inode]map[string]bool{}
+	c.queuedManifests = nil
 	r := c.r
 
 	// Inodes.
@@ -224,13 +265,16 @@ func (c *checker) run() error {
 		return err
 	}
 	err = c.scan(pfxGC, func(k, v []byte) {
-		ch, err := decodeChunk(v)
+		ch, keep, err := decodeGCRecord(v)
 		if err != nil {
 			r.addf("pending deletion %x: undecodable: %v", k, err)
 			return
 		}
 		r.PendingDeletions++
 		c.queued[ch.FileID] = true
+		if ch.IsManifest {
+			c.queuedManifests = append(c.queuedManifests, PendingDeletion{Key: append([]byte(nil), k...), Chunk: ch, Keep: keep})
+		}
 	})
 	if err != nil {
 		return err
@@ -241,7 +285,13 @@ func (c *checker) run() error {
 	if err := c.checkData(); err != nil {
 		return err
 	}
+	if err := c.checkFolds(); err != nil {
+		return err
+	}
 	if err := c.checkXattrs(); err != nil {
+		return err
+	}
+	if err := c.checkCount(); err != nil {
 		return err
 	}
 	return c.checkAllocator()
@@ -396,6 +446,19 @@ func (c *checker) checkData() error {
 		for _, ch := range fd.Chunks {
 			r.Chunks++
 			c.refs[ch.FileID] = append(c.refs[ch.FileID], ino)
+			if ch.IsManifest {
+				r.Manifests++
+				c.manifests[ino] = append(c.manifests[ino], ch)
+			}
+		}
+		if len(c.manifests[ino]) > 0 {
+			set := map[string]bool{}
+			for _, ch := range fd.Chunks {
+				if !ch.IsManifest {
+					set[ch.FileID] = true
+				}
+			}
+			c.data[ino] = set
 		}
 	})
 	if err != nil {
@@ -410,6 +473,107 @@ func (c *checker) checkData() error {
 	sort.Strings(fids)
 	for _, fid := range fids {
 		r.addf("chunk %s: referenced by inode %v and queued for deletion", fid, c.refs[fid])
+	}
+	return nil
+}
+
+// checkFolds checks the fold intents: each decodes and names a blob no
+// file references (a committed fold deletes its intent).
+func (c *checker) checkFolds() error {
+	return c.scan(pfxFold, func(k, v []byte) {
+		c.r.FoldIntents++
+		fid := string(k[1:])
+		if _, err := decodeInt(v); err != nil {
+			c.r.addf("fold intent %q: undecodable: %v", fid, err)
+		}
+		if inos := c.refs[fid]; len(inos) > 0 {
+			c.r.addf("fold intent %q: its blob is referenced by inode %v", fid, inos)
+		}
+	})
+}
+
+// checkCount checks the kept inode count against the named inodes.
+func (c *checker) checkCount() error {
+	c.r.Named = -1
+	if _, err := c.tx.Get(metaKey(countedKey)); errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	sum, err := sumCount(c.tx)
+	if err != nil {
+		c.r.addf("inode count: %v", err)
+		return nil
+	}
+	c.r.Named = sum
+	var want int64
+	for _, a := range c.attrs {
+		if a.IsDir() || a.Nlink > 0 {
+			want++
+		}
+	}
+	if sum != want {
+		c.r.addf("inode count %d, but %d inodes have a name", sum, want)
+	}
+	return nil
+}
+
+// checkManifests checks inside the manifests the snapshot references or
+// has queued (see CheckStoreWith); it reads blobs, after the snapshot.
+func (c *checker) checkManifests(ctx context.Context, rd ManifestReader) error {
+	r := c.r
+	live := map[string]string{} // blob -> "inode I manifest M" listing it
+	for _, ino := range sortedInodes(c.manifests) {
+		seen := map[string]string{}
+		for _, m := range c.manifests[ino] {
+			inner, err := rd.ReadManifest(ctx, m.FileID)
+			if err == nil {
+				err = CheckManifest(inner)
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r.addf("inode %d: manifest %s: %v", ino, m.FileID, err)
+				continue
+			}
+			for _, ch := range inner {
+				where := fmt.Sprintf("inode %d manifest %s", ino, m.FileID)
+				switch {
+				case c.queued[ch.FileID]:
+					r.addf("chunk %s: listed by %s and queued for deletion", ch.FileID, where)
+				case c.data[ino][ch.FileID]:
+					r.addf("chunk %s: listed by %s and also a data chunk of it", ch.FileID, where)
+				case seen[ch.FileID] != "" && seen[ch.FileID] != m.FileID:
+					r.addf("chunk %s: listed by two manifests of inode %d (%s, %s)", ch.FileID, ino, seen[ch.FileID], m.FileID)
+				}
+				seen[ch.FileID] = m.FileID
+				live[ch.FileID] = where
+			}
+		}
+	}
+	for _, q := range c.queuedManifests {
+		inner, err := rd.ReadManifest(ctx, q.Chunk.FileID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			continue // deleted already, or unreadable: nothing to judge
+		}
+		keep := map[string]bool{}
+		for _, k := range q.Keep {
+			keep[k] = true
+		}
+		for _, ch := range inner {
+			if keep[ch.FileID] {
+				continue
+			}
+			if inos := c.refs[ch.FileID]; len(inos) > 0 {
+				r.addf("queued manifest %s would delete chunk %s, which inode %v uses", q.Chunk.FileID, ch.FileID, inos)
+			} else if where := live[ch.FileID]; where != "" {
+				r.addf("queued manifest %s would delete chunk %s, listed by %s", q.Chunk.FileID, ch.FileID, where)
+			}
+		}
 	}
 	return nil
 }

@@ -116,7 +116,7 @@ func TestCheckFindsCorruption(t *testing.T) {
 			return bumpNlink(tx, tr.dirA.Inode, -1)
 		}, []string{fmt.Sprintf("directory %d: 0 entries", 0), "not reachable from the root"}},
 		{"referenced chunk queued", func(tx store.Tx, tr checkTree) error {
-			return tx.Set(gcKey(1, 1), encodeChunk(&Chunk{Offset: 100, Size: 100, FileID: "3,02bb"}))
+			return tx.Set(gcKey(1, 1), encodeGCRecord(&Chunk{Offset: 100, Size: 100, FileID: "3,02bb"}, nil))
 		}, []string{"chunk 3,02bb: referenced by inode"}},
 		{"stray xattr", func(tx store.Tx, tr checkTree) error {
 			return tx.Set(xattrKey(777777, "user.x"), []byte("v"))

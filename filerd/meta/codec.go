@@ -8,14 +8,22 @@ import (
 
 // Record encodings: a version byte, then fields as varints and
 // length-prefixed byte strings, in a fixed order. A decoder rejects a
-// version it does not know with ErrCorrupt.
+// version it does not know with ErrCorrupt. Encoders write the newest
+// version; decoders read every older one too.
+//
+// Version history: data, event and chunk (GC record) version 2 add a
+// flags varint to every chunk (bit 0: manifest); event version 2 adds the
+// old and new parent inodes; chunk version 2 adds the Keep list.
 
 const (
 	attrVersion  = 1
-	dataVersion  = 1
-	eventVersion = 1
-	chunkVersion = 1
+	dataVersion  = 2
+	eventVersion = 2
+	chunkVersion = 2
 )
+
+// chunkManifestFlag is bit 0 of a chunk's flags.
+const chunkManifestFlag = 1
 
 type enc struct{ b []byte }
 
@@ -187,15 +195,29 @@ func encodeChunkTo(e *enc, c *Chunk) {
 	e.str(c.FileID)
 	e.i(c.ModifiedNs)
 	e.str(c.ETag)
+	var flags uint64
+	if c.IsManifest {
+		flags |= chunkManifestFlag
+	}
+	e.u(flags)
 }
 
-func decodeChunkFrom(d *dec) Chunk {
+// decodeChunkFrom reads a chunk; flags says the record version has the
+// flags varint.
+func decodeChunkFrom(d *dec, flags bool) Chunk {
 	var c Chunk
 	c.Offset = d.i()
 	c.Size = d.i()
 	c.FileID = d.str()
 	c.ModifiedNs = d.i()
 	c.ETag = d.str()
+	if flags {
+		f := d.u()
+		if f&^chunkManifestFlag != 0 {
+			d.fail()
+		}
+		c.IsManifest = f&chunkManifestFlag != 0
+	}
 	return c
 }
 
@@ -206,7 +228,7 @@ func encodeChunks(e *enc, cs []Chunk) {
 	}
 }
 
-func decodeChunks(d *dec) []Chunk {
+func decodeChunks(d *dec, flags bool) []Chunk {
 	n := d.u()
 	if d.err != nil || n > uint64(len(d.b)) {
 		d.fail()
@@ -217,7 +239,7 @@ func decodeChunks(d *dec) []Chunk {
 	}
 	cs := make([]Chunk, 0, n)
 	for j := uint64(0); j < n && d.err == nil; j++ {
-		cs = append(cs, decodeChunkFrom(d))
+		cs = append(cs, decodeChunkFrom(d, flags))
 	}
 	return cs
 }
@@ -239,10 +261,11 @@ func encodeData(fd *fileData) []byte {
 func decodeData(b []byte) (fileData, error) {
 	d := dec{b: b}
 	var fd fileData
-	if d.byte1() != dataVersion {
+	v := d.byte1()
+	if v < 1 || v > dataVersion {
 		d.fail()
 	}
-	fd.Chunks = decodeChunks(&d)
+	fd.Chunks = decodeChunks(&d, v >= 2)
 	fd.Inline = d.bytes()
 	if len(fd.Inline) == 0 {
 		fd.Inline = nil
@@ -250,20 +273,37 @@ func decodeData(b []byte) (fileData, error) {
 	return fd, d.done("file data")
 }
 
-func encodeChunk(c *Chunk) []byte {
+// encodeGCRecord encodes a queued deletion: the chunk and, for a
+// manifest, the file ids of its chunks that must stay.
+func encodeGCRecord(c *Chunk, keep []string) []byte {
 	e := enc{}
 	e.byte1(chunkVersion)
 	encodeChunkTo(&e, c)
+	e.u(uint64(len(keep)))
+	for _, k := range keep {
+		e.str(k)
+	}
 	return e.b
 }
 
-func decodeChunk(b []byte) (Chunk, error) {
+func decodeGCRecord(b []byte) (Chunk, []string, error) {
 	d := dec{b: b}
-	if d.byte1() != chunkVersion {
+	v := d.byte1()
+	if v < 1 || v > chunkVersion {
 		d.fail()
 	}
-	c := decodeChunkFrom(&d)
-	return c, d.done("chunk")
+	c := decodeChunkFrom(&d, v >= 2)
+	var keep []string
+	if v >= 2 {
+		n := d.u()
+		if n > uint64(len(d.b)) {
+			d.fail()
+		}
+		for j := uint64(0); j < n && d.err == nil; j++ {
+			keep = append(keep, d.str())
+		}
+	}
+	return c, keep, d.done("chunk")
 }
 
 func encodeState(e *enc, s *EntryState) {
@@ -287,13 +327,13 @@ func encodeState(e *enc, s *EntryState) {
 	}
 }
 
-func decodeState(d *dec) *EntryState {
+func decodeState(d *dec, flags bool) *EntryState {
 	if d.byte1() == 0 {
 		return nil
 	}
 	s := &EntryState{}
 	decodeAttrFrom(d, &s.Attr)
-	s.Chunks = decodeChunks(d)
+	s.Chunks = decodeChunks(d, flags)
 	s.Inline = d.bytes()
 	if len(s.Inline) == 0 {
 		s.Inline = nil
@@ -329,30 +369,38 @@ func encodeEvent(ev *Event) []byte {
 	for _, s := range ev.Signatures {
 		e.i(int64(s))
 	}
+	e.u(uint64(ev.OldParent))
+	e.u(uint64(ev.NewParent))
 	return e.b
 }
 
 func decodeEvent(b []byte) (Event, error) {
 	d := dec{b: b}
 	var ev Event
-	if d.byte1() != eventVersion {
+	v := d.byte1()
+	if v < 1 || v > eventVersion {
 		d.fail()
 	}
+	v2 := v >= 2
 	ev.Kind = EventKind(d.byte1())
 	ev.TsNs = d.i()
 	ev.OldPath = d.str()
 	ev.NewPath = d.str()
-	ev.OldEntry = decodeState(&d)
-	ev.NewEntry = decodeState(&d)
+	ev.OldEntry = decodeState(&d, v2)
+	ev.NewEntry = decodeState(&d, v2)
 	ev.Exchange = d.bool1()
-	ev.Replaced = decodeState(&d)
-	ev.FreedChunks = decodeChunks(&d)
+	ev.Replaced = decodeState(&d, v2)
+	ev.FreedChunks = decodeChunks(&d, v2)
 	n := d.u()
 	if n > uint64(len(d.b)) {
 		d.fail()
 	}
 	for j := uint64(0); j < n && d.err == nil; j++ {
 		ev.Signatures = append(ev.Signatures, int32(d.i()))
+	}
+	if v2 {
+		ev.OldParent = Inode(d.u())
+		ev.NewParent = Inode(d.u())
 	}
 	return ev, d.done("event")
 }

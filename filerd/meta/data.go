@@ -53,11 +53,57 @@ func (t *txn) regular(ino Inode) (*Attr, error) {
 	return a, nil
 }
 
+// CommitRequest is one change of a regular file's content (Commit).
+type CommitRequest struct {
+	// Chunks are appended (newer ones win where they overlap), or replace
+	// the whole list with Replace. Never manifest chunks.
+	Chunks []Chunk
+	// Size is, for an append, the least size the file has afterwards; for
+	// a replace, its size.
+	Size uint64
+	// Replace makes Chunks the whole content.
+	Replace bool
+	// Inline, when not nil, replaces the content with these bytes kept in
+	// the inode (at most Config.InlineLimit); Chunks must be empty.
+	Inline []byte
+	// Mtime is the file's mtime afterwards; 0 means the commit's time.
+	// ctime is always the commit's time.
+	Mtime int64
+}
+
+// Commit changes a regular file's content as req says, in one
+// transaction with one change-log event, mtime included: AppendChunks,
+// SetChunks or SetInline with an optional mtime.
+func (n *Namespace) Commit(ctx context.Context, ino Inode, req CommitRequest) (Attr, error) {
+	switch {
+	case req.Inline != nil:
+		if len(req.Chunks) > 0 {
+			return Attr{}, wrap("commit", fmt.Errorf("inline content and chunks together: %w", ErrInvalid))
+		}
+		return n.setInline(ctx, ino, req.Inline, req.Mtime)
+	case req.Replace:
+		return n.setChunks(ctx, ino, req.Chunks, req.Size, req.Mtime)
+	default:
+		return n.appendChunks(ctx, ino, req.Chunks, req.Size, req.Mtime)
+	}
+}
+
 // AppendChunks adds chunks to a file (a write), raising its size to the end
 // of the last chunk and at least to minSize. Chunks the new ones hide
 // completely are queued for deletion in the same transaction. A file with
 // inline content must be converted with SetChunks first (ErrInvalid).
+//
+// An appended chunk that repeats one the file already holds (a retried
+// append) keeps its blob: the blob is never queued for deletion while the
+// file uses it. A repeat of a chunk folded into a manifest since is
+// dropped from the append, so a blob is listed in one manifest or outside
+// any; telling it apart reads the manifests it could be in (Config.Manifests:
+// only those at or before its offset and not older than it).
 func (n *Namespace) AppendChunks(ctx context.Context, ino Inode, chunks []Chunk, minSize uint64) (Attr, error) {
+	return n.appendChunks(ctx, ino, chunks, minSize, 0)
+}
+
+func (n *Namespace) appendChunks(ctx context.Context, ino Inode, chunks []Chunk, minSize uint64, mtime int64) (Attr, error) {
 	if err := checkChunks(chunks); err != nil {
 		return Attr{}, wrap("append chunks", err)
 	}
@@ -74,11 +120,13 @@ func (n *Namespace) AppendChunks(ctx context.Context, ino Inode, chunks []Chunk,
 		if len(fd.Inline) > 0 {
 			return fmt.Errorf("append chunks to inline content: %w", ErrInvalid)
 		}
-		all := append(fd.Chunks, chunks...)
+		added, err := n.dropFolded(ctx, fd.Chunks, chunks)
+		if err != nil {
+			return err
+		}
+		all := append(fd.Chunks, added...)
 		kept, dropped := compactChunks(all)
-		// A retried append repeats a chunk the file already holds: its
-		// blob stays in use and must not be queued for deletion.
-		if err := t.freeChunks(unreferenced(kept, dropped)); err != nil {
+		if err := t.freeDropped(kept, dropped); err != nil {
 			return err
 		}
 		fd.Chunks = kept
@@ -91,7 +139,7 @@ func (n *Namespace) AppendChunks(ctx context.Context, ino Inode, chunks []Chunk,
 		if size > a.Size {
 			a.Size = size
 		}
-		return t.finishWrite(ino, a, &fd, &out)
+		return t.finishWrite(ino, a, &fd, mtime, &out)
 	})
 	return out, wrap("append chunks", err)
 }
@@ -100,8 +148,15 @@ func (n *Namespace) AppendChunks(ctx context.Context, ino Inode, chunks []Chunk,
 // (a commit of a rewritten file). The chunks no longer used, and those the
 // list itself hides, are queued for deletion.
 func (n *Namespace) SetChunks(ctx context.Context, ino Inode, chunks []Chunk, size uint64) (Attr, error) {
+	return n.setChunks(ctx, ino, chunks, size, 0)
+}
+
+func (n *Namespace) setChunks(ctx context.Context, ino Inode, chunks []Chunk, size uint64, mtime int64) (Attr, error) {
 	if err := checkChunks(chunks); err != nil {
 		return Attr{}, wrap("set chunks", err)
+	}
+	if size > 1<<62 {
+		return Attr{}, wrap("set chunks", fmt.Errorf("size %d: %w", size, ErrInvalid))
 	}
 	var out Attr
 	err := n.update(ctx, func(t *txn) error {
@@ -116,12 +171,12 @@ func (n *Namespace) SetChunks(ctx context.Context, ino Inode, chunks []Chunk, si
 		kept, dropped := compactChunks(append([]Chunk(nil), chunks...))
 		kept = trimChunks(kept, int64(size), &dropped)
 		dropped = append(dropped, old.Chunks...)
-		if err := t.freeChunks(unreferenced(kept, dropped)); err != nil {
+		if err := t.freeDropped(kept, dropped); err != nil {
 			return err
 		}
 		fd := fileData{Chunks: kept}
 		a.Size = size
-		return t.finishWrite(ino, a, &fd, &out)
+		return t.finishWrite(ino, a, &fd, mtime, &out)
 	})
 	return out, wrap("set chunks", err)
 }
@@ -130,6 +185,10 @@ func (n *Namespace) SetChunks(ctx context.Context, ino Inode, chunks []Chunk, si
 // most Config.InlineLimit bytes, else ErrInvalid); its chunks are queued
 // for deletion.
 func (n *Namespace) SetInline(ctx context.Context, ino Inode, data []byte) (Attr, error) {
+	return n.setInline(ctx, ino, data, 0)
+}
+
+func (n *Namespace) setInline(ctx context.Context, ino Inode, data []byte, mtime int64) (Attr, error) {
 	if len(data) > n.cfg.InlineLimit {
 		return Attr{}, wrap("set inline", fmt.Errorf("%d bytes over the inline limit %d: %w", len(data), n.cfg.InlineLimit, ErrInvalid))
 	}
@@ -143,21 +202,26 @@ func (n *Namespace) SetInline(ctx context.Context, ino Inode, data []byte) (Attr
 		if err != nil {
 			return err
 		}
-		if err := t.freeChunks(old.Chunks); err != nil {
+		if err := t.freeDropped(nil, old.Chunks); err != nil {
 			return err
 		}
 		fd := fileData{Inline: append([]byte(nil), data...)}
 		a.Size = uint64(len(data))
-		return t.finishWrite(ino, a, &fd, &out)
+		return t.finishWrite(ino, a, &fd, mtime, &out)
 	})
 	return out, wrap("set inline", err)
 }
 
-func (t *txn) finishWrite(ino Inode, a *Attr, fd *fileData, out *Attr) error {
+// finishWrite stores a file's new content and records the update: mtime
+// (the commit's time when 0) and ctime change.
+func (t *txn) finishWrite(ino Inode, a *Attr, fd *fileData, mtime int64, out *Attr) error {
 	if err := t.setData(ino, fd); err != nil {
 		return err
 	}
 	a.Mtime, a.Ctime = t.ts, t.ts
+	if mtime != 0 {
+		a.Mtime = mtime
+	}
 	t.touch(ino)
 	return t.updateEvent(ino, out)
 }
@@ -174,31 +238,15 @@ func (t *txn) truncateData(ino Inode, size int64) error {
 	if int64(len(fd.Inline)) > size {
 		fd.Inline = fd.Inline[:size]
 	}
-	if err := t.freeChunks(unreferenced(fd.Chunks, freed)); err != nil {
+	if err := t.freeDropped(fd.Chunks, freed); err != nil {
 		return err
 	}
 	return t.setData(ino, &fd)
 }
 
-// unreferenced returns the chunks of dropped whose blob no chunk of kept
-// uses, each blob once: the ones safe to delete.
-func unreferenced(kept, dropped []Chunk) []Chunk {
-	used := make(map[string]bool, len(kept)+len(dropped))
-	for _, c := range kept {
-		used[c.FileID] = true
-	}
-	var free []Chunk
-	for _, c := range dropped {
-		if !used[c.FileID] {
-			used[c.FileID] = true
-			free = append(free, c)
-		}
-	}
-	return free
-}
-
 // trimChunks drops chunks at or past size (appending them to freed when
-// it is not nil) and trims the ones that straddle it.
+// it is not nil) and trims the ones that straddle it. A manifest chunk is
+// trimmed like any chunk: its expansion is cut to its span.
 func trimChunks(cs []Chunk, size int64, freed *[]Chunk) []Chunk {
 	out := cs[:0:0]
 	for _, c := range cs {
@@ -217,10 +265,14 @@ func trimChunks(cs []Chunk, size int64, freed *[]Chunk) []Chunk {
 	return out
 }
 
+// checkChunks validates chunks a client commits: data chunks only.
 func checkChunks(cs []Chunk) error {
 	for _, c := range cs {
 		if c.Offset < 0 || c.Size <= 0 || c.FileID == "" || c.Offset > 1<<62 || c.Size > 1<<62 {
 			return fmt.Errorf("chunk %+v: %w", c, ErrInvalid)
+		}
+		if c.IsManifest {
+			return fmt.Errorf("chunk %s: manifest chunks are made by the filer, not committed: %w", c.FileID, ErrInvalid)
 		}
 	}
 	return nil

@@ -4,7 +4,10 @@
 // It owns inodes (attributes, symlink targets, xattrs, chunk lists or inline
 // content), directory entries, hard links, the open-unlinked references, the
 // queue of chunks waiting to be deleted from the volume servers, the change
-// log of every mutation, and a small side key-value space. It must not know
+// log of every mutation, the count of named inodes (inodes.go), the rules of
+// manifest chunks and their folding (manifest.go; the blobs themselves are
+// read and written by the caller, through ManifestReader), and a small side
+// key-value space. It must not know
 // about gRPC, api/* or syscall errno values: it returns the sentinels of
 // errors.go, which the mount and the gRPC layer each translate with one table.
 //
@@ -19,7 +22,8 @@
 //	"g" ts(8) seq(4)          -> chunks waiting for deletion (GC queue)
 //	"l" ts(8)                 -> change-log event
 //	"k" key                   -> side key-value records
-//	"m" name                  -> meta counters (inode allocator)
+//	"m" name                  -> meta counters (inode allocator, inode count stripes)
+//	"f" fid                   -> intent of a fold into manifest blob fid (manifest.go)
 //
 // All integers are big-endian so keys sort numerically.
 //
@@ -40,8 +44,10 @@
 // Namespace changes log events (create, mkdir, symlink, link, unlink,
 // rmdir, rename, setattr, xattr changes, chunk commits). Bookkeeping does
 // not: side KV records, the GC queue, open handles and the freeing of an
-// open-unlinked inode at its last Release, and changes to an inode that
-// has no name left (nlink 0, still open). Event paths are rebuilt from the
+// open-unlinked inode at its last Release, changes to an inode that has
+// no name left (nlink 0, still open), and folds of chunks into manifest
+// chunks (which change no byte; manifest.go). Every event names the
+// parent directories of its paths (OldParent, NewParent). Event paths are rebuilt from the
 // parent and name recorded in each inode; for a hard-linked file an event
 // carries the name the operation used (link, unlink, rename) or one of its
 // names (setattr, xattrs, chunks).

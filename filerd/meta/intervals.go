@@ -13,7 +13,8 @@ type VisibleInterval struct {
 }
 
 // VisibleIntervals resolves overlapping chunks newest-wins, by the rule in
-// needle.VisibleIntervals, and names the chunk serving each piece.
+// needle.VisibleIntervals, and names the chunk serving each piece. The
+// chunks must be data chunks: expand manifest chunks first (ExpandChunks).
 func VisibleIntervals(chunks []Chunk) []VisibleInterval {
 	ivs := needle.VisibleIntervals(len(chunks), func(i int) needle.ChunkSpan {
 		c := &chunks[i]
@@ -26,21 +27,4 @@ func VisibleIntervals(chunks []Chunk) []VisibleInterval {
 			ChunkOffset: iv.ChunkOffset, ModifiedNs: c.ModifiedNs}
 	}
 	return out
-}
-
-// compactChunks drops the chunks no visible interval uses and returns the
-// kept ones (in their order) and the dropped ones.
-func compactChunks(chunks []Chunk) (kept, dropped []Chunk) {
-	used := make([]bool, len(chunks))
-	for _, iv := range VisibleIntervals(chunks) {
-		used[iv.Index] = true
-	}
-	for i, c := range chunks {
-		if used[i] {
-			kept = append(kept, c)
-		} else {
-			dropped = append(dropped, c)
-		}
-	}
-	return kept, dropped
 }

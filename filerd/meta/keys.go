@@ -14,6 +14,7 @@ const (
 	pfxLog     = 'l'
 	pfxKV      = 'k'
 	pfxMeta    = 'm'
+	pfxFold    = 'f'
 )
 
 func inoKey(p byte, ino Inode) []byte {

@@ -61,17 +61,18 @@ func (n *Namespace) KVDelete(ctx context.Context, key string) error {
 // PendingDeletions returns up to limit chunks waiting for deletion from
 // the volume servers, oldest first. The GC worker deletes the blobs, then
 // acknowledges them with AckDeletions; a crash in between only repeats a
-// deletion.
+// deletion. A manifest chunk's record covers the blobs it lists too (see
+// PendingDeletion).
 func (n *Namespace) PendingDeletions(ctx context.Context, limit int) ([]PendingDeletion, error) {
 	var out []PendingDeletion
 	err := n.st.View(ctx, func(tx store.Tx) error {
 		out = out[:0]
 		return tx.Scan([]byte{pfxGC}, nil, func(k, v []byte) (bool, error) {
-			c, err := decodeChunk(v)
+			c, keep, err := decodeGCRecord(v)
 			if err != nil {
 				return false, err
 			}
-			out = append(out, PendingDeletion{Key: append([]byte(nil), k...), Chunk: c})
+			out = append(out, PendingDeletion{Key: append([]byte(nil), k...), Chunk: c, Keep: keep})
 			return limit <= 0 || len(out) < limit, nil
 		})
 	})

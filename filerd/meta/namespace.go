@@ -94,10 +94,20 @@ func Open(ctx context.Context, st store.Store, cfg Config) (*Namespace, error) {
 		}
 		root := Attr{Inode: RootInode, Mode: S_IFDIR | 0o755, Nlink: 2,
 			Atime: now, Mtime: now, Ctime: now, Crtime: now, Parent: RootInode}
-		return tx.Set(attrKey(RootInode), encodeAttr(&root))
+		if err := tx.Set(attrKey(RootInode), encodeAttr(&root)); err != nil {
+			return err
+		}
+		// A new store keeps its inode count from the start.
+		if err := tx.Set(countKey(dirStripe(RootInode)), binary.BigEndian.AppendUint64(nil, 1)); err != nil {
+			return err
+		}
+		return tx.Set(metaKey(countedKey), nil)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("meta: create root: %w", err)
+	}
+	if err := n.initInodeCount(ctx); err != nil {
+		return nil, fmt.Errorf("meta: count inodes: %w", err)
 	}
 	var orphans []Inode
 	err = st.View(ctx, func(tx store.Tx) error {
@@ -258,15 +268,16 @@ func (n *Namespace) update(ctx context.Context, fn func(t *txn) error) error {
 	var ts int64
 	var dying []Inode
 	sigs := n.signatures(ctx)
-	var orphaned []Inode
+	var orphaned, hints []Inode
 	logged := false
 	err := n.st.Update(ctx, func(tx store.Tx) error {
 		ts = n.nextTs(ts)
-		orphaned, logged = nil, false
+		orphaned, hints, logged = nil, nil, false
 		t := &txn{n: n, tx: tx, ts: ts, attrs: make(map[Inode]*cachedAttr, 4), dying: dying}
 		err := fn(t)
 		dying = t.dying
 		orphaned = t.orphaned
+		hints = t.hints
 		if err != nil {
 			return err
 		}
@@ -296,6 +307,11 @@ func (n *Namespace) update(ctx context.Context, fn func(t *txn) error) error {
 				}
 			}
 		}
+		if n.cfg.FoldHint != nil {
+			for _, ino := range hints {
+				n.cfg.FoldHint(ino)
+			}
+		}
 	}
 	return err
 }
@@ -305,7 +321,7 @@ func (n *Namespace) lockDirs(dirs ...Inode) func() {
 	var idx [2]int
 	k := 0
 	for _, d := range dirs {
-		i := int(uint64(d) * 0x9E3779B97F4A7C15 >> 56)
+		i := dirStripe(d)
 		dup := false
 		for _, j := range idx[:k] {
 			dup = dup || j == i

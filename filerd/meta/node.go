@@ -2,6 +2,7 @@ package meta
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -137,7 +138,11 @@ func (t *txn) updateEvent(ino Inode, out *Attr) error {
 	if err != nil {
 		return err
 	}
-	t.ev = &Event{Kind: EventUpdate, OldPath: p, NewPath: p, NewEntry: st}
+	var parent Inode
+	if ino != RootInode {
+		parent = st.Attr.Parent
+	}
+	t.ev = &Event{Kind: EventUpdate, OldPath: p, NewPath: p, OldParent: parent, NewParent: parent, NewEntry: st}
 	*out = st.Attr
 	return nil
 }
@@ -152,6 +157,11 @@ type CreateRequest struct {
 	// Exclusive makes an existing name an error (O_EXCL); otherwise an
 	// existing regular file is returned as it is.
 	Exclusive bool
+	// Open also takes a handle on the inode (see Open). For a new inode
+	// the handle is registered before its name is visible, so nobody can
+	// unlink and free it first; an existing file reused by a
+	// non-exclusive create is opened as Open would.
+	Open bool
 }
 
 // Create makes a regular file, fifo, socket or device node name in parent.
@@ -169,7 +179,22 @@ func (n *Namespace) Create(ctx context.Context, parent Inode, name string, req C
 	if typ == S_IFCHR || typ == S_IFBLK {
 		a.Rdev = req.Rdev
 	}
-	return n.newNode(ctx, "create", parent, name, a, !req.Exclusive && typ == S_IFREG)
+	reuse := !req.Exclusive && typ == S_IFREG
+	for i := 0; ; i++ {
+		out, opened, err := n.newNode(ctx, "create", parent, name, a, reuse, req.Open)
+		if err != nil || !req.Open || opened {
+			return out, err
+		}
+		// An existing file was reused: open it as Open does. If it was
+		// unlinked (and freed) in between, the name is free again.
+		err = n.Open(ctx, out.Inode)
+		if err == nil {
+			return out, nil
+		}
+		if !errors.Is(err, ErrStale) || i == 2 {
+			return Attr{}, err
+		}
+	}
 }
 
 // Mknod is Create with Exclusive set.
@@ -180,7 +205,8 @@ func (n *Namespace) Mknod(ctx context.Context, parent Inode, name string, mode, 
 // Mkdir makes directory name in parent.
 func (n *Namespace) Mkdir(ctx context.Context, parent Inode, name string, mode, uid, gid uint32) (Attr, error) {
 	a := Attr{Mode: S_IFDIR | mode&ModePerm, Uid: uid, Gid: gid, Nlink: 2}
-	return n.newNode(ctx, "mkdir", parent, name, a, false)
+	out, _, err := n.newNode(ctx, "mkdir", parent, name, a, false, false)
+	return out, err
 }
 
 // MaxSymlinkLen is the longest symlink target.
@@ -197,7 +223,8 @@ func (n *Namespace) Symlink(ctx context.Context, parent Inode, name, target stri
 		return Attr{}, wrap("symlink", fmt.Errorf("target with NUL: %w", ErrInvalid))
 	}
 	a := Attr{Mode: S_IFLNK | 0o777, Uid: uid, Gid: gid, Nlink: 1, Target: target, Size: uint64(len(target))}
-	return n.newNode(ctx, "symlink", parent, name, a, false)
+	out, _, err := n.newNode(ctx, "symlink", parent, name, a, false, false)
+	return out, err
 }
 
 func containsNUL(s string) bool {
@@ -210,16 +237,29 @@ func containsNUL(s string) bool {
 }
 
 // newNode links new inode a as name in parent. With reuse an existing
-// regular file is returned instead of ErrExists.
-func (n *Namespace) newNode(ctx context.Context, op string, parent Inode, name string, a Attr, reuse bool) (Attr, error) {
+// regular file is returned instead of ErrExists. With open a handle on the
+// new inode is registered before the transaction, so it holds from the
+// moment the name is visible; opened reports that the handle was kept (a
+// new inode was made), not for a reused file.
+func (n *Namespace) newNode(ctx context.Context, op string, parent Inode, name string, a Attr, reuse, open bool) (out Attr, opened bool, err error) {
 	if err := n.checkName(name); err != nil {
-		return Attr{}, wrap(op, err)
+		return Attr{}, false, wrap(op, err)
 	}
 	ino, err := n.allocIno(ctx)
 	if err != nil {
-		return Attr{}, wrap(op, err)
+		return Attr{}, false, wrap(op, err)
 	}
-	var out Attr
+	if open {
+		// Nobody else knows ino yet, so no dying marker can be on it.
+		n.openMu.Lock()
+		n.opens[ino]++
+		n.openMu.Unlock()
+		defer func() {
+			if !opened {
+				n.release(ino) // never named: nothing to free
+			}
+		}()
+	}
 	defer n.lockDirs(parent)()
 	err = n.update(ctx, func(t *txn) error {
 		d, err := t.dirAttr(parent)
@@ -259,6 +299,9 @@ func (n *Namespace) newNode(ctx context.Context, op string, parent Inode, name s
 		if na.IsDir() {
 			d.Nlink++
 		}
+		if err := t.countInode(parent, 1); err != nil {
+			return err
+		}
 		d.Mtime, d.Ctime = t.ts, t.ts
 		t.touch(parent)
 		if err := t.setEntry(parent, name, ino, TypeOf(na.Mode)); err != nil {
@@ -268,11 +311,12 @@ func (n *Namespace) newNode(ctx context.Context, op string, parent Inode, name s
 		if err != nil {
 			return err
 		}
-		t.ev = &Event{Kind: EventCreate, NewPath: p, NewEntry: &EntryState{Attr: na}}
+		t.ev = &Event{Kind: EventCreate, NewPath: p, NewParent: parent, NewEntry: &EntryState{Attr: na}}
 		out = na
 		return nil
 	})
-	return out, wrap(op, err)
+	opened = open && err == nil && out.Inode == ino
+	return out, opened, wrap(op, err)
 }
 
 // Readlink returns a symlink's target.
@@ -326,7 +370,7 @@ func (n *Namespace) Unlink(ctx context.Context, parent Inode, name string) error
 		}
 		d.Mtime, d.Ctime = t.ts, t.ts
 		t.touch(parent)
-		t.ev = &Event{Kind: EventDelete, OldPath: p, OldEntry: old}
+		t.ev = &Event{Kind: EventDelete, OldPath: p, OldParent: parent, OldEntry: old}
 		return nil
 	})
 	return wrap("unlink", err)
@@ -376,10 +420,13 @@ func (n *Namespace) Rmdir(ctx context.Context, parent Inode, name string) error 
 		if err := t.remove(ino); err != nil {
 			return err
 		}
+		if err := t.countInode(parent, -1); err != nil {
+			return err
+		}
 		d.Nlink--
 		d.Mtime, d.Ctime = t.ts, t.ts
 		t.touch(parent)
-		t.ev = &Event{Kind: EventDelete, OldPath: p, OldEntry: old}
+		t.ev = &Event{Kind: EventDelete, OldPath: p, OldParent: parent, OldEntry: old}
 		return nil
 	})
 	return wrap("rmdir", err)
@@ -432,7 +479,7 @@ func (n *Namespace) Link(ctx context.Context, ino, newParent Inode, newName stri
 		if err != nil {
 			return err
 		}
-		t.ev = &Event{Kind: EventCreate, NewPath: p, NewEntry: st}
+		t.ev = &Event{Kind: EventCreate, NewPath: p, NewParent: newParent, NewEntry: st}
 		out = st.Attr
 		return nil
 	})

@@ -82,7 +82,7 @@ func (n *Namespace) Rename(ctx context.Context, oldParent Inode, oldName string,
 		if err != nil {
 			return err
 		}
-		ev := &Event{Kind: EventRename, OldPath: oldPath, NewPath: newPath}
+		ev := &Event{Kind: EventRename, OldPath: oldPath, NewPath: newPath, OldParent: oldParent, NewParent: newParent}
 
 		if flags&RenameExchange != 0 {
 			if err := t.setEntry(newParent, newName, src, TypeOf(sa.Mode)); err != nil {
@@ -125,6 +125,9 @@ func (n *Namespace) Rename(ctx context.Context, oldParent Inode, oldName string,
 						return fmt.Errorf("%q: %w", newName, ErrNotEmpty)
 					}
 					if err := t.remove(dst); err != nil {
+						return err
+					}
+					if err := t.countInode(newParent, -1); err != nil {
 						return err
 					}
 					nd.Nlink--

@@ -21,6 +21,8 @@ type txn struct {
 	dying    []Inode // inodes this operation frees (see freeOrKeep)
 	orphaned []Inode // inodes this attempt kept as open-unlinked
 	freed    []Chunk // chunks queued for deletion, for the event
+	hints    []Inode // files left with more than FoldThreshold data chunks
+	noHint   bool    // a fold: it gives no fold hint of its own
 }
 
 type cachedAttr struct {
@@ -101,7 +103,7 @@ func (t *txn) remove(ino Inode) error {
 		if err != nil {
 			return err
 		}
-		if err := t.freeChunks(fd.Chunks); err != nil {
+		if err := t.freeDropped(nil, fd.Chunks); err != nil {
 			return err
 		}
 		if err := t.tx.Delete(dataKey(ino)); err != nil {
@@ -197,25 +199,29 @@ func (t *txn) data(ino Inode) (fileData, error) {
 	return fd, nil
 }
 
+// setData stores a file's content record (deleting an empty one) and
+// notes a fold hint when the chunk list grew past Config.FoldThreshold.
 func (t *txn) setData(ino Inode, fd *fileData) error {
 	if len(fd.Chunks) == 0 && len(fd.Inline) == 0 {
 		return t.tx.Delete(dataKey(ino))
 	}
+	if th := t.n.cfg.FoldThreshold; th > 0 && !t.noHint && len(fd.Chunks) > th && dataChunks(fd.Chunks) > th {
+		t.hints = append(t.hints, ino)
+	}
 	return t.tx.Set(dataKey(ino), encodeData(fd))
 }
 
-// freeChunks queues chunks for deletion and records them in the event.
-func (t *txn) freeChunks(cs []Chunk) error {
-	for i := range cs {
-		if cs[i].FileID == "" {
-			continue
-		}
-		t.gcSeq++
-		if err := t.tx.Set(gcKey(t.ts, t.gcSeq), encodeChunk(&cs[i])); err != nil {
-			return err
-		}
-		t.freed = append(t.freed, cs[i])
+// queueDeletion adds one record to the GC queue (keep: see
+// PendingDeletion) and the chunk to the event's freed list.
+func (t *txn) queueDeletion(c Chunk, keep []string) error {
+	if c.FileID == "" {
+		return nil
 	}
+	t.gcSeq++
+	if err := t.tx.Set(gcKey(t.ts, t.gcSeq), encodeGCRecord(&c, keep)); err != nil {
+		return err
+	}
+	t.freed = append(t.freed, c)
 	return nil
 }
 
@@ -290,6 +296,9 @@ func (t *txn) dropLink(a *Attr, dir Inode, name string) error {
 	a.Ctime = t.ts
 	t.touch(a.Inode)
 	if a.Nlink == 0 {
+		if err := t.countInode(dir, -1); err != nil {
+			return err
+		}
 		if t.freeOrKeep(a.Inode) {
 			return t.remove(a.Inode)
 		}

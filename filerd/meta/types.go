@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"context"
 	"log/slog"
 	"time"
 )
@@ -81,12 +82,18 @@ type Entry struct {
 // Chunk is one immutable blob of a file's content: Size bytes at Offset,
 // stored as FileID, written at ModifiedNs (newer chunks hide older ones where
 // they overlap).
+//
+// A manifest chunk (IsManifest) stands for a run of chunks folded into a
+// manifest blob (see manifest.go): FileID is that blob, [Offset,
+// Offset+Size) the span of the chunks it lists (cut by a later truncate)
+// and ModifiedNs the newest of theirs.
 type Chunk struct {
 	Offset     int64
 	Size       int64
 	FileID     string
 	ModifiedNs int64
 	ETag       string
+	IsManifest bool
 }
 
 // EventKind says what an Event did.
@@ -129,6 +136,9 @@ type Event struct {
 	// TsNs is the event's timestamp, strictly increasing over the log.
 	TsNs             int64
 	OldPath, NewPath string
+	// OldParent and NewParent are the directories holding OldPath and
+	// NewPath: 0 where the path is empty, and for "/".
+	OldParent, NewParent Inode
 	// OldEntry is the state before (delete, rename); NewEntry after
 	// (create, update, rename). For a rename with Exchange set, OldEntry is
 	// the inode that moved from OldPath to NewPath and NewEntry the one
@@ -138,7 +148,8 @@ type Event struct {
 	Exchange bool
 	// Replaced is the inode a rename replaced at NewPath, if any.
 	Replaced *EntryState
-	// FreedChunks are the chunks this change queued for deletion.
+	// FreedChunks are the chunks this change queued for deletion
+	// (manifest chunks as they are: their inner chunks go with them).
 	FreedChunks []Chunk
 	// Signatures are the ids of the filers this change passed through.
 	Signatures []int32
@@ -161,6 +172,28 @@ type Config struct {
 	Signature int32
 	// InodeBatch is how many inode numbers one allocator transaction reserves.
 	InodeBatch uint64
+
+	// Manifests reads manifest blobs. It is needed once a file holds
+	// manifest chunks: an append that may repeat a chunk folded into a
+	// manifest reads that manifest (see AppendChunks), and Check expands
+	// manifests with it. Nil means no manifest can be read (such appends
+	// fail with ErrInvalid; Check stays shallow).
+	Manifests ManifestReader
+	// FoldThreshold is the number of data (non-manifest) chunks above
+	// which a file should have chunks folded into a manifest: a commit
+	// that leaves a file with more calls FoldHint. 0 never calls it.
+	FoldThreshold int
+	// FoldHint, if set, is called (after the commit, outside any
+	// transaction) with each inode a committed change left with more than
+	// FoldThreshold data chunks. It must not block.
+	FoldHint func(Inode)
+}
+
+// ManifestReader returns the chunks a manifest blob lists, in their
+// order. Manifest blobs are immutable, so an implementation may cache by
+// file id; callers never modify the returned slice.
+type ManifestReader interface {
+	ReadManifest(ctx context.Context, fid string) ([]Chunk, error)
 }
 
 // DefaultConfig returns the defaults.
@@ -206,7 +239,14 @@ const (
 )
 
 // PendingDeletion is one chunk waiting for deletion from the volume servers.
+//
+// For a manifest chunk the deletion covers its blob and every chunk it
+// lists except those whose file id is in Keep: delete the listed chunks
+// first and the manifest blob last, so a manifest blob that is gone means
+// its chunks are gone too. Keep names the blobs the file still used when
+// the manifest was dropped (see freeDropped).
 type PendingDeletion struct {
 	Key   []byte
 	Chunk Chunk
+	Keep  []string
 }
