@@ -59,10 +59,6 @@ type file struct {
 	inflight  int
 	err       error // first upload error since the last flush
 	lastMod   int64
-	// kernelMtime/kernelSize describe the content the kernel's page
-	// cache holds, so Open can keep it when nothing changed.
-	kernelMtime int64
-	kernelSize  int64
 }
 
 type handle struct {
@@ -123,14 +119,18 @@ func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, 
 	}
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
 		return fs.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name,
-			Mode: syscall.S_IFREG | fs.masked(mode)&^syscall.S_IFMT, Uid: c.Uid, Gid: c.Gid, Exclusive: flags&syscall.O_EXCL != 0})
+			Mode: syscall.S_IFREG | fs.masked(mode)&^syscall.S_IFMT, Uid: c.Uid, Gid: c.Gid,
+			Exclusive: flags&syscall.O_EXCL != 0, Open: true})
 	})
 	if err != nil {
 		return Attr{}, 0, toErrno(err)
 	}
 	a := attrFromPB(resp.Attr)
+	// A new inode has no file capabilities; the kernel asks before
+	// every write.
+	fs.xattrs.remember(a.Ino, capabilityXattr, fs.cfg.AttrTimeout)
 	f := fs.fileFor(a.Ino)
-	if errno := f.open(ctx); errno != 0 {
+	if errno := f.created(ctx, resp.Attr); errno != 0 {
 		fs.dropOpen(f)
 		return Attr{}, 0, errno
 	}
@@ -138,33 +138,55 @@ func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, 
 	return a, fs.newHandle(f), 0
 }
 
+// created records the filer's handle a Create took with the file. An
+// empty file's content is known; one that existed (a create without
+// O_EXCL) is fetched.
+func (f *file) created(ctx context.Context, a *filerpb.Attr) syscall.Errno {
+	f.mu.Lock()
+	dup := f.filerOpen
+	f.filerOpen = true
+	if a.GetSize() == 0 && !f.hasLocalLocked() {
+		f.applyContentLocked(&filerpb.GetChunksResponse{Attr: a})
+	}
+	loaded := f.loaded
+	f.mu.Unlock()
+	if dup {
+		f.fs.releaseAsync(f.ino)
+	}
+	if loaded {
+		return 0
+	}
+	return f.reload(ctx, true)
+}
+
 // open takes the filer's handle (once per mount) and loads the content
 // unless this mount holds unflushed data for it (close-to-open: an open
-// sees what was closed elsewhere before it).
+// sees what was closed elsewhere before it), in one round trip.
 func (f *file) open(ctx context.Context) syscall.Errno {
 	f.mu.Lock()
 	needOpen := !f.filerOpen
 	f.mu.Unlock()
-	if needOpen {
-		_, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.AttrResponse, error) {
-			return f.fs.api.Open(ctx, &filerpb.OpenRequest{Inode: f.ino, Session: f.fs.session})
-		})
-		if err != nil {
-			return toErrno(err)
-		}
-		f.mu.Lock()
-		if f.filerOpen {
-			f.mu.Unlock()
-			// Another open raced us to it: give ours back.
-			_, _ = call(f.fs, ctx, func(ctx context.Context) (*filerpb.Empty, error) {
-				return f.fs.api.Release(ctx, &filerpb.ReleaseRequest{Inode: f.ino, Session: f.fs.session})
-			})
-		} else {
-			f.filerOpen = true
-			f.mu.Unlock()
-		}
+	if !needOpen {
+		return f.reload(ctx, true)
 	}
-	return f.reload(ctx, true)
+	resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.GetChunksResponse, error) {
+		return f.fs.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: f.ino, Session: f.fs.session})
+	})
+	if err != nil {
+		return toErrno(err)
+	}
+	f.mu.Lock()
+	dup := f.filerOpen
+	f.filerOpen = true
+	if !f.hasLocalLocked() {
+		f.applyContentLocked(resp)
+	}
+	f.mu.Unlock()
+	if dup {
+		// Another open raced us to it: give ours back.
+		f.fs.releaseAsync(f.ino)
+	}
+	return 0
 }
 
 // reload fetches the file's content from the filer unless local state
@@ -227,10 +249,9 @@ func (f *file) hasLocalLocked() bool {
 // and records that they will be from now on.
 func (f *file) keepCache() bool {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	keep := f.kernelMtime == f.mtime && f.kernelSize == f.size && f.kernelMtime != 0
-	f.kernelMtime, f.kernelSize = f.mtime, f.size
-	return keep
+	mtime, size := f.mtime, f.size
+	f.mu.Unlock()
+	return f.fs.pages.keep(f.ino, mtime, size)
 }
 
 // overlayAttr lays unflushed size and mtime over a filer attr.
@@ -253,7 +274,7 @@ func (f *file) truncated(a Attr) {
 	f.loaded = false
 	f.refs, f.inline, f.ivsOK = nil, nil, false
 	f.size, f.mtime = int64(a.Size), a.Mtime
-	f.kernelMtime, f.kernelSize = a.Mtime, int64(a.Size)
+	f.fs.pages.set(f.ino, a.Mtime, int64(a.Size))
 }
 
 // Release closes handle fh: unflushed data is flushed (errors can only be
@@ -288,12 +309,7 @@ func (fs *FS) dropOpen(f *file) {
 	clean := last && !f.hasLocalLocked()
 	f.mu.Unlock()
 	if release {
-		ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
-		_, err := fs.api.Release(fs.opCtx(ctx), &filerpb.ReleaseRequest{Inode: f.ino, Session: fs.session})
-		cancel()
-		if err != nil {
-			fs.log.Warn("mount: filer release failed", "inode", f.ino, "err", err)
-		}
+		fs.releaseAsync(f.ino)
 	}
 	if clean {
 		fs.mu.Lock()
@@ -304,6 +320,21 @@ func (fs *FS) dropOpen(f *file) {
 		f.mu.Unlock()
 		fs.mu.Unlock()
 	}
+}
+
+// releaseAsync gives the filer's handle on ino back in the background:
+// close(2) need not wait for it (the filer only counts handles). Close
+// waits for these before disconnecting.
+func (fs *FS) releaseAsync(ino uint64) {
+	fs.releases.Add(1)
+	go func() {
+		defer fs.releases.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
+		defer cancel()
+		if _, err := fs.api.Release(fs.opCtx(ctx), &filerpb.ReleaseRequest{Inode: ino, Session: fs.session}); err != nil {
+			fs.log.Warn("mount: filer release failed", "inode", ino, "err", err)
+		}
+	}()
 }
 
 // Flush is close(2)'s flush: unflushed data reaches every replica and the

@@ -52,10 +52,6 @@ type Invalidator interface {
 	InvalidateInode(ino uint64)
 }
 
-// signatureKey is the gRPC metadata key under which the filer records
-// who made a change, so this mount's watcher can skip its own events.
-const signatureKey = "kelp-signature"
-
 // FS is one mount session. Create it with New, hand it to mount/fusefs,
 // and Close it after unmounting.
 type FS struct {
@@ -67,11 +63,13 @@ type FS struct {
 	cache   *cache.Cache
 	root    uint64
 	sig     int32
-	sigMD   metadata.MD
+	sigMD   metadata.MD // tags calls with sig, so the watcher skips this mount's own events
 	session string
 
 	inlineLimit atomic.Int64 // lowered when the filer refuses inline content
 	xattrs      xattrMisses
+	pages       pageStates
+	releases    sync.WaitGroup // filer handles being given back
 	inv         atomic.Pointer[invalidatorBox]
 
 	mu      sync.Mutex
@@ -124,7 +122,7 @@ func New(cfg Config) (*FS, error) {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	fs.sig = int32(binary.BigEndian.Uint32(b[:4])&0x7fffffff) | 1
-	fs.sigMD = metadata.Pairs(signatureKey, strconv.Itoa(int(fs.sig)))
+	fs.sigMD = metadata.Pairs(client.FilerSignatureKey, strconv.Itoa(int(fs.sig)))
 	fs.session = hex.EncodeToString(b[4:])
 	if err := fs.connect(); err != nil {
 		fc.Close()
@@ -207,6 +205,7 @@ func (fs *FS) Close() error {
 		}
 		cancel()
 	}
+	fs.releases.Wait()
 	fs.bgCancel()
 	fs.bg.Wait()
 	errs = append(errs, fs.cache.Close())

@@ -109,6 +109,7 @@ func (fs *FS) apply(ev *filerpb.MetadataEvent) {
 
 // markStale makes the next read or open of ino fetch its content again.
 func (fs *FS) markStale(ino uint64) {
+	fs.pages.forget(ino)
 	fs.mu.Lock()
 	f := fs.files[ino]
 	fs.mu.Unlock()
@@ -117,11 +118,11 @@ func (fs *FS) markStale(ino uint64) {
 	}
 	f.mu.Lock()
 	f.stale = true
-	f.kernelMtime = 0
 	f.mu.Unlock()
 }
 
 func (fs *FS) markAllStale() {
+	fs.pages.reset()
 	fs.mu.Lock()
 	files := make([]*file, 0, len(fs.files))
 	for _, f := range fs.files {
@@ -131,7 +132,6 @@ func (fs *FS) markAllStale() {
 	for _, f := range files {
 		f.mu.Lock()
 		f.stale = true
-		f.kernelMtime = 0
 		f.mu.Unlock()
 	}
 }

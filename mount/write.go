@@ -417,7 +417,7 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 		f.metaDirty = false
 		// Writes went through the kernel's page cache, so its pages
 		// hold what we committed.
-		f.kernelMtime, f.kernelSize = f.attr.Mtime, size
+		f.fs.pages.set(f.ino, f.attr.Mtime, size)
 		f.mtime = f.attr.Mtime
 	}
 	return 0
@@ -475,6 +475,6 @@ func (f *file) committedInlineLocked(content []byte, a Attr, size, mtime int64) 
 	f.inline = content
 	f.attr = a
 	f.metaDirty = false
-	f.kernelMtime, f.kernelSize = a.Mtime, size
+	f.fs.pages.set(f.ino, a.Mtime, size)
 	f.mtime = a.Mtime
 }

@@ -36,6 +36,10 @@ func (fs *FS) GetXattr(ctx context.Context, ino uint64, name string) ([]byte, sy
 	return resp.Value, 0
 }
 
+// capabilityXattr holds file capabilities; the kernel reads it before
+// every write to a file.
+const capabilityXattr = "security.capability"
+
 // xattrMisses remembers xattr names an inode does not have.
 type xattrMisses struct {
 	mu sync.Mutex

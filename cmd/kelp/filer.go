@@ -23,6 +23,7 @@ type filerFlags struct {
 	maxMB              int
 	inlineLimit        int
 	logRetention       time.Duration
+	fsync              bool
 }
 
 func (f *filerFlags) register(fs *flag.FlagSet, prefix string) {
@@ -37,6 +38,7 @@ func (f *filerFlags) register(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&f.maxMB, prefix+"maxMB", d.ChunkSizeMB, "HTTP uploads are cut into blobs of this many MiB")
 	fs.IntVar(&f.inlineLimit, prefix+"inlineLimit", d.InlineLimit, "files up to this many bytes are kept in the metadata store instead of in blobs")
 	fs.DurationVar(&f.logRetention, prefix+"logRetention", d.LogRetention, "how long the metadata change log is kept for subscribers")
+	fs.BoolVar(&f.fsync, prefix+"fsync", false, "fsync every metadata commit, so it survives a power cut too (slower; without it a commit survives any process crash)")
 }
 
 func (f *filerFlags) config(ip, masterGRPC string) (filerd.Config, error) {
@@ -57,6 +59,7 @@ func (f *filerFlags) config(ip, masterGRPC string) (filerd.Config, error) {
 	cfg.ChunkSizeMB = f.maxMB
 	cfg.InlineLimit = f.inlineLimit
 	cfg.LogRetention = f.logRetention
+	cfg.Fsync = f.fsync
 	return cfg, cfg.Validate()
 }
 
