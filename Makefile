@@ -6,9 +6,10 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOS        := $(wildcard api/*/*.proto)
 RUN_DIR       ?= /tmp/kelp
+RUN_MNT       ?= /tmp/kelp-mnt
 TEST_FLAGS    ?= -race -timeout 15m
 
-.PHONY: build test test-short bench bench-filer proto proto-check proto-tools run vet clean
+.PHONY: build test test-short bench bench-filer proto proto-check proto-tools run vet clean install
 
 build:
 	$(GO) build -o $(BIN)/kelp ./cmd/kelp
@@ -55,12 +56,22 @@ proto-check: proto-tools
 		test -f $$tmp/$$f || { echo "generated file without a proto: $$f" >&2; exit 1; }; \
 	done && echo "generated code is current"
 
-# One-machine cluster in the foreground, data under $(RUN_DIR).
+# One-machine cluster in the foreground, data under $(RUN_DIR), mounted at $(RUN_MNT).
 run: build
-	$(BIN)/kelp server -dir $(RUN_DIR)
+	mkdir -p $(RUN_MNT)
+	$(BIN)/kelp server -dir $(RUN_DIR) -mount $(RUN_MNT)
 
 vet:
 	$(GO) vet ./...
+
+# Install kelp in $(DESTDIR)$(PREFIX)/bin and link it as /sbin/mount.kelp,
+# the helper mount(8) runs for fstab lines of type kelp (docs/mount.md).
+# Uninstall: rm -f $(DESTDIR)$(PREFIX)/bin/kelp $(DESTDIR)/sbin/mount.kelp
+PREFIX        ?= /usr/local
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/sbin
+	install -m 0755 $(BIN)/kelp $(DESTDIR)$(PREFIX)/bin/kelp
+	ln -sfn $(PREFIX)/bin/kelp $(DESTDIR)/sbin/mount.kelp
 
 clean:
 	rm -rf $(BIN) $(TOOLS)

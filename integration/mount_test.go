@@ -21,7 +21,6 @@ func mountCluster(t *testing.T, adjust func(*mount.Config)) (*cluster.Cluster, *
 	return c, c.MountFiler(adjust)
 }
 
-
 // TestMountFiles writes files of several sizes (inline, one chunk, many
 // chunks with a ragged end), reads them back through the mount, and again
 // through a second mount, which must see them whole (close-to-open).

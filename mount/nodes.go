@@ -46,9 +46,9 @@ func (fs *FS) overlay(a Attr) Attr {
 
 // SetAttrIn says what SetAttr changes; nil fields stay.
 type SetAttrIn struct {
-	Mode, Uid, Gid   *uint32
-	Size             *uint64
-	Atime, Mtime     *int64 // ns
+	Mode, Uid, Gid     *uint32
+	Size               *uint64
+	Atime, Mtime       *int64 // ns
 	AtimeNow, MtimeNow bool
 }
 

@@ -97,7 +97,7 @@ func (m *mountFlags) config(log *slog.Logger) (mount.Config, fusefs.Options, err
 		cfg.CacheDir = filepath.Join(base, "kelp", strings.ReplaceAll(strings.Trim(abs, "/"), "/", "_"))
 	}
 	opts := fusefs.Options{AllowOther: m.allowOthers, ReadOnly: m.readOnly, Debug: m.fuseDebug, WritebackCache: m.writebackCache,
-		FsName: "kelp:" + m.filer + m.filerPath}
+		FsName: m.filer + ":" + m.filerPath}
 	return cfg, opts, cfg.Validate()
 }
 

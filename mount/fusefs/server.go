@@ -75,14 +75,14 @@ func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
 	}
 	server, err := fuse.NewServer(raw, dir, &fuse.MountOptions{
 		ExtraCapabilities: extra,
-		AllowOther:   opts.AllowOther,
-		Options:      mopts,
-		MaxWrite:     opts.MaxWriteKB << 10,
-		MaxReadAhead: opts.MaxWriteKB << 10,
-		FsName:       opts.FsName,
-		Name:         "kelp",
-		Debug:        opts.Debug,
-		EnableAcl:    true,
+		AllowOther:        opts.AllowOther,
+		Options:           mopts,
+		MaxWrite:          opts.MaxWriteKB << 10,
+		MaxReadAhead:      opts.MaxWriteKB << 10,
+		FsName:            opts.FsName,
+		Name:              "kelp",
+		Debug:             opts.Debug,
+		EnableAcl:         true,
 		// The kernel's own locks would hold only on this machine; the
 		// locks issue forwards them to the filer.
 		EnableLocks:          false,
@@ -90,7 +90,7 @@ func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
 		MaxBackground:        64,
 		// As root, mount(2) directly; otherwise (or if that fails)
 		// go-fuse falls back to fusermount.
-		DirectMount: os.Geteuid() == 0,
+		DirectMount:          os.Geteuid() == 0,
 		CongestionThreshold:  48,
 		DisableXAttrs:        false,
 		IgnoreSecurityLabels: false,

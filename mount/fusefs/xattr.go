@@ -40,4 +40,3 @@ func (r *rawFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, name strin
 func (r *rawFS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
 	return status(r.fs.RemoveXattr(ctxOf(h, cancel), r.ino(h.NodeId), name))
 }
-
