@@ -62,22 +62,9 @@ func (f *FilerVolumes) Lookup(ctx context.Context, vid uint32) ([]Location, erro
 		return nil, fmt.Errorf("lookup volume %d through filer: %w", vid, err)
 	}
 	for _, v := range resp.Volumes {
-		if v.VolumeId != vid {
-			continue
+		if v.VolumeId == vid {
+			return f.locs.answer(vid, v.Error, len(v.Locations), func(i int) Location { return filerLocation(v.Locations[i]) })
 		}
-		if v.Error != "" || len(v.Locations) == 0 {
-			msg := v.Error
-			if msg == "" {
-				msg = "no live replica"
-			}
-			return nil, fmt.Errorf("lookup volume %d: %s: %w", vid, msg, ErrNotFound)
-		}
-		locs := make([]Location, 0, len(v.Locations))
-		for _, l := range v.Locations {
-			locs = append(locs, filerLocation(l))
-		}
-		f.locs.store(vid, slices.Clone(locs))
-		return locs, nil
 	}
 	return nil, fmt.Errorf("lookup volume %d: %w", vid, ErrNotFound)
 }

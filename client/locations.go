@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -61,4 +63,21 @@ func (c *locationCache) invalidate(vid uint32) {
 	c.mu.Lock()
 	delete(c.cache, vid)
 	c.mu.Unlock()
+}
+
+// answer turns one volume of a lookup response (master's or filer's) into
+// its n locations, caching them, or into the error the answer carries.
+func (c *locationCache) answer(vid uint32, errMsg string, n int, loc func(i int) Location) ([]Location, error) {
+	if errMsg != "" || n == 0 {
+		if errMsg == "" {
+			errMsg = "no live replica"
+		}
+		return nil, fmt.Errorf("lookup volume %d: %s: %w", vid, errMsg, ErrNotFound)
+	}
+	locs := make([]Location, n)
+	for i := range n {
+		locs[i] = loc(i)
+	}
+	c.store(vid, slices.Clone(locs))
+	return locs, nil
 }

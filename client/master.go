@@ -131,22 +131,9 @@ func (m *MasterClient) lookup(ctx context.Context, vid uint32) ([]Location, erro
 		return nil, FromStatus(fmt.Sprintf("lookup volume %d", vid), err)
 	}
 	for _, v := range resp.Volumes {
-		if v.VolumeId != vid {
-			continue
+		if v.VolumeId == vid {
+			return m.locs.answer(vid, v.Error, len(v.Locations), func(i int) Location { return locationFromPB(v.Locations[i]) })
 		}
-		if v.Error != "" || len(v.Locations) == 0 {
-			msg := v.Error
-			if msg == "" {
-				msg = "no live replica"
-			}
-			return nil, fmt.Errorf("lookup volume %d: %s: %w", vid, msg, ErrNotFound)
-		}
-		locs := make([]Location, 0, len(v.Locations))
-		for _, l := range v.Locations {
-			locs = append(locs, locationFromPB(l))
-		}
-		m.locs.store(vid, slices.Clone(locs))
-		return locs, nil
 	}
 	return nil, fmt.Errorf("lookup volume %d: %w", vid, ErrNotFound)
 }
