@@ -94,7 +94,7 @@ func TestGCBlobAlreadyGoneAndUnknownVolume(t *testing.T) {
 func TestGCLoopRunsWhenWoken(t *testing.T) {
 	tf := startFiler(t, nil) // GCInterval is an hour: only the wake-up can run it
 	_, fids := writeChunks(t, tf, "f", 2)
-	must[*filerpb.Empty](t)(tf.api.Unlink(tf.ctx, &filerpb.UnlinkRequest{Parent: root, Name: "f"}))
+	must[*filerpb.ChangeResponse](t)(tf.api.Unlink(tf.ctx, &filerpb.UnlinkRequest{Parent: root, Name: "f"}))
 	eventually(t, "gc loop", func() bool { return pendingFids(t, tf.s) == "" })
 	for _, fid := range fids {
 		if tf.vol.deletions(fid) != 1 {

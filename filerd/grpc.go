@@ -59,7 +59,8 @@ func (g *grpcServer) GetAttr(ctx context.Context, req *filerpb.GetAttrRequest) (
 // SetAttr changes the attributes the request sets (chmod, chown,
 // truncate, utimens).
 func (g *grpcServer) SetAttr(ctx context.Context, req *filerpb.SetAttrRequest) (*filerpb.AttrResponse, error) {
-	a, err := g.ns().SetAttr(ctx, meta.Inode(req.Inode), meta.SetAttrRequest{
+	cctx, ch := meta.WithChanges(ctx)
+	a, err := g.ns().SetAttr(cctx, meta.Inode(req.Inode), meta.SetAttrRequest{
 		Mode: req.Mode, Uid: req.Uid, Gid: req.Gid, Size: req.Size,
 		Atime: req.AtimeNs, Mtime: req.MtimeNs, AtimeNow: req.AtimeNow, MtimeNow: req.MtimeNow,
 	})
@@ -69,74 +70,81 @@ func (g *grpcServer) SetAttr(ctx context.Context, req *filerpb.SetAttrRequest) (
 	if req.Size != nil {
 		g.s.wakeGC()
 	}
-	return &filerpb.AttrResponse{Attr: attrToPB(&a)}, nil
+	return &filerpb.AttrResponse{Attr: attrToPB(&a), Changed: changedToPB(ch)}, nil
 }
 
 // Create makes a regular file, fifo, socket or device node; with open it
 // also takes a handle on it (drop it with Release).
 func (g *grpcServer) Create(ctx context.Context, req *filerpb.CreateRequest) (*filerpb.EntryResponse, error) {
-	a, err := g.ns().Create(ctx, meta.Inode(req.Parent), req.Name, meta.CreateRequest{
+	cctx, ch := meta.WithChanges(ctx)
+	a, err := g.ns().Create(cctx, meta.Inode(req.Parent), req.Name, meta.CreateRequest{
 		Mode: req.Mode, Uid: req.Uid, Gid: req.Gid, Rdev: req.Rdev, Exclusive: req.Exclusive, Open: req.Open,
 	})
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a)}, nil
+	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a), Changed: changedToPB(ch)}, nil
 }
 
 // Mkdir makes a directory.
 func (g *grpcServer) Mkdir(ctx context.Context, req *filerpb.MkdirRequest) (*filerpb.EntryResponse, error) {
-	a, err := g.ns().Mkdir(ctx, meta.Inode(req.Parent), req.Name, req.Mode, req.Uid, req.Gid)
+	cctx, ch := meta.WithChanges(ctx)
+	a, err := g.ns().Mkdir(cctx, meta.Inode(req.Parent), req.Name, req.Mode, req.Uid, req.Gid)
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a)}, nil
+	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a), Changed: changedToPB(ch)}, nil
 }
 
 // Symlink makes a symbolic link.
 func (g *grpcServer) Symlink(ctx context.Context, req *filerpb.SymlinkRequest) (*filerpb.EntryResponse, error) {
-	a, err := g.ns().Symlink(ctx, meta.Inode(req.Parent), req.Name, req.Target, req.Uid, req.Gid)
+	cctx, ch := meta.WithChanges(ctx)
+	a, err := g.ns().Symlink(cctx, meta.Inode(req.Parent), req.Name, req.Target, req.Uid, req.Gid)
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a)}, nil
+	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a), Changed: changedToPB(ch)}, nil
 }
 
 // Link adds a hard link.
 func (g *grpcServer) Link(ctx context.Context, req *filerpb.LinkRequest) (*filerpb.EntryResponse, error) {
-	a, err := g.ns().Link(ctx, meta.Inode(req.Inode), meta.Inode(req.NewParent), req.NewName)
+	cctx, ch := meta.WithChanges(ctx)
+	a, err := g.ns().Link(cctx, meta.Inode(req.Inode), meta.Inode(req.NewParent), req.NewName)
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	return &filerpb.EntryResponse{Name: req.NewName, Attr: attrToPB(&a)}, nil
+	return &filerpb.EntryResponse{Name: req.NewName, Attr: attrToPB(&a), Changed: changedToPB(ch)}, nil
 }
 
 // Unlink removes a name that is not a directory.
-func (g *grpcServer) Unlink(ctx context.Context, req *filerpb.UnlinkRequest) (*filerpb.Empty, error) {
-	if err := g.ns().Unlink(ctx, meta.Inode(req.Parent), req.Name); err != nil {
+func (g *grpcServer) Unlink(ctx context.Context, req *filerpb.UnlinkRequest) (*filerpb.ChangeResponse, error) {
+	cctx, ch := meta.WithChanges(ctx)
+	if err := g.ns().Unlink(cctx, meta.Inode(req.Parent), req.Name); err != nil {
 		return nil, grpcError(err)
 	}
 	g.s.wakeGC()
-	return &filerpb.Empty{}, nil
+	return changeResponse(ch), nil
 }
 
 // Rmdir removes an empty directory.
-func (g *grpcServer) Rmdir(ctx context.Context, req *filerpb.RmdirRequest) (*filerpb.Empty, error) {
-	if err := g.ns().Rmdir(ctx, meta.Inode(req.Parent), req.Name); err != nil {
+func (g *grpcServer) Rmdir(ctx context.Context, req *filerpb.RmdirRequest) (*filerpb.ChangeResponse, error) {
+	cctx, ch := meta.WithChanges(ctx)
+	if err := g.ns().Rmdir(cctx, meta.Inode(req.Parent), req.Name); err != nil {
 		return nil, grpcError(err)
 	}
-	return &filerpb.Empty{}, nil
+	return changeResponse(ch), nil
 }
 
 // Rename moves a name (RENAME_NOREPLACE = 1, RENAME_EXCHANGE = 2).
-func (g *grpcServer) Rename(ctx context.Context, req *filerpb.RenameRequest) (*filerpb.Empty, error) {
-	err := g.ns().Rename(ctx, meta.Inode(req.OldParent), req.OldName, meta.Inode(req.NewParent), req.NewName,
+func (g *grpcServer) Rename(ctx context.Context, req *filerpb.RenameRequest) (*filerpb.ChangeResponse, error) {
+	cctx, ch := meta.WithChanges(ctx)
+	err := g.ns().Rename(cctx, meta.Inode(req.OldParent), req.OldName, meta.Inode(req.NewParent), req.NewName,
 		meta.RenameFlags(req.Flags))
 	if err != nil {
 		return nil, grpcError(err)
 	}
 	g.s.wakeGC()
-	return &filerpb.Empty{}, nil
+	return changeResponse(ch), nil
 }
 
 // Readlink returns a symlink's target.
@@ -189,14 +197,15 @@ func (g *grpcServer) GetXattr(ctx context.Context, req *filerpb.GetXattrRequest)
 }
 
 // SetXattr sets an extended attribute (XATTR_CREATE = 1, XATTR_REPLACE = 2).
-func (g *grpcServer) SetXattr(ctx context.Context, req *filerpb.SetXattrRequest) (*filerpb.Empty, error) {
+func (g *grpcServer) SetXattr(ctx context.Context, req *filerpb.SetXattrRequest) (*filerpb.ChangeResponse, error) {
+	cctx, ch := meta.WithChanges(ctx)
 	if req.Flags&^uint32(meta.XattrCreate|meta.XattrReplace) != 0 {
 		return nil, grpcError(fmt.Errorf("setxattr flags %#x: %w", req.Flags, meta.ErrInvalid))
 	}
-	if err := g.ns().SetXattr(ctx, meta.Inode(req.Inode), req.Name, req.Value, meta.XattrFlags(req.Flags)); err != nil {
+	if err := g.ns().SetXattr(cctx, meta.Inode(req.Inode), req.Name, req.Value, meta.XattrFlags(req.Flags)); err != nil {
 		return nil, grpcError(err)
 	}
-	return &filerpb.Empty{}, nil
+	return changeResponse(ch), nil
 }
 
 // ListXattr lists the names of an inode's extended attributes.
@@ -209,11 +218,12 @@ func (g *grpcServer) ListXattr(ctx context.Context, req *filerpb.ListXattrReques
 }
 
 // RemoveXattr removes an extended attribute.
-func (g *grpcServer) RemoveXattr(ctx context.Context, req *filerpb.RemoveXattrRequest) (*filerpb.Empty, error) {
-	if err := g.ns().RemoveXattr(ctx, meta.Inode(req.Inode), req.Name); err != nil {
+func (g *grpcServer) RemoveXattr(ctx context.Context, req *filerpb.RemoveXattrRequest) (*filerpb.ChangeResponse, error) {
+	cctx, ch := meta.WithChanges(ctx)
+	if err := g.ns().RemoveXattr(cctx, meta.Inode(req.Inode), req.Name); err != nil {
 		return nil, grpcError(err)
 	}
-	return &filerpb.Empty{}, nil
+	return changeResponse(ch), nil
 }
 
 // StatFs reports the cluster's capacity from the master: every volume
@@ -266,12 +276,22 @@ func (g *grpcServer) Open(ctx context.Context, req *filerpb.OpenRequest) (*filer
 	return &filerpb.AttrResponse{Attr: attrToPB(&a)}, nil
 }
 
-// Release drops a handle taken by Open.
+// Release drops handles taken by Open: req.Inode and each of req.Inodes.
+// Every handle is dropped even when freeing one of them fails.
 func (g *grpcServer) Release(ctx context.Context, req *filerpb.ReleaseRequest) (*filerpb.Empty, error) {
-	if err := g.ns().Release(ctx, meta.Inode(req.Inode)); err != nil {
-		return nil, grpcError(err)
+	var errs []error
+	for _, ino := range append([]uint64{req.Inode}, req.Inodes...) {
+		if ino == 0 {
+			continue
+		}
+		if err := g.ns().Release(ctx, meta.Inode(ino)); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	g.s.wakeGC()
+	if err := errors.Join(errs...); err != nil {
+		return nil, grpcError(err)
+	}
 	return &filerpb.Empty{}, nil
 }
 
@@ -424,6 +444,28 @@ func (g *grpcServer) GetFilerConfiguration(context.Context, *filerpb.Empty) (*fi
 }
 
 // attrToPB encodes attributes.
+// changedToPB is what the mutations recorded in ch left on the inodes
+// they wrote.
+func changedToPB(ch *meta.Changes) []*filerpb.Attr {
+	as := ch.Attrs()
+	if len(as) == 0 {
+		return nil
+	}
+	out := make([]*filerpb.Attr, len(as))
+	for i := range as {
+		out[i] = attrToPB(&as[i])
+	}
+	return out
+}
+
+func changeResponse(ch *meta.Changes) *filerpb.ChangeResponse {
+	resp := &filerpb.ChangeResponse{Changed: changedToPB(ch)}
+	for _, ino := range ch.Removed() {
+		resp.Removed = append(resp.Removed, uint64(ino))
+	}
+	return resp
+}
+
 func attrToPB(a *meta.Attr) *filerpb.Attr {
 	return &filerpb.Attr{Inode: uint64(a.Inode), Mode: a.Mode, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Nlink: a.Nlink,
 		AtimeNs: a.Atime, MtimeNs: a.Mtime, CtimeNs: a.Ctime, Rdev: a.Rdev, Generation: a.Generation}

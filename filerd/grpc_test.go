@@ -77,11 +77,11 @@ func TestNamespaceOpsOverGRPC(t *testing.T) {
 	_, err = api.Rename(ctx, &filerpb.RenameRequest{OldParent: root, OldName: "nope", NewParent: root, NewName: "x"})
 	wantErrno(t, err, "ENOENT", client.ErrNotFound)
 	// Exchange, then back.
-	must[*filerpb.Empty](t)(api.Rename(ctx, &filerpb.RenameRequest{OldParent: a.Attr.Inode, OldName: "f", NewParent: root, NewName: "fifo", Flags: 2}))
+	must[*filerpb.ChangeResponse](t)(api.Rename(ctx, &filerpb.RenameRequest{OldParent: a.Attr.Inode, OldName: "f", NewParent: root, NewName: "fifo", Flags: 2}))
 	if x := entry(api.Lookup(ctx, &filerpb.LookupRequest{Parent: root, Name: "fifo"})); x.Attr.Inode != f.Attr.Inode {
 		t.Fatalf("after exchange /fifo is inode %d", x.Attr.Inode)
 	}
-	must[*filerpb.Empty](t)(api.Rename(ctx, &filerpb.RenameRequest{OldParent: a.Attr.Inode, OldName: "f", NewParent: root, NewName: "fifo", Flags: 2}))
+	must[*filerpb.ChangeResponse](t)(api.Rename(ctx, &filerpb.RenameRequest{OldParent: a.Attr.Inode, OldName: "f", NewParent: root, NewName: "fifo", Flags: 2}))
 
 	// Hard links.
 	l := entry(api.Link(ctx, &filerpb.LinkRequest{Inode: f.Attr.Inode, NewParent: root, NewName: "hard"}))
@@ -121,7 +121,7 @@ func TestNamespaceOpsOverGRPC(t *testing.T) {
 	wantErrno(t, err, "ENOENT", client.ErrNotFound)
 
 	// Xattrs.
-	xa := must[*filerpb.Empty](t)
+	xa := must[*filerpb.ChangeResponse](t)
 	xa(api.SetXattr(ctx, &filerpb.SetXattrRequest{Inode: f.Attr.Inode, Name: "user.k", Value: []byte("v1")}))
 	_, err = api.SetXattr(ctx, &filerpb.SetXattrRequest{Inode: f.Attr.Inode, Name: "user.k", Value: []byte("v2"), Flags: 1})
 	wantErrno(t, err, "EEXIST", client.ErrExists)
@@ -174,8 +174,8 @@ func TestNamespaceOpsOverGRPC(t *testing.T) {
 
 	// Open-unlinked: the inode lives until Release.
 	must[*filerpb.AttrResponse](t)(api.Open(ctx, &filerpb.OpenRequest{Inode: f.Attr.Inode, Session: "s1"}))
-	must[*filerpb.Empty](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "hard"}))
-	must[*filerpb.Empty](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: a.Attr.Inode, Name: "f"}))
+	must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "hard"}))
+	must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: a.Attr.Inode, Name: "f"}))
 	ga = must[*filerpb.AttrResponse](t)(api.GetAttr(ctx, &filerpb.GetAttrRequest{Inode: f.Attr.Inode}))
 	if ga.Attr.Nlink != 0 {
 		t.Fatalf("open-unlinked nlink %d", ga.Attr.Nlink)
@@ -186,8 +186,8 @@ func TestNamespaceOpsOverGRPC(t *testing.T) {
 	_, err = api.Open(ctx, &filerpb.OpenRequest{Inode: f.Attr.Inode})
 	wantErrno(t, err, "ESTALE", client.ErrNotFound)
 
-	must[*filerpb.Empty](t)(api.Rmdir(ctx, &filerpb.RmdirRequest{Parent: a.Attr.Inode, Name: "b"}))
-	must[*filerpb.Empty](t)(api.Rmdir(ctx, &filerpb.RmdirRequest{Parent: root, Name: "a"}))
+	must[*filerpb.ChangeResponse](t)(api.Rmdir(ctx, &filerpb.RmdirRequest{Parent: a.Attr.Inode, Name: "b"}))
+	must[*filerpb.ChangeResponse](t)(api.Rmdir(ctx, &filerpb.RmdirRequest{Parent: root, Name: "a"}))
 	_, err = api.Rmdir(ctx, &filerpb.RmdirRequest{Parent: root, Name: "a"})
 	wantErrno(t, err, "ENOENT", client.ErrNotFound)
 	_, err = api.Rmdir(ctx, &filerpb.RmdirRequest{Parent: root, Name: "fifo"})

@@ -272,7 +272,7 @@ func TestManifestFoldEndToEnd(t *testing.T) {
 	eventually(t, "hidden chunks collected", func() bool {
 		return slices.Equal(e.blobs(), sortedWith(e.referenced(t, ino), dataFid))
 	})
-	must[*filerpb.Empty](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "big"}))
+	must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "big"}))
 	eventually(t, "every blob deleted", func() bool { return slices.Equal(e.blobs(), []string{dataFid}) })
 	if m, _ := e.srv.manifests.len(); m != 0 {
 		t.Fatalf("%d deleted manifests still cached", m)

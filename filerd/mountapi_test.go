@@ -65,8 +65,8 @@ func TestEventParentsOverGRPC(t *testing.T) {
 	d := must[*filerpb.EntryResponse](t)(api.Mkdir(ctx, &filerpb.MkdirRequest{Parent: root, Name: "d", Mode: 0o755}))
 	di := d.Attr.Inode
 	must[*filerpb.EntryResponse](t)(api.Create(ctx, &filerpb.CreateRequest{Parent: di, Name: "f", Mode: 0o644}))
-	must[*filerpb.Empty](t)(api.Rename(ctx, &filerpb.RenameRequest{OldParent: di, OldName: "f", NewParent: root, NewName: "g"}))
-	must[*filerpb.Empty](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "g"}))
+	must[*filerpb.ChangeResponse](t)(api.Rename(ctx, &filerpb.RenameRequest{OldParent: di, OldName: "f", NewParent: root, NewName: "g"}))
+	must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "g"}))
 	evs := sub.waitFor(t, tf.s.ns.Watermark())
 	want := [][2]uint64{{0, root}, {0, di}, {di, root}, {root, 0}}
 	if len(evs) != len(want) {
@@ -96,7 +96,7 @@ func TestOpenContentAndCreateOpen(t *testing.T) {
 		t.Fatalf("open content %+v, %d handles", oc, ns.OpenCount(meta.Inode(ino)))
 	}
 	// Unlinked while open, the content stays readable until the last release.
-	must[*filerpb.Empty](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "f"}))
+	must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "f"}))
 	for range 2 {
 		if gc, err := api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: ino}); err != nil || string(gc.Inline) != "hello" {
 			t.Fatalf("open-unlinked content: %v", err)
@@ -151,8 +151,65 @@ func TestStatFsFiles(t *testing.T) {
 	for _, name := range []string{"a", "b", "c"} {
 		must[*filerpb.EntryResponse](t)(api.Create(ctx, &filerpb.CreateRequest{Parent: d.Attr.Inode, Name: name, Mode: 0o644}))
 	}
-	must[*filerpb.Empty](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: d.Attr.Inode, Name: "b"}))
+	must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: d.Attr.Inode, Name: "b"}))
 	if n := files(); n != 4 {
 		t.Fatalf("files %d, want 4", n)
+	}
+}
+
+// Mutations answer with what they left on every inode they wrote, so a
+// mount's attribute cache needs no GetAttr after them; a batched Release
+// drops every handle it names.
+func TestMutationsReportChanges(t *testing.T) {
+	tf := startFiler(t, nil)
+	api, ctx := tf.api, tf.ctx
+	find := func(what string, as []*filerpb.Attr, ino uint64) *filerpb.Attr {
+		t.Helper()
+		for _, a := range as {
+			if a.Inode == ino {
+				return a
+			}
+		}
+		t.Fatalf("%s: inode %d not among the changed %v", what, ino, as)
+		return nil
+	}
+	same := func(what string, got *filerpb.Attr, ino uint64) {
+		t.Helper()
+		want := must[*filerpb.AttrResponse](t)(api.GetAttr(ctx, &filerpb.GetAttrRequest{Inode: ino})).Attr
+		if got.MtimeNs != want.MtimeNs || got.CtimeNs != want.CtimeNs || got.Nlink != want.Nlink ||
+			got.Generation != want.Generation || got.Size != want.Size {
+			t.Fatalf("%s: changed attr of %d %+v, the filer now says %+v", what, ino, got, want)
+		}
+	}
+	d := must[*filerpb.EntryResponse](t)(api.Mkdir(ctx, &filerpb.MkdirRequest{Parent: root, Name: "d", Mode: 0o755}))
+	same("mkdir parent", find("mkdir", d.Changed, root), root)
+	same("mkdir dir", find("mkdir", d.Changed, d.Attr.Inode), d.Attr.Inode)
+	di := d.Attr.Inode
+	f := must[*filerpb.EntryResponse](t)(api.Create(ctx, &filerpb.CreateRequest{Parent: di, Name: "f", Mode: 0o644, Open: true}))
+	same("create parent", find("create", f.Changed, di), di)
+	l := must[*filerpb.EntryResponse](t)(api.Link(ctx, &filerpb.LinkRequest{Inode: f.Attr.Inode, NewParent: root, NewName: "l"}))
+	same("link parent", find("link", l.Changed, root), root)
+	same("link target", find("link", l.Changed, f.Attr.Inode), f.Attr.Inode)
+	rn := must[*filerpb.ChangeResponse](t)(api.Rename(ctx, &filerpb.RenameRequest{OldParent: di, OldName: "f", NewParent: root, NewName: "g"}))
+	same("rename old parent", find("rename", rn.Changed, di), di)
+	same("rename new parent", find("rename", rn.Changed, root), root)
+	xa := must[*filerpb.ChangeResponse](t)(api.SetXattr(ctx, &filerpb.SetXattrRequest{Inode: f.Attr.Inode, Name: "user.a", Value: []byte("1")}))
+	same("setxattr", find("setxattr", xa.Changed, f.Attr.Inode), f.Attr.Inode)
+	un := must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "l"}))
+	same("unlink parent", find("unlink", un.Changed, root), root)
+	same("unlink target", find("unlink", un.Changed, f.Attr.Inode), f.Attr.Inode)
+	// The last name goes while the create's handle holds the inode; a
+	// batched release (with a zero and an unknown inode) frees it.
+	un = must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "g"}))
+	if a := find("last unlink", un.Changed, f.Attr.Inode); a.Nlink != 0 {
+		t.Fatalf("open-unlinked inode reported with nlink %d", a.Nlink)
+	}
+	must[*filerpb.Empty](t)(api.Release(ctx, &filerpb.ReleaseRequest{Inodes: []uint64{0, 987654, f.Attr.Inode}}))
+	_, err := api.GetAttr(ctx, &filerpb.GetAttrRequest{Inode: f.Attr.Inode})
+	wantErrno(t, err, "ENOENT", client.ErrNotFound)
+	rd := must[*filerpb.ChangeResponse](t)(api.Rmdir(ctx, &filerpb.RmdirRequest{Parent: root, Name: "d"}))
+	same("rmdir parent", find("rmdir", rd.Changed, root), root)
+	if !slices.Contains(rd.Removed, di) {
+		t.Fatalf("rmdir removed %v, want %d among them", rd.Removed, di)
 	}
 }

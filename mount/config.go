@@ -55,6 +55,10 @@ type Config struct {
 	// the change log sooner; the timeouts bound staleness when the change
 	// log cannot be followed. Default 10s each.
 	EntryTimeout, AttrTimeout time.Duration
+	// MetadataCacheTTL is how long the mount answers lookups and getattrs
+	// from what it learnt, while its change-log subscription keeps that
+	// current; 0 asks the filer every time.
+	MetadataCacheTTL time.Duration
 	// OpTimeout bounds each filer call; a filer away longer fails the
 	// operation with EIO. Default 30s.
 	OpTimeout time.Duration
@@ -78,6 +82,7 @@ func DefaultConfig() Config {
 		InlineLimit:       4096,
 		EntryTimeout:      10 * time.Second,
 		AttrTimeout:       10 * time.Second,
+		MetadataCacheTTL:  time.Minute,
 		OpTimeout:         30 * time.Second,
 		ConnectTimeout:    10 * time.Second,
 	}
@@ -106,7 +111,7 @@ func (c Config) Validate() error {
 		return errors.New("mount: config: InlineLimit must not be negative")
 	case c.Umask&^0o7777 != 0:
 		return fmt.Errorf("mount: config: Umask %#o is not a permission mask", c.Umask)
-	case c.EntryTimeout < 0 || c.AttrTimeout < 0 || c.OpTimeout <= 0 || c.ConnectTimeout <= 0:
+	case c.EntryTimeout < 0 || c.AttrTimeout < 0 || c.MetadataCacheTTL < 0 || c.OpTimeout <= 0 || c.ConnectTimeout <= 0:
 		return errors.New("mount: config: timeouts must be positive")
 	}
 	if c.Replication != "" {

@@ -26,6 +26,7 @@ type dirHandle struct {
 	entries []DirEntry
 	eof     bool
 	plus    bool
+	since   uint64 // metadata cache version when the listing started
 }
 
 // dirPage is how many names one filer call returns.
@@ -71,6 +72,7 @@ func (fs *FS) ReadDir(ctx context.Context, fh, off uint64, plus bool, fill func(
 			DirEntry{Name: ".", Ino: d.ino, Mode: syscall.S_IFDIR, Off: 1},
 			DirEntry{Name: "..", Ino: d.ino, Mode: syscall.S_IFDIR, Off: 2})
 		d.eof, d.plus = false, plus
+		d.since = fs.meta.version()
 	}
 	for i := off; ; i++ {
 		for i >= uint64(len(d.entries)) {
@@ -102,11 +104,22 @@ func (fs *FS) fetchDir(ctx context.Context, d *dirHandle) syscall.Errno {
 	for _, e := range resp.Entries {
 		de := DirEntry{Name: e.Name, Ino: e.Inode, Mode: e.Type, Off: uint64(len(d.entries)) + 1}
 		if d.plus && e.Attr != nil {
-			a := fs.overlay(attrFromPB(e.Attr))
+			a := attrFromPB(e.Attr)
+			fs.meta.putAttr(a)
+			a = fs.overlay(a)
 			de.Attr = &a
 		}
 		d.entries = append(d.entries, de)
 	}
 	d.eof = resp.Eof || len(resp.Entries) == 0
+	if d.eof {
+		// The whole listing: the cache can answer lookups of missing
+		// names in this directory too, unless it changed meanwhile.
+		names := make(map[string]uint64, len(d.entries)-2)
+		for _, e := range d.entries[2:] {
+			names[e.Name] = e.Ino
+		}
+		fs.meta.setListing(d.ino, names, d.since)
+	}
 	return 0
 }

@@ -59,6 +59,7 @@ type file struct {
 	inflight  int
 	err       error // first upload error since the last flush
 	lastMod   int64
+	writeEnd  int64 // where the last write ended
 }
 
 type handle struct {
@@ -123,9 +124,9 @@ func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, 
 			Exclusive: flags&syscall.O_EXCL != 0, Open: true})
 	})
 	if err != nil {
-		return Attr{}, 0, toErrno(err)
+		return Attr{}, 0, fs.failed(err, []uint64{parent})
 	}
-	a := attrFromPB(resp.Attr)
+	a := fs.entryMade(parent, name, resp)
 	// A new inode has no file capabilities; the kernel asks before
 	// every write.
 	fs.xattrs.remember(a.Ino, capabilityXattr, fs.cfg.AttrTimeout)
@@ -178,15 +179,30 @@ func (f *file) open(ctx context.Context) syscall.Errno {
 	f.mu.Lock()
 	dup := f.filerOpen
 	f.filerOpen = true
+	newer := false
 	if !f.hasLocalLocked() {
-		f.applyContentLocked(resp)
+		newer = f.applyContentLocked(resp)
 	}
 	f.mu.Unlock()
 	if dup {
 		// Another open raced us to it: give ours back.
 		f.fs.releaseAsync(f.ino)
 	}
+	f.attrChanged(newer)
 	return 0
+}
+
+// attrChanged tells the kernel to drop the attributes it holds when an
+// open found the file changed since this mount last answered for it
+// (close-to-open: the kernel would otherwise read up to the old size
+// until its attribute timeout).
+func (f *file) attrChanged(newer bool) {
+	if !newer {
+		return
+	}
+	if inv := f.fs.invalidator(); inv != nil {
+		inv.InvalidateAttr(f.ino)
+	}
 }
 
 // reload fetches the file's content from the filer unless local state
@@ -206,16 +222,26 @@ func (f *file) reload(ctx context.Context, always bool) syscall.Errno {
 		return toErrno(err)
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.hasLocalLocked() {
+		f.mu.Unlock()
 		return 0 // a write got in first; it builds on what we had
 	}
-	f.applyContentLocked(resp)
+	newer := f.applyContentLocked(resp)
+	f.mu.Unlock()
+	f.attrChanged(newer)
 	return 0
 }
 
-func (f *file) applyContentLocked(resp *filerpb.GetChunksResponse) {
+// applyContentLocked installs content the filer answered; newer says
+// its attributes are newer than any this mount answered before.
+func (f *file) applyContentLocked(resp *filerpb.GetChunksResponse) (newer bool) {
+	prev, loaded := f.attr.Generation, f.loaded
 	f.attr = attrFromPB(resp.Attr)
+	if f.fs.meta.enabled() {
+		newer = f.fs.meta.putAttr(f.attr)
+	} else {
+		newer = !loaded || f.attr.Generation != prev
+	}
 	f.refs = f.refs[:0]
 	for _, c := range resp.Chunks {
 		f.refs = append(f.refs, &chunkRef{off: c.Offset, size: c.Size, fid: c.FileId, etag: c.Etag,
@@ -230,6 +256,7 @@ func (f *file) applyContentLocked(resp *filerpb.GetChunksResponse) {
 	f.size = int64(f.attr.Size)
 	f.mtime = f.attr.Mtime
 	f.loaded, f.stale = true, false
+	return newer
 }
 
 // hasLocalLocked: the mount holds something the filer does not have.
@@ -265,16 +292,25 @@ func (f *file) overlayAttr(a *Attr) {
 }
 
 // truncated resets the content after the filer truncated the file; the
-// caller holds truncMu and flushed first.
-func (f *file) truncated(a Attr) {
+// caller holds truncMu and flushed first. An empty file's content is
+// known; otherwise reload says the caller must fetch it.
+func (f *file) truncated(a Attr) (reload bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.attr = a
-	f.stale = true
-	f.loaded = false
 	f.refs, f.inline, f.ivsOK = nil, nil, false
 	f.size, f.mtime = int64(a.Size), a.Mtime
+	f.loaded, f.stale = a.Size == 0, a.Size != 0
 	f.fs.pages.set(f.ino, a.Mtime, int64(a.Size))
+	return a.Size != 0
+}
+
+// mtimeSet records a modification time set explicitly (utimens), so a
+// later commit of unflushed writes made before it keeps it.
+func (f *file) mtimeSet(mtime int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mtime = mtime
 }
 
 // Release closes handle fh: unflushed data is flushed (errors can only be
@@ -323,18 +359,51 @@ func (fs *FS) dropOpen(f *file) {
 }
 
 // releaseAsync gives the filer's handle on ino back in the background:
-// close(2) need not wait for it (the filer only counts handles). Close
-// waits for these before disconnecting.
+// close(2) need not wait for it (the filer only counts handles). Releases
+// queue while one call is in flight and go together in the next, so a
+// burst of closes costs a few round trips. Close waits for them before
+// disconnecting.
 func (fs *FS) releaseAsync(ino uint64) {
+	fs.relMu.Lock()
+	fs.relQueue = append(fs.relQueue, ino)
+	start := !fs.relSending
+	fs.relSending = true
+	fs.relMu.Unlock()
+	if !start {
+		return
+	}
 	fs.releases.Add(1)
 	go func() {
 		defer fs.releases.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
-		defer cancel()
-		if _, err := fs.api.Release(fs.opCtx(ctx), &filerpb.ReleaseRequest{Inode: ino, Session: fs.session}); err != nil {
-			fs.log.Warn("mount: filer release failed", "inode", ino, "err", err)
+		for {
+			fs.relMu.Lock()
+			batch := fs.relQueue
+			fs.relQueue = nil
+			if len(batch) == 0 {
+				fs.relSending = false
+				fs.relMu.Unlock()
+				return
+			}
+			fs.relMu.Unlock()
+			fs.sendReleases(batch)
 		}
 	}()
+}
+
+// maxReleaseBatch bounds one Release call.
+const maxReleaseBatch = 1024
+
+func (fs *FS) sendReleases(inodes []uint64) {
+	for len(inodes) > 0 {
+		n := min(len(inodes), maxReleaseBatch)
+		ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
+		_, err := fs.api.Release(fs.opCtx(ctx), &filerpb.ReleaseRequest{Inodes: inodes[:n], Session: fs.session})
+		cancel()
+		if err != nil {
+			fs.log.Warn("mount: filer release failed", "inodes", n, "err", err)
+		}
+		inodes = inodes[n:]
+	}
 }
 
 // Flush is close(2)'s flush: unflushed data reaches every replica and the

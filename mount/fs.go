@@ -34,6 +34,9 @@ type Attr struct {
 	Nlink               uint32
 	Rdev                uint32
 	Atime, Mtime, Ctime int64 // ns since the epoch
+	// Generation is the filer's change counter of the inode: it goes up
+	// with every change, so the newer of two answers is known.
+	Generation uint64
 }
 
 // Caller is who asks for an operation: new inodes are theirs.
@@ -50,6 +53,9 @@ type Invalidator interface {
 	InvalidateEntry(parent uint64, name string)
 	// InvalidateInode drops the kernel's attributes and cached data of ino.
 	InvalidateInode(ino uint64)
+	// InvalidateAttr drops only the kernel's attributes of ino; unlike
+	// InvalidateInode it may be called while serving a request for ino.
+	InvalidateAttr(ino uint64)
 }
 
 // FS is one mount session. Create it with New, hand it to mount/fusefs,
@@ -68,8 +74,12 @@ type FS struct {
 
 	inlineLimit atomic.Int64 // lowered when the filer refuses inline content
 	xattrs      xattrMisses
+	meta        *metaCache
 	pages       pageStates
 	releases    sync.WaitGroup // filer handles being given back
+	relMu       sync.Mutex
+	relQueue    []uint64 // handles to give back in the next Release call
+	relSending  bool     // a goroutine is sending relQueue
 	inv         atomic.Pointer[invalidatorBox]
 
 	mu      sync.Mutex
@@ -117,6 +127,7 @@ func New(cfg Config) (*FS, error) {
 		uploadSem: make(chan struct{}, cfg.ConcurrentWriters),
 		fetchSem:  make(chan struct{}, cfg.ConcurrentReaders),
 		fetches:   make(map[string]*fetchCall),
+		meta:      newMetaCache(cfg.MetadataCacheTTL),
 	}
 	fs.inlineLimit.Store(int64(cfg.InlineLimit))
 	var b [12]byte
@@ -246,5 +257,5 @@ func attrFromPB(a *filerpb.Attr) Attr {
 		return Attr{}
 	}
 	return Attr{Ino: a.Inode, Mode: a.Mode, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Nlink: a.Nlink, Rdev: a.Rdev,
-		Atime: a.AtimeNs, Mtime: a.MtimeNs, Ctime: a.CtimeNs}
+		Atime: a.AtimeNs, Mtime: a.MtimeNs, Ctime: a.CtimeNs, Generation: a.Generation}
 }

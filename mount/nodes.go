@@ -5,29 +5,90 @@ import (
 	"syscall"
 
 	"github.com/kelpfs/kelp/api/filerpb"
+	"github.com/kelpfs/kelp/client"
 )
 
-// Lookup finds name in directory parent.
+// Lookup finds name in directory parent, from the metadata cache when it
+// knows the answer (a missing name of a directory it holds whole too).
 func (fs *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, syscall.Errno) {
+	if ino, known := fs.meta.lookup(parent, name); known {
+		if ino == 0 {
+			return Attr{}, syscall.ENOENT
+		}
+		if a, ok := fs.meta.attr(ino); ok {
+			return fs.overlay(a), 0
+		}
+	}
+	since := fs.meta.version()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
 		return fs.api.Lookup(ctx, &filerpb.LookupRequest{Parent: parent, Name: name})
 	})
 	if err != nil {
-		return Attr{}, toErrno(err)
+		errno := toErrno(err)
+		if errno == syscall.ENOENT {
+			fs.meta.learnName(parent, name, 0, since)
+		}
+		return Attr{}, errno
 	}
-	return fs.overlay(attrFromPB(resp.Attr)), 0
+	a := attrFromPB(resp.Attr)
+	fs.meta.putAttr(a)
+	fs.meta.learnName(parent, name, a.Ino, since)
+	return fs.overlay(a), 0
 }
 
-// GetAttr returns ino's attributes; a file with unflushed writes on this
-// mount shows its local size and mtime.
+// GetAttr returns ino's attributes, from the metadata cache when it has
+// them; a file with unflushed writes on this mount shows its local size
+// and mtime.
 func (fs *FS) GetAttr(ctx context.Context, ino uint64) (Attr, syscall.Errno) {
+	if a, ok := fs.meta.attr(ino); ok {
+		return fs.overlay(a), 0
+	}
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.AttrResponse, error) {
 		return fs.api.GetAttr(ctx, &filerpb.GetAttrRequest{Inode: ino})
 	})
 	if err != nil {
 		return Attr{}, toErrno(err)
 	}
-	return fs.overlay(attrFromPB(resp.Attr)), 0
+	a := attrFromPB(resp.Attr)
+	fs.meta.putAttr(a)
+	return fs.overlay(a), 0
+}
+
+// changed records in the metadata cache what one of this mount's
+// mutations left behind.
+func (fs *FS) changed(attrs []*filerpb.Attr, removed []uint64) {
+	for _, a := range attrs {
+		fs.meta.putAttr(attrFromPB(a))
+	}
+	for _, ino := range removed {
+		fs.meta.invalidate(ino, goneGen)
+		fs.meta.forgetDir(ino)
+	}
+}
+
+// failed handles a mutation's error: when the filer did not answer with
+// an errno, the mutation may or may not have happened, so what the cache
+// knows of the inodes and directories involved is dropped.
+func (fs *FS) failed(err error, dirs []uint64, inodes ...uint64) syscall.Errno {
+	if client.PosixErrno(err) == "" {
+		for _, d := range dirs {
+			fs.meta.forgetDir(d)
+			fs.meta.invalidateChanged(d)
+		}
+		for _, ino := range inodes {
+			fs.meta.invalidateChanged(ino)
+		}
+	}
+	return toErrno(err)
+}
+
+// entryMade records a new name from a Create, Mkdir, Symlink or Link.
+func (fs *FS) entryMade(parent uint64, name string, resp *filerpb.EntryResponse) Attr {
+	a := attrFromPB(resp.Attr)
+	fs.changed(resp.Changed, nil)
+	fs.meta.putAttr(a)
+	fs.meta.named(parent, name, a.Ino)
+	return a
 }
 
 // overlay lays this mount's unflushed size and mtime over a filer attr.
@@ -76,12 +137,23 @@ func (fs *FS) SetAttr(ctx context.Context, ino uint64, in SetAttrIn) (Attr, sysc
 		return fs.api.SetAttr(ctx, req)
 	})
 	if err != nil {
-		return Attr{}, toErrno(err)
+		return Attr{}, fs.failed(err, nil, ino)
 	}
 	a := attrFromPB(resp.Attr)
+	fs.changed(resp.Changed, nil)
+	fs.meta.putAttr(a)
 	if f != nil {
 		if in.Size != nil {
-			f.truncated(a)
+			// Writes after the truncate commit the whole chunk
+			// list, so it must be the truncated file's.
+			if f.truncated(a) {
+				if errno := f.reload(ctx, true); errno != 0 {
+					return Attr{}, errno
+				}
+			}
+		}
+		if in.Mtime != nil || in.MtimeNow {
+			f.mtimeSet(a.Mtime)
 		}
 		f.overlayAttr(&a)
 	}
@@ -105,9 +177,9 @@ func (fs *FS) Mknod(ctx context.Context, c Caller, parent uint64, name string, m
 			Uid: c.Uid, Gid: c.Gid, Rdev: rdev, Exclusive: true})
 	})
 	if err != nil {
-		return Attr{}, toErrno(err)
+		return Attr{}, fs.failed(err, []uint64{parent})
 	}
-	return attrFromPB(resp.Attr), 0
+	return fs.entryMade(parent, name, resp), 0
 }
 
 func (fs *FS) masked(mode uint32) uint32 { return mode &^ fs.cfg.Umask }
@@ -122,9 +194,11 @@ func (fs *FS) Mkdir(ctx context.Context, c Caller, parent uint64, name string, m
 			Uid: c.Uid, Gid: c.Gid})
 	})
 	if err != nil {
-		return Attr{}, toErrno(err)
+		return Attr{}, fs.failed(err, []uint64{parent})
 	}
-	return attrFromPB(resp.Attr), 0
+	a := fs.entryMade(parent, name, resp)
+	fs.meta.newDir(a.Ino)
+	return a, 0
 }
 
 // Symlink makes name in parent a symbolic link to target.
@@ -136,9 +210,9 @@ func (fs *FS) Symlink(ctx context.Context, c Caller, parent uint64, name, target
 		return fs.api.Symlink(ctx, &filerpb.SymlinkRequest{Parent: parent, Name: name, Target: target, Uid: c.Uid, Gid: c.Gid})
 	})
 	if err != nil {
-		return Attr{}, toErrno(err)
+		return Attr{}, fs.failed(err, []uint64{parent})
 	}
-	return attrFromPB(resp.Attr), 0
+	return fs.entryMade(parent, name, resp), 0
 }
 
 // Readlink returns a symbolic link's target.
@@ -161,9 +235,9 @@ func (fs *FS) Link(ctx context.Context, ino, newParent uint64, newName string) (
 		return fs.api.Link(ctx, &filerpb.LinkRequest{Inode: ino, NewParent: newParent, NewName: newName})
 	})
 	if err != nil {
-		return Attr{}, toErrno(err)
+		return Attr{}, fs.failed(err, []uint64{newParent}, ino)
 	}
-	return fs.overlay(attrFromPB(resp.Attr)), 0
+	return fs.overlay(fs.entryMade(newParent, newName, resp)), 0
 }
 
 // Unlink removes a non-directory name. An inode open on any mount lives
@@ -172,10 +246,16 @@ func (fs *FS) Unlink(ctx context.Context, parent uint64, name string) syscall.Er
 	if e := fs.writable(); e != 0 {
 		return e
 	}
-	_, err := call(fs, ctx, func(ctx context.Context) (*filerpb.Empty, error) {
+	ino, _ := fs.meta.lookup(parent, name)
+	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.ChangeResponse, error) {
 		return fs.api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: parent, Name: name})
 	})
-	return toErrno(err)
+	if err != nil {
+		return fs.failed(err, []uint64{parent}, ino)
+	}
+	fs.meta.named(parent, name, 0)
+	fs.changed(resp.Changed, resp.Removed)
+	return 0
 }
 
 // Rmdir removes an empty directory.
@@ -183,10 +263,16 @@ func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) syscall.Err
 	if e := fs.writable(); e != 0 {
 		return e
 	}
-	_, err := call(fs, ctx, func(ctx context.Context) (*filerpb.Empty, error) {
+	ino, _ := fs.meta.lookup(parent, name)
+	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.ChangeResponse, error) {
 		return fs.api.Rmdir(ctx, &filerpb.RmdirRequest{Parent: parent, Name: name})
 	})
-	return toErrno(err)
+	if err != nil {
+		return fs.failed(err, []uint64{parent, ino})
+	}
+	fs.meta.named(parent, name, 0)
+	fs.changed(resp.Changed, resp.Removed)
+	return 0
 }
 
 // Rename flags, as renameat2(2) numbers them.
@@ -205,11 +291,24 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 	if flags&renameWhiteout != 0 || flags&^(RenameNoReplace|RenameExchange|renameWhiteout) != 0 {
 		return syscall.EINVAL
 	}
-	_, err := call(fs, ctx, func(ctx context.Context) (*filerpb.Empty, error) {
+	moved, _ := fs.meta.lookup(oldParent, oldName)
+	replaced, _ := fs.meta.lookup(newParent, newName)
+	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.ChangeResponse, error) {
 		return fs.api.Rename(ctx, &filerpb.RenameRequest{OldParent: oldParent, OldName: oldName, NewParent: newParent,
 			NewName: newName, Flags: flags})
 	})
-	return toErrno(err)
+	if err != nil {
+		return fs.failed(err, []uint64{oldParent, newParent}, moved, replaced)
+	}
+	fs.meta.renamed(oldParent, oldName, newParent, newName, flags&RenameExchange != 0)
+	// A rename may change the moved and replaced inodes in ways the
+	// answer lists (ctime, a directory's ".."), or free the replaced one.
+	fs.meta.invalidateChanged(moved)
+	if flags&RenameExchange == 0 {
+		fs.meta.invalidateChanged(replaced)
+	}
+	fs.changed(resp.Changed, resp.Removed)
+	return 0
 }
 
 // StatFs is the file system's capacity.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path"
+	"syscall"
 	"time"
 
 	"github.com/kelpfs/kelp/api/filerpb"
@@ -33,6 +34,7 @@ func (fs *FS) startWatcher() {
 			if errors.Is(err, client.ErrPrecondition) {
 				fs.log.Warn("mount: change log history lost; marking open files stale", "since_ns", since, "err", err)
 				since = time.Now().UnixNano()
+				fs.meta.reset()
 				fs.markAllStale()
 			} else {
 				fs.log.Warn("mount: change log stream broke; reconnecting", "err", err, "retry_in", backoff)
@@ -61,6 +63,10 @@ func (fs *FS) follow(since int64) (int64, error) {
 	if err != nil {
 		return since, err
 	}
+	// Events since the last one applied come first, so the metadata
+	// cache is as current as the stream from here on.
+	fs.meta.setLive(true)
+	defer fs.meta.setLive(false)
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
@@ -73,6 +79,7 @@ func (fs *FS) follow(since int64) (int64, error) {
 
 // apply invalidates what one event changed.
 func (fs *FS) apply(ev *filerpb.MetadataEvent) {
+	fs.applyMeta(ev)
 	inv := fs.invalidator()
 	entry := func(parent uint64, p string) {
 		if inv != nil && parent != 0 && p != "" {
@@ -133,5 +140,59 @@ func (fs *FS) markAllStale() {
 		f.mu.Lock()
 		f.stale = true
 		f.mu.Unlock()
+	}
+}
+
+// applyMeta brings the metadata cache up to date with one event of
+// another client. CREATE, UPDATE and RENAME carry the entries' new state;
+// DELETE and what a RENAME replaced carry the state before.
+func (fs *FS) applyMeta(ev *filerpb.MetadataEvent) {
+	c := fs.meta
+	if !c.enabled() {
+		return
+	}
+	name := func(parent uint64, p string, e *filerpb.EntryState) {
+		if parent == 0 || p == "" {
+			return
+		}
+		var ino uint64
+		if e != nil && e.Attr != nil {
+			ino = e.Attr.Inode
+		}
+		c.named(parent, path.Base(p), ino)
+		c.invalidateChanged(parent)
+	}
+	put := func(e *filerpb.EntryState) {
+		if e != nil && e.Attr != nil {
+			c.putAttr(attrFromPB(e.Attr))
+		}
+	}
+	gone := func(e *filerpb.EntryState) {
+		if e == nil || e.Attr == nil {
+			return
+		}
+		c.invalidate(e.Attr.Inode, e.Attr.Generation+1)
+		if e.Attr.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+			c.forgetDir(e.Attr.Inode)
+		}
+	}
+	switch ev.Kind {
+	case filerpb.MetadataEvent_CREATE:
+		name(ev.NewParent, ev.NewPath, ev.NewEntry)
+		put(ev.NewEntry)
+	case filerpb.MetadataEvent_UPDATE:
+		put(ev.NewEntry)
+	case filerpb.MetadataEvent_DELETE:
+		name(ev.OldParent, ev.OldPath, nil)
+		gone(ev.OldEntry)
+	case filerpb.MetadataEvent_RENAME:
+		name(ev.OldParent, ev.OldPath, nil)
+		gone(ev.Replaced)
+		name(ev.NewParent, ev.NewPath, ev.OldEntry)
+		put(ev.OldEntry)
+		if ev.Exchange {
+			name(ev.OldParent, ev.OldPath, ev.NewEntry)
+			put(ev.NewEntry)
+		}
 	}
 }

@@ -75,9 +75,14 @@ func (f *file) slotRange(off, n int64, fn func(idx, start, end, dataOff int64)) 
 }
 
 // slotCap is the buffer capacity a slot needs to hold bytes up to end.
-func (f *file) slotCap(cur int, end int64) int {
+// A sequential writer (seq) gets the whole chunk at once: growing by
+// doubling would copy most of every chunk it writes.
+func (f *file) slotCap(cur int, end int64, seq bool) int {
 	if int64(cur) >= end {
 		return cur
+	}
+	if seq {
+		return int(f.fs.cfg.chunkSize())
 	}
 	c := max(cur, minSlotBuf)
 	for int64(c) < end {
@@ -89,18 +94,26 @@ func (f *file) slotCap(cur int, end int64) int {
 // growthLocked is how many more budget bytes writing [off, off+n) needs.
 func (f *file) growthLocked(off, n int64) int64 {
 	var need int64
+	seq := f.sequentialLocked(off)
 	f.slotRange(off, n, func(idx, _, end, _ int64) {
 		cur := 0
 		if s := f.dirty[idx]; s != nil {
 			cur = cap(s.buf)
 		}
-		need += int64(f.slotCap(cur, end) - cur)
+		need += int64(f.slotCap(cur, end, seq) - cur)
 	})
 	return need
 }
 
+// sequentialLocked: a write at off continues the last one, past the
+// first small buffer (so small files keep small buffers).
+func (f *file) sequentialLocked(off int64) bool {
+	return off == f.writeEnd && off >= minSlotBuf
+}
+
 func (f *file) writeLocked(data []byte, off, charged int64) {
 	cs := f.fs.cfg.chunkSize()
+	seq := f.sequentialLocked(off)
 	f.slotRange(off, int64(len(data)), func(idx, start, end, dataOff int64) {
 		s := f.dirty[idx]
 		if s == nil {
@@ -112,7 +125,7 @@ func (f *file) writeLocked(data []byte, off, charged int64) {
 				f.sealLocked(prev)
 			}
 		}
-		if c := f.slotCap(cap(s.buf), end); c > cap(s.buf) {
+		if c := f.slotCap(cap(s.buf), end, seq); c > cap(s.buf) {
 			nb := make([]byte, len(s.buf), c)
 			copy(nb, s.buf)
 			s.charged += int64(c - cap(s.buf))
@@ -129,6 +142,7 @@ func (f *file) writeLocked(data []byte, off, charged int64) {
 	})
 	_ = charged // charged equals the sum of the slots' growth above
 	f.size = max(f.size, off+int64(len(data)))
+	f.writeEnd = off + int64(len(data))
 	f.mtime = time.Now().UnixNano()
 	f.metaDirty = true
 }
@@ -293,7 +307,10 @@ func (fs *FS) uploadBlob(data []byte) (fid, etag string, err error) {
 		if err == nil {
 			return fid, res.ETag, nil
 		}
-		if attempt == 3 || fs.bgCtx.Err() != nil {
+		// A timeout already took OpTimeout: retrying would make a
+		// flush against a cluster that is gone take minutes.
+		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, client.ErrTimeout)
+		if attempt == 3 || timedOut || fs.bgCtx.Err() != nil {
 			return "", "", fmt.Errorf("upload %d bytes: %w", len(data), err)
 		}
 		fs.log.Warn("mount: chunk upload failed, retrying", "attempt", attempt, "err", err)
@@ -307,7 +324,12 @@ func (fs *FS) uploadBlob(data []byte) (fid, etag string, err error) {
 
 // flush seals and uploads everything unflushed and commits it to the
 // filer. Files small enough are committed inline instead.
+//
+// A signal to the application does not cancel it: close(2) has no way
+// to say "try again", so an interrupted flush would lose the data or
+// report a failure that did not happen. OpTimeout still bounds it.
 func (f *file) flush(ctx context.Context) syscall.Errno {
+	ctx = context.WithoutCancel(ctx)
 	f.flushMu.Lock()
 	defer f.flushMu.Unlock()
 	f.mu.Lock()
@@ -324,7 +346,9 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 		})
 		if err == nil {
 			f.mu.Lock()
-			f.committedInlineLocked(content, attrFromPB(resp.Attr), size, mtime)
+			a := attrFromPB(resp.Attr)
+			f.fs.meta.putAttr(a)
+			f.committedInlineLocked(content, a, size, mtime)
 			f.mu.Unlock()
 			return 0
 		}
@@ -341,25 +365,23 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 	for f.inflight > 0 {
 		f.cond.Wait()
 	}
-	if f.err != nil {
-		// Retry what failed once more, synchronously, before giving up.
+	// Chunks whose upload failed (now, or before an earlier flush
+	// reported EIO) are still in memory: upload them again, each on
+	// its own, before anything is committed.
+	f.err = nil
+	for _, r := range f.refs {
+		if r.failed && r.mem != nil {
+			f.startUploadLocked([]*chunkRef{r}, 0)
+		}
+	}
+	for f.inflight > 0 {
+		f.cond.Wait()
+	}
+	if err := f.err; err != nil || f.unstoredLocked() {
 		f.err = nil
-		var failed []*chunkRef
-		for _, r := range f.refs {
-			if r.failed && r.mem != nil {
-				failed = append(failed, r)
-			}
-		}
-		f.startUploadLocked(failed, 0)
-		for f.inflight > 0 {
-			f.cond.Wait()
-		}
-		if err := f.err; err != nil {
-			f.err = nil
-			f.mu.Unlock()
-			f.fs.log.Error("mount: chunk upload failed; data kept in memory for the next flush", "inode", f.ino, "err", err)
-			return syscall.EIO
-		}
+		f.mu.Unlock()
+		f.fs.log.Error("mount: chunk upload failed; data kept in memory for the next flush", "inode", f.ino, "err", err)
+		return syscall.EIO
 	}
 	req := &filerpb.CommitChunksRequest{Inode: f.ino, Size: uint64(f.size), MtimeNs: f.mtime}
 	var sent []*chunkRef
@@ -413,6 +435,7 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 		}
 	}
 	f.attr = attrFromPB(resp.Attr)
+	f.fs.meta.putAttr(f.attr)
 	if f.size == size && f.mtime == mtime {
 		f.metaDirty = false
 		// Writes went through the kernel's page cache, so its pages
@@ -421,6 +444,17 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 		f.mtime = f.attr.Mtime
 	}
 	return 0
+}
+
+// unstoredLocked: some uncommitted chunk is not on a volume server, so a
+// commit now would leave a hole where its bytes belong.
+func (f *file) unstoredLocked() bool {
+	for _, r := range f.refs {
+		if !r.committed && r.fid == "" {
+			return true
+		}
+	}
+	return false
 }
 
 func refToPB(r *chunkRef) *filerpb.Chunk {

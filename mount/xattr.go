@@ -88,10 +88,14 @@ func (fs *FS) SetXattr(ctx context.Context, ino uint64, name string, value []byt
 		return e
 	}
 	fs.xattrs.forget(ino)
-	_, err := call(fs, ctx, func(ctx context.Context) (*filerpb.Empty, error) {
+	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.ChangeResponse, error) {
 		return fs.api.SetXattr(ctx, &filerpb.SetXattrRequest{Inode: ino, Name: name, Value: value, Flags: flags})
 	})
-	return toErrno(err)
+	if err != nil {
+		return fs.failed(err, nil, ino)
+	}
+	fs.changed(resp.Changed, resp.Removed)
+	return 0
 }
 
 // ListXattr returns the names of ino's xattrs.
@@ -111,8 +115,12 @@ func (fs *FS) RemoveXattr(ctx context.Context, ino uint64, name string) syscall.
 		return e
 	}
 	fs.xattrs.forget(ino)
-	_, err := call(fs, ctx, func(ctx context.Context) (*filerpb.Empty, error) {
+	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.ChangeResponse, error) {
 		return fs.api.RemoveXattr(ctx, &filerpb.RemoveXattrRequest{Inode: ino, Name: name})
 	})
-	return toErrno(err)
+	if err != nil {
+		return fs.failed(err, nil, ino)
+	}
+	fs.changed(resp.Changed, resp.Removed)
+	return 0
 }

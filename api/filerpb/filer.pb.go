@@ -102,7 +102,7 @@ func (x MetadataEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MetadataEvent_Kind.Descriptor instead.
 func (MetadataEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{45, 0}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{46, 0}
 }
 
 type Empty struct {
@@ -542,9 +542,12 @@ func (x *ResolveManifestResponse) GetChunks() []*Chunk {
 }
 
 type EntryResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Attr          *Attr                  `protobuf:"bytes,2,opt,name=attr,proto3" json:"attr,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Attr  *Attr                  `protobuf:"bytes,2,opt,name=attr,proto3" json:"attr,omitempty"`
+	// changed: what a mutation left on every inode it wrote (see
+	// ChangeResponse); empty for a lookup.
+	Changed       []*Attr `protobuf:"bytes,3,rep,name=changed,proto3" json:"changed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,9 +596,17 @@ func (x *EntryResponse) GetAttr() *Attr {
 	return nil
 }
 
+func (x *EntryResponse) GetChanged() []*Attr {
+	if x != nil {
+		return x.Changed
+	}
+	return nil
+}
+
 type AttrResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	Changed       []*Attr                `protobuf:"bytes,2,rep,name=changed,proto3" json:"changed,omitempty"` // as in EntryResponse
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -637,6 +648,69 @@ func (x *AttrResponse) GetAttr() *Attr {
 	return nil
 }
 
+func (x *AttrResponse) GetChanged() []*Attr {
+	if x != nil {
+		return x.Changed
+	}
+	return nil
+}
+
+// ChangeResponse answers a mutation with the attributes it left on every
+// inode it wrote (the parent directories' new mtimes and link counts, the
+// target's ctime...), oldest first, and the inodes it freed, so a client
+// can keep its attribute cache current without asking again.
+type ChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Changed       []*Attr                `protobuf:"bytes,1,rep,name=changed,proto3" json:"changed,omitempty"`
+	Removed       []uint64               `protobuf:"varint,2,rep,packed,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeResponse) Reset() {
+	*x = ChangeResponse{}
+	mi := &file_api_filerpb_filer_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeResponse) ProtoMessage() {}
+
+func (x *ChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_filerpb_filer_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeResponse.ProtoReflect.Descriptor instead.
+func (*ChangeResponse) Descriptor() ([]byte, []int) {
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ChangeResponse) GetChanged() []*Attr {
+	if x != nil {
+		return x.Changed
+	}
+	return nil
+}
+
+func (x *ChangeResponse) GetRemoved() []uint64 {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
 type LookupRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Parent        uint64                 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
@@ -647,7 +721,7 @@ type LookupRequest struct {
 
 func (x *LookupRequest) Reset() {
 	*x = LookupRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[9]
+	mi := &file_api_filerpb_filer_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +733,7 @@ func (x *LookupRequest) String() string {
 func (*LookupRequest) ProtoMessage() {}
 
 func (x *LookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[9]
+	mi := &file_api_filerpb_filer_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +746,7 @@ func (x *LookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
 func (*LookupRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{9}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LookupRequest) GetParent() uint64 {
@@ -698,7 +772,7 @@ type GetAttrRequest struct {
 
 func (x *GetAttrRequest) Reset() {
 	*x = GetAttrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[10]
+	mi := &file_api_filerpb_filer_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +784,7 @@ func (x *GetAttrRequest) String() string {
 func (*GetAttrRequest) ProtoMessage() {}
 
 func (x *GetAttrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[10]
+	mi := &file_api_filerpb_filer_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +797,7 @@ func (x *GetAttrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAttrRequest.ProtoReflect.Descriptor instead.
 func (*GetAttrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{10}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetAttrRequest) GetInode() uint64 {
@@ -750,7 +824,7 @@ type SetAttrRequest struct {
 
 func (x *SetAttrRequest) Reset() {
 	*x = SetAttrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[11]
+	mi := &file_api_filerpb_filer_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +836,7 @@ func (x *SetAttrRequest) String() string {
 func (*SetAttrRequest) ProtoMessage() {}
 
 func (x *SetAttrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[11]
+	mi := &file_api_filerpb_filer_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +849,7 @@ func (x *SetAttrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAttrRequest.ProtoReflect.Descriptor instead.
 func (*SetAttrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{11}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetAttrRequest) GetInode() uint64 {
@@ -859,7 +933,7 @@ type CreateRequest struct {
 
 func (x *CreateRequest) Reset() {
 	*x = CreateRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[12]
+	mi := &file_api_filerpb_filer_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +945,7 @@ func (x *CreateRequest) String() string {
 func (*CreateRequest) ProtoMessage() {}
 
 func (x *CreateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[12]
+	mi := &file_api_filerpb_filer_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +958,7 @@ func (x *CreateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateRequest.ProtoReflect.Descriptor instead.
 func (*CreateRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{12}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateRequest) GetParent() uint64 {
@@ -956,7 +1030,7 @@ type MkdirRequest struct {
 
 func (x *MkdirRequest) Reset() {
 	*x = MkdirRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[13]
+	mi := &file_api_filerpb_filer_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1042,7 @@ func (x *MkdirRequest) String() string {
 func (*MkdirRequest) ProtoMessage() {}
 
 func (x *MkdirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[13]
+	mi := &file_api_filerpb_filer_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1055,7 @@ func (x *MkdirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MkdirRequest.ProtoReflect.Descriptor instead.
 func (*MkdirRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{13}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MkdirRequest) GetParent() uint64 {
@@ -1032,7 +1106,7 @@ type SymlinkRequest struct {
 
 func (x *SymlinkRequest) Reset() {
 	*x = SymlinkRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[14]
+	mi := &file_api_filerpb_filer_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1118,7 @@ func (x *SymlinkRequest) String() string {
 func (*SymlinkRequest) ProtoMessage() {}
 
 func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[14]
+	mi := &file_api_filerpb_filer_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1131,7 @@ func (x *SymlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SymlinkRequest.ProtoReflect.Descriptor instead.
 func (*SymlinkRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{14}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SymlinkRequest) GetParent() uint64 {
@@ -1106,7 +1180,7 @@ type LinkRequest struct {
 
 func (x *LinkRequest) Reset() {
 	*x = LinkRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[15]
+	mi := &file_api_filerpb_filer_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1192,7 @@ func (x *LinkRequest) String() string {
 func (*LinkRequest) ProtoMessage() {}
 
 func (x *LinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[15]
+	mi := &file_api_filerpb_filer_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1205,7 @@ func (x *LinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkRequest.ProtoReflect.Descriptor instead.
 func (*LinkRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{15}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LinkRequest) GetInode() uint64 {
@@ -1165,7 +1239,7 @@ type UnlinkRequest struct {
 
 func (x *UnlinkRequest) Reset() {
 	*x = UnlinkRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[16]
+	mi := &file_api_filerpb_filer_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1251,7 @@ func (x *UnlinkRequest) String() string {
 func (*UnlinkRequest) ProtoMessage() {}
 
 func (x *UnlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[16]
+	mi := &file_api_filerpb_filer_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1264,7 @@ func (x *UnlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkRequest.ProtoReflect.Descriptor instead.
 func (*UnlinkRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{16}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UnlinkRequest) GetParent() uint64 {
@@ -1217,7 +1291,7 @@ type RmdirRequest struct {
 
 func (x *RmdirRequest) Reset() {
 	*x = RmdirRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[17]
+	mi := &file_api_filerpb_filer_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1303,7 @@ func (x *RmdirRequest) String() string {
 func (*RmdirRequest) ProtoMessage() {}
 
 func (x *RmdirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[17]
+	mi := &file_api_filerpb_filer_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1316,7 @@ func (x *RmdirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RmdirRequest.ProtoReflect.Descriptor instead.
 func (*RmdirRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{17}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RmdirRequest) GetParent() uint64 {
@@ -1272,7 +1346,7 @@ type RenameRequest struct {
 
 func (x *RenameRequest) Reset() {
 	*x = RenameRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[18]
+	mi := &file_api_filerpb_filer_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1358,7 @@ func (x *RenameRequest) String() string {
 func (*RenameRequest) ProtoMessage() {}
 
 func (x *RenameRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[18]
+	mi := &file_api_filerpb_filer_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1371,7 @@ func (x *RenameRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameRequest.ProtoReflect.Descriptor instead.
 func (*RenameRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{18}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RenameRequest) GetOldParent() uint64 {
@@ -1344,7 +1418,7 @@ type ReadlinkRequest struct {
 
 func (x *ReadlinkRequest) Reset() {
 	*x = ReadlinkRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[19]
+	mi := &file_api_filerpb_filer_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1430,7 @@ func (x *ReadlinkRequest) String() string {
 func (*ReadlinkRequest) ProtoMessage() {}
 
 func (x *ReadlinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[19]
+	mi := &file_api_filerpb_filer_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1443,7 @@ func (x *ReadlinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadlinkRequest.ProtoReflect.Descriptor instead.
 func (*ReadlinkRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{19}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReadlinkRequest) GetInode() uint64 {
@@ -1388,7 +1462,7 @@ type ReadlinkResponse struct {
 
 func (x *ReadlinkResponse) Reset() {
 	*x = ReadlinkResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[20]
+	mi := &file_api_filerpb_filer_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1474,7 @@ func (x *ReadlinkResponse) String() string {
 func (*ReadlinkResponse) ProtoMessage() {}
 
 func (x *ReadlinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[20]
+	mi := &file_api_filerpb_filer_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1487,7 @@ func (x *ReadlinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadlinkResponse.ProtoReflect.Descriptor instead.
 func (*ReadlinkResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{20}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReadlinkResponse) GetTarget() string {
@@ -1435,7 +1509,7 @@ type ReadDirRequest struct {
 
 func (x *ReadDirRequest) Reset() {
 	*x = ReadDirRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[21]
+	mi := &file_api_filerpb_filer_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1521,7 @@ func (x *ReadDirRequest) String() string {
 func (*ReadDirRequest) ProtoMessage() {}
 
 func (x *ReadDirRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[21]
+	mi := &file_api_filerpb_filer_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1534,7 @@ func (x *ReadDirRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadDirRequest.ProtoReflect.Descriptor instead.
 func (*ReadDirRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{21}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReadDirRequest) GetInode() uint64 {
@@ -1503,7 +1577,7 @@ type DirEntry struct {
 
 func (x *DirEntry) Reset() {
 	*x = DirEntry{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[22]
+	mi := &file_api_filerpb_filer_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1589,7 @@ func (x *DirEntry) String() string {
 func (*DirEntry) ProtoMessage() {}
 
 func (x *DirEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[22]
+	mi := &file_api_filerpb_filer_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1602,7 @@ func (x *DirEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DirEntry.ProtoReflect.Descriptor instead.
 func (*DirEntry) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{22}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DirEntry) GetName() string {
@@ -1569,7 +1643,7 @@ type ReadDirResponse struct {
 
 func (x *ReadDirResponse) Reset() {
 	*x = ReadDirResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[23]
+	mi := &file_api_filerpb_filer_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1655,7 @@ func (x *ReadDirResponse) String() string {
 func (*ReadDirResponse) ProtoMessage() {}
 
 func (x *ReadDirResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[23]
+	mi := &file_api_filerpb_filer_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1668,7 @@ func (x *ReadDirResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadDirResponse.ProtoReflect.Descriptor instead.
 func (*ReadDirResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{23}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ReadDirResponse) GetEntries() []*DirEntry {
@@ -1621,7 +1695,7 @@ type GetXattrRequest struct {
 
 func (x *GetXattrRequest) Reset() {
 	*x = GetXattrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[24]
+	mi := &file_api_filerpb_filer_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1707,7 @@ func (x *GetXattrRequest) String() string {
 func (*GetXattrRequest) ProtoMessage() {}
 
 func (x *GetXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[24]
+	mi := &file_api_filerpb_filer_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1720,7 @@ func (x *GetXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetXattrRequest.ProtoReflect.Descriptor instead.
 func (*GetXattrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{24}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetXattrRequest) GetInode() uint64 {
@@ -1672,7 +1746,7 @@ type GetXattrResponse struct {
 
 func (x *GetXattrResponse) Reset() {
 	*x = GetXattrResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[25]
+	mi := &file_api_filerpb_filer_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1758,7 @@ func (x *GetXattrResponse) String() string {
 func (*GetXattrResponse) ProtoMessage() {}
 
 func (x *GetXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[25]
+	mi := &file_api_filerpb_filer_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1771,7 @@ func (x *GetXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetXattrResponse.ProtoReflect.Descriptor instead.
 func (*GetXattrResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{25}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetXattrResponse) GetValue() []byte {
@@ -1719,7 +1793,7 @@ type SetXattrRequest struct {
 
 func (x *SetXattrRequest) Reset() {
 	*x = SetXattrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[26]
+	mi := &file_api_filerpb_filer_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1805,7 @@ func (x *SetXattrRequest) String() string {
 func (*SetXattrRequest) ProtoMessage() {}
 
 func (x *SetXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[26]
+	mi := &file_api_filerpb_filer_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1818,7 @@ func (x *SetXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetXattrRequest.ProtoReflect.Descriptor instead.
 func (*SetXattrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{26}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetXattrRequest) GetInode() uint64 {
@@ -1784,7 +1858,7 @@ type ListXattrRequest struct {
 
 func (x *ListXattrRequest) Reset() {
 	*x = ListXattrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[27]
+	mi := &file_api_filerpb_filer_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +1870,7 @@ func (x *ListXattrRequest) String() string {
 func (*ListXattrRequest) ProtoMessage() {}
 
 func (x *ListXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[27]
+	mi := &file_api_filerpb_filer_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,7 +1883,7 @@ func (x *ListXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListXattrRequest.ProtoReflect.Descriptor instead.
 func (*ListXattrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{27}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListXattrRequest) GetInode() uint64 {
@@ -1828,7 +1902,7 @@ type ListXattrResponse struct {
 
 func (x *ListXattrResponse) Reset() {
 	*x = ListXattrResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[28]
+	mi := &file_api_filerpb_filer_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1840,7 +1914,7 @@ func (x *ListXattrResponse) String() string {
 func (*ListXattrResponse) ProtoMessage() {}
 
 func (x *ListXattrResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[28]
+	mi := &file_api_filerpb_filer_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1853,7 +1927,7 @@ func (x *ListXattrResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListXattrResponse.ProtoReflect.Descriptor instead.
 func (*ListXattrResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{28}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListXattrResponse) GetNames() []string {
@@ -1873,7 +1947,7 @@ type RemoveXattrRequest struct {
 
 func (x *RemoveXattrRequest) Reset() {
 	*x = RemoveXattrRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[29]
+	mi := &file_api_filerpb_filer_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +1959,7 @@ func (x *RemoveXattrRequest) String() string {
 func (*RemoveXattrRequest) ProtoMessage() {}
 
 func (x *RemoveXattrRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[29]
+	mi := &file_api_filerpb_filer_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +1972,7 @@ func (x *RemoveXattrRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveXattrRequest.ProtoReflect.Descriptor instead.
 func (*RemoveXattrRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{29}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RemoveXattrRequest) GetInode() uint64 {
@@ -1923,7 +1997,7 @@ type StatFsRequest struct {
 
 func (x *StatFsRequest) Reset() {
 	*x = StatFsRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[30]
+	mi := &file_api_filerpb_filer_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1935,7 +2009,7 @@ func (x *StatFsRequest) String() string {
 func (*StatFsRequest) ProtoMessage() {}
 
 func (x *StatFsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[30]
+	mi := &file_api_filerpb_filer_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1948,7 +2022,7 @@ func (x *StatFsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFsRequest.ProtoReflect.Descriptor instead.
 func (*StatFsRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{30}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{31}
 }
 
 type StatFsResponse struct {
@@ -1963,7 +2037,7 @@ type StatFsResponse struct {
 
 func (x *StatFsResponse) Reset() {
 	*x = StatFsResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[31]
+	mi := &file_api_filerpb_filer_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2049,7 @@ func (x *StatFsResponse) String() string {
 func (*StatFsResponse) ProtoMessage() {}
 
 func (x *StatFsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[31]
+	mi := &file_api_filerpb_filer_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2062,7 @@ func (x *StatFsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatFsResponse.ProtoReflect.Descriptor instead.
 func (*StatFsResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{31}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatFsResponse) GetTotalBytes() uint64 {
@@ -2029,7 +2103,7 @@ type OpenRequest struct {
 
 func (x *OpenRequest) Reset() {
 	*x = OpenRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[32]
+	mi := &file_api_filerpb_filer_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2115,7 @@ func (x *OpenRequest) String() string {
 func (*OpenRequest) ProtoMessage() {}
 
 func (x *OpenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[32]
+	mi := &file_api_filerpb_filer_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2128,7 @@ func (x *OpenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenRequest.ProtoReflect.Descriptor instead.
 func (*OpenRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{32}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *OpenRequest) GetInode() uint64 {
@@ -2073,16 +2147,19 @@ func (x *OpenRequest) GetSession() string {
 
 // A Release without a matching Open is harmless (no count goes negative).
 type ReleaseRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // reserved, ignored for now
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Inode   uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	Session string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // reserved, ignored for now
+	// more handles to drop in the same call, one per entry (a client
+	// batches the releases of many closes); inode 0 is skipped.
+	Inodes        []uint64 `protobuf:"varint,3,rep,packed,name=inodes,proto3" json:"inodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[33]
+	mi := &file_api_filerpb_filer_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2171,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[33]
+	mi := &file_api_filerpb_filer_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2184,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{33}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReleaseRequest) GetInode() uint64 {
@@ -2124,6 +2201,13 @@ func (x *ReleaseRequest) GetSession() string {
 	return ""
 }
 
+func (x *ReleaseRequest) GetInodes() []uint64 {
+	if x != nil {
+		return x.Inodes
+	}
+	return nil
+}
+
 type GetChunksRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
@@ -2133,7 +2217,7 @@ type GetChunksRequest struct {
 
 func (x *GetChunksRequest) Reset() {
 	*x = GetChunksRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[34]
+	mi := &file_api_filerpb_filer_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2145,7 +2229,7 @@ func (x *GetChunksRequest) String() string {
 func (*GetChunksRequest) ProtoMessage() {}
 
 func (x *GetChunksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[34]
+	mi := &file_api_filerpb_filer_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2158,7 +2242,7 @@ func (x *GetChunksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChunksRequest.ProtoReflect.Descriptor instead.
 func (*GetChunksRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{34}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetChunksRequest) GetInode() uint64 {
@@ -2179,7 +2263,7 @@ type GetChunksResponse struct {
 
 func (x *GetChunksResponse) Reset() {
 	*x = GetChunksResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[35]
+	mi := &file_api_filerpb_filer_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2275,7 @@ func (x *GetChunksResponse) String() string {
 func (*GetChunksResponse) ProtoMessage() {}
 
 func (x *GetChunksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[35]
+	mi := &file_api_filerpb_filer_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2288,7 @@ func (x *GetChunksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChunksResponse.ProtoReflect.Descriptor instead.
 func (*GetChunksResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{35}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetChunksResponse) GetAttr() *Attr {
@@ -2243,7 +2327,7 @@ type CommitChunksRequest struct {
 
 func (x *CommitChunksRequest) Reset() {
 	*x = CommitChunksRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[36]
+	mi := &file_api_filerpb_filer_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2339,7 @@ func (x *CommitChunksRequest) String() string {
 func (*CommitChunksRequest) ProtoMessage() {}
 
 func (x *CommitChunksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[36]
+	mi := &file_api_filerpb_filer_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2352,7 @@ func (x *CommitChunksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitChunksRequest.ProtoReflect.Descriptor instead.
 func (*CommitChunksRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{36}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CommitChunksRequest) GetInode() uint64 {
@@ -2326,7 +2410,7 @@ type AssignVolumeRequest struct {
 
 func (x *AssignVolumeRequest) Reset() {
 	*x = AssignVolumeRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[37]
+	mi := &file_api_filerpb_filer_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2422,7 @@ func (x *AssignVolumeRequest) String() string {
 func (*AssignVolumeRequest) ProtoMessage() {}
 
 func (x *AssignVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[37]
+	mi := &file_api_filerpb_filer_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2435,7 @@ func (x *AssignVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignVolumeRequest.ProtoReflect.Descriptor instead.
 func (*AssignVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{37}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AssignVolumeRequest) GetCount() uint64 {
@@ -2399,7 +2483,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[38]
+	mi := &file_api_filerpb_filer_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2411,7 +2495,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[38]
+	mi := &file_api_filerpb_filer_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2424,7 +2508,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{38}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Location) GetUrl() string {
@@ -2453,7 +2537,7 @@ type AssignVolumeResponse struct {
 
 func (x *AssignVolumeResponse) Reset() {
 	*x = AssignVolumeResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[39]
+	mi := &file_api_filerpb_filer_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2465,7 +2549,7 @@ func (x *AssignVolumeResponse) String() string {
 func (*AssignVolumeResponse) ProtoMessage() {}
 
 func (x *AssignVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[39]
+	mi := &file_api_filerpb_filer_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2478,7 +2562,7 @@ func (x *AssignVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignVolumeResponse.ProtoReflect.Descriptor instead.
 func (*AssignVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{39}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AssignVolumeResponse) GetFileId() string {
@@ -2518,7 +2602,7 @@ type LookupVolumeRequest struct {
 
 func (x *LookupVolumeRequest) Reset() {
 	*x = LookupVolumeRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[40]
+	mi := &file_api_filerpb_filer_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2614,7 @@ func (x *LookupVolumeRequest) String() string {
 func (*LookupVolumeRequest) ProtoMessage() {}
 
 func (x *LookupVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[40]
+	mi := &file_api_filerpb_filer_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2627,7 @@ func (x *LookupVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupVolumeRequest.ProtoReflect.Descriptor instead.
 func (*LookupVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{40}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LookupVolumeRequest) GetVolumeIds() []uint32 {
@@ -2564,7 +2648,7 @@ type VolumeLocations struct {
 
 func (x *VolumeLocations) Reset() {
 	*x = VolumeLocations{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[41]
+	mi := &file_api_filerpb_filer_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2576,7 +2660,7 @@ func (x *VolumeLocations) String() string {
 func (*VolumeLocations) ProtoMessage() {}
 
 func (x *VolumeLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[41]
+	mi := &file_api_filerpb_filer_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2589,7 +2673,7 @@ func (x *VolumeLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeLocations.ProtoReflect.Descriptor instead.
 func (*VolumeLocations) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{41}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *VolumeLocations) GetVolumeId() uint32 {
@@ -2622,7 +2706,7 @@ type LookupVolumeResponse struct {
 
 func (x *LookupVolumeResponse) Reset() {
 	*x = LookupVolumeResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[42]
+	mi := &file_api_filerpb_filer_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2634,7 +2718,7 @@ func (x *LookupVolumeResponse) String() string {
 func (*LookupVolumeResponse) ProtoMessage() {}
 
 func (x *LookupVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[42]
+	mi := &file_api_filerpb_filer_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2647,7 +2731,7 @@ func (x *LookupVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupVolumeResponse.ProtoReflect.Descriptor instead.
 func (*LookupVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{42}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LookupVolumeResponse) GetVolumes() []*VolumeLocations {
@@ -2669,7 +2753,7 @@ type SubscribeMetadataRequest struct {
 
 func (x *SubscribeMetadataRequest) Reset() {
 	*x = SubscribeMetadataRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[43]
+	mi := &file_api_filerpb_filer_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2681,7 +2765,7 @@ func (x *SubscribeMetadataRequest) String() string {
 func (*SubscribeMetadataRequest) ProtoMessage() {}
 
 func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[43]
+	mi := &file_api_filerpb_filer_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2694,7 +2778,7 @@ func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeMetadataRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{43}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SubscribeMetadataRequest) GetSinceNs() int64 {
@@ -2741,7 +2825,7 @@ type EntryState struct {
 
 func (x *EntryState) Reset() {
 	*x = EntryState{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[44]
+	mi := &file_api_filerpb_filer_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2753,7 +2837,7 @@ func (x *EntryState) String() string {
 func (*EntryState) ProtoMessage() {}
 
 func (x *EntryState) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[44]
+	mi := &file_api_filerpb_filer_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2766,7 +2850,7 @@ func (x *EntryState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryState.ProtoReflect.Descriptor instead.
 func (*EntryState) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{44}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *EntryState) GetPath() string {
@@ -2839,7 +2923,7 @@ type MetadataEvent struct {
 
 func (x *MetadataEvent) Reset() {
 	*x = MetadataEvent{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[45]
+	mi := &file_api_filerpb_filer_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2851,7 +2935,7 @@ func (x *MetadataEvent) String() string {
 func (*MetadataEvent) ProtoMessage() {}
 
 func (x *MetadataEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[45]
+	mi := &file_api_filerpb_filer_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2864,7 +2948,7 @@ func (x *MetadataEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataEvent.ProtoReflect.Descriptor instead.
 func (*MetadataEvent) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{45}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MetadataEvent) GetKind() MetadataEvent_Kind {
@@ -2960,7 +3044,7 @@ type KvGetRequest struct {
 
 func (x *KvGetRequest) Reset() {
 	*x = KvGetRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[46]
+	mi := &file_api_filerpb_filer_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2972,7 +3056,7 @@ func (x *KvGetRequest) String() string {
 func (*KvGetRequest) ProtoMessage() {}
 
 func (x *KvGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[46]
+	mi := &file_api_filerpb_filer_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2985,7 +3069,7 @@ func (x *KvGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvGetRequest.ProtoReflect.Descriptor instead.
 func (*KvGetRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{46}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *KvGetRequest) GetKey() []byte {
@@ -3005,7 +3089,7 @@ type KvGetResponse struct {
 
 func (x *KvGetResponse) Reset() {
 	*x = KvGetResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[47]
+	mi := &file_api_filerpb_filer_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3017,7 +3101,7 @@ func (x *KvGetResponse) String() string {
 func (*KvGetResponse) ProtoMessage() {}
 
 func (x *KvGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[47]
+	mi := &file_api_filerpb_filer_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3030,7 +3114,7 @@ func (x *KvGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvGetResponse.ProtoReflect.Descriptor instead.
 func (*KvGetResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{47}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *KvGetResponse) GetValue() []byte {
@@ -3057,7 +3141,7 @@ type KvPutRequest struct {
 
 func (x *KvPutRequest) Reset() {
 	*x = KvPutRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[48]
+	mi := &file_api_filerpb_filer_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3069,7 +3153,7 @@ func (x *KvPutRequest) String() string {
 func (*KvPutRequest) ProtoMessage() {}
 
 func (x *KvPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[48]
+	mi := &file_api_filerpb_filer_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3082,7 +3166,7 @@ func (x *KvPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvPutRequest.ProtoReflect.Descriptor instead.
 func (*KvPutRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{48}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *KvPutRequest) GetKey() []byte {
@@ -3108,7 +3192,7 @@ type KvDeleteRequest struct {
 
 func (x *KvDeleteRequest) Reset() {
 	*x = KvDeleteRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[49]
+	mi := &file_api_filerpb_filer_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3120,7 +3204,7 @@ func (x *KvDeleteRequest) String() string {
 func (*KvDeleteRequest) ProtoMessage() {}
 
 func (x *KvDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[49]
+	mi := &file_api_filerpb_filer_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3133,7 +3217,7 @@ func (x *KvDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvDeleteRequest.ProtoReflect.Descriptor instead.
 func (*KvDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{49}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *KvDeleteRequest) GetKey() []byte {
@@ -3156,7 +3240,7 @@ type FilerConfiguration struct {
 
 func (x *FilerConfiguration) Reset() {
 	*x = FilerConfiguration{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[50]
+	mi := &file_api_filerpb_filer_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3252,7 @@ func (x *FilerConfiguration) String() string {
 func (*FilerConfiguration) ProtoMessage() {}
 
 func (x *FilerConfiguration) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[50]
+	mi := &file_api_filerpb_filer_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3265,7 @@ func (x *FilerConfiguration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilerConfiguration.ProtoReflect.Descriptor instead.
 func (*FilerConfiguration) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{50}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *FilerConfiguration) GetSignature() int32 {
@@ -3259,12 +3343,17 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x16ResolveManifestRequest\x12\x17\n" +
 	"\afile_id\x18\x01 \x01(\tR\x06fileId\"D\n" +
 	"\x17ResolveManifestResponse\x12)\n" +
-	"\x06chunks\x18\x01 \x03(\v2\x11.kelp.filer.ChunkR\x06chunks\"I\n" +
+	"\x06chunks\x18\x01 \x03(\v2\x11.kelp.filer.ChunkR\x06chunks\"u\n" +
 	"\rEntryResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12$\n" +
-	"\x04attr\x18\x02 \x01(\v2\x10.kelp.filer.AttrR\x04attr\"4\n" +
+	"\x04attr\x18\x02 \x01(\v2\x10.kelp.filer.AttrR\x04attr\x12*\n" +
+	"\achanged\x18\x03 \x03(\v2\x10.kelp.filer.AttrR\achanged\"`\n" +
 	"\fAttrResponse\x12$\n" +
-	"\x04attr\x18\x01 \x01(\v2\x10.kelp.filer.AttrR\x04attr\";\n" +
+	"\x04attr\x18\x01 \x01(\v2\x10.kelp.filer.AttrR\x04attr\x12*\n" +
+	"\achanged\x18\x02 \x03(\v2\x10.kelp.filer.AttrR\achanged\"V\n" +
+	"\x0eChangeResponse\x12*\n" +
+	"\achanged\x18\x01 \x03(\v2\x10.kelp.filer.AttrR\achanged\x12\x18\n" +
+	"\aremoved\x18\x02 \x03(\x04R\aremoved\";\n" +
 	"\rLookupRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"&\n" +
@@ -3372,10 +3461,11 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"block_size\x18\x04 \x01(\x04R\tblockSize\"=\n" +
 	"\vOpenRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x18\n" +
-	"\asession\x18\x02 \x01(\tR\asession\"@\n" +
+	"\asession\x18\x02 \x01(\tR\asession\"X\n" +
 	"\x0eReleaseRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x18\n" +
-	"\asession\x18\x02 \x01(\tR\asession\"(\n" +
+	"\asession\x18\x02 \x01(\tR\asession\x12\x16\n" +
+	"\x06inodes\x18\x03 \x03(\x04R\x06inodes\"(\n" +
 	"\x10GetChunksRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\"|\n" +
 	"\x11GetChunksResponse\x12$\n" +
@@ -3479,7 +3569,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"collection\x18\x04 \x01(\tR\n" +
 	"collection\x12 \n" +
 	"\fmax_chunk_mb\x18\x05 \x01(\rR\n" +
-	"maxChunkMb2\xed\x0f\n" +
+	"maxChunkMb2\x9a\x10\n" +
 	"\x05Filer\x12>\n" +
 	"\x06Lookup\x12\x19.kelp.filer.LookupRequest\x1a\x19.kelp.filer.EntryResponse\x12?\n" +
 	"\aGetAttr\x12\x1a.kelp.filer.GetAttrRequest\x1a\x18.kelp.filer.AttrResponse\x12?\n" +
@@ -3487,16 +3577,16 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x06Create\x12\x19.kelp.filer.CreateRequest\x1a\x19.kelp.filer.EntryResponse\x12<\n" +
 	"\x05Mkdir\x12\x18.kelp.filer.MkdirRequest\x1a\x19.kelp.filer.EntryResponse\x12@\n" +
 	"\aSymlink\x12\x1a.kelp.filer.SymlinkRequest\x1a\x19.kelp.filer.EntryResponse\x12:\n" +
-	"\x04Link\x12\x17.kelp.filer.LinkRequest\x1a\x19.kelp.filer.EntryResponse\x126\n" +
-	"\x06Unlink\x12\x19.kelp.filer.UnlinkRequest\x1a\x11.kelp.filer.Empty\x124\n" +
-	"\x05Rmdir\x12\x18.kelp.filer.RmdirRequest\x1a\x11.kelp.filer.Empty\x126\n" +
-	"\x06Rename\x12\x19.kelp.filer.RenameRequest\x1a\x11.kelp.filer.Empty\x12E\n" +
+	"\x04Link\x12\x17.kelp.filer.LinkRequest\x1a\x19.kelp.filer.EntryResponse\x12?\n" +
+	"\x06Unlink\x12\x19.kelp.filer.UnlinkRequest\x1a\x1a.kelp.filer.ChangeResponse\x12=\n" +
+	"\x05Rmdir\x12\x18.kelp.filer.RmdirRequest\x1a\x1a.kelp.filer.ChangeResponse\x12?\n" +
+	"\x06Rename\x12\x19.kelp.filer.RenameRequest\x1a\x1a.kelp.filer.ChangeResponse\x12E\n" +
 	"\bReadlink\x12\x1b.kelp.filer.ReadlinkRequest\x1a\x1c.kelp.filer.ReadlinkResponse\x12B\n" +
 	"\aReadDir\x12\x1a.kelp.filer.ReadDirRequest\x1a\x1b.kelp.filer.ReadDirResponse\x12E\n" +
-	"\bGetXattr\x12\x1b.kelp.filer.GetXattrRequest\x1a\x1c.kelp.filer.GetXattrResponse\x12:\n" +
-	"\bSetXattr\x12\x1b.kelp.filer.SetXattrRequest\x1a\x11.kelp.filer.Empty\x12H\n" +
-	"\tListXattr\x12\x1c.kelp.filer.ListXattrRequest\x1a\x1d.kelp.filer.ListXattrResponse\x12@\n" +
-	"\vRemoveXattr\x12\x1e.kelp.filer.RemoveXattrRequest\x1a\x11.kelp.filer.Empty\x12?\n" +
+	"\bGetXattr\x12\x1b.kelp.filer.GetXattrRequest\x1a\x1c.kelp.filer.GetXattrResponse\x12C\n" +
+	"\bSetXattr\x12\x1b.kelp.filer.SetXattrRequest\x1a\x1a.kelp.filer.ChangeResponse\x12H\n" +
+	"\tListXattr\x12\x1c.kelp.filer.ListXattrRequest\x1a\x1d.kelp.filer.ListXattrResponse\x12I\n" +
+	"\vRemoveXattr\x12\x1e.kelp.filer.RemoveXattrRequest\x1a\x1a.kelp.filer.ChangeResponse\x12?\n" +
 	"\x06StatFs\x12\x19.kelp.filer.StatFsRequest\x1a\x1a.kelp.filer.StatFsResponse\x129\n" +
 	"\x04Open\x12\x17.kelp.filer.OpenRequest\x1a\x18.kelp.filer.AttrResponse\x128\n" +
 	"\aRelease\x12\x1a.kelp.filer.ReleaseRequest\x1a\x11.kelp.filer.Empty\x12E\n" +
@@ -3525,7 +3615,7 @@ func file_api_filerpb_filer_proto_rawDescGZIP() []byte {
 }
 
 var file_api_filerpb_filer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_filerpb_filer_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_api_filerpb_filer_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_api_filerpb_filer_proto_goTypes = []any{
 	(MetadataEvent_Kind)(0),          // 0: kelp.filer.MetadataEvent.Kind
 	(*Empty)(nil),                    // 1: kelp.filer.Empty
@@ -3537,137 +3627,141 @@ var file_api_filerpb_filer_proto_goTypes = []any{
 	(*ResolveManifestResponse)(nil),  // 7: kelp.filer.ResolveManifestResponse
 	(*EntryResponse)(nil),            // 8: kelp.filer.EntryResponse
 	(*AttrResponse)(nil),             // 9: kelp.filer.AttrResponse
-	(*LookupRequest)(nil),            // 10: kelp.filer.LookupRequest
-	(*GetAttrRequest)(nil),           // 11: kelp.filer.GetAttrRequest
-	(*SetAttrRequest)(nil),           // 12: kelp.filer.SetAttrRequest
-	(*CreateRequest)(nil),            // 13: kelp.filer.CreateRequest
-	(*MkdirRequest)(nil),             // 14: kelp.filer.MkdirRequest
-	(*SymlinkRequest)(nil),           // 15: kelp.filer.SymlinkRequest
-	(*LinkRequest)(nil),              // 16: kelp.filer.LinkRequest
-	(*UnlinkRequest)(nil),            // 17: kelp.filer.UnlinkRequest
-	(*RmdirRequest)(nil),             // 18: kelp.filer.RmdirRequest
-	(*RenameRequest)(nil),            // 19: kelp.filer.RenameRequest
-	(*ReadlinkRequest)(nil),          // 20: kelp.filer.ReadlinkRequest
-	(*ReadlinkResponse)(nil),         // 21: kelp.filer.ReadlinkResponse
-	(*ReadDirRequest)(nil),           // 22: kelp.filer.ReadDirRequest
-	(*DirEntry)(nil),                 // 23: kelp.filer.DirEntry
-	(*ReadDirResponse)(nil),          // 24: kelp.filer.ReadDirResponse
-	(*GetXattrRequest)(nil),          // 25: kelp.filer.GetXattrRequest
-	(*GetXattrResponse)(nil),         // 26: kelp.filer.GetXattrResponse
-	(*SetXattrRequest)(nil),          // 27: kelp.filer.SetXattrRequest
-	(*ListXattrRequest)(nil),         // 28: kelp.filer.ListXattrRequest
-	(*ListXattrResponse)(nil),        // 29: kelp.filer.ListXattrResponse
-	(*RemoveXattrRequest)(nil),       // 30: kelp.filer.RemoveXattrRequest
-	(*StatFsRequest)(nil),            // 31: kelp.filer.StatFsRequest
-	(*StatFsResponse)(nil),           // 32: kelp.filer.StatFsResponse
-	(*OpenRequest)(nil),              // 33: kelp.filer.OpenRequest
-	(*ReleaseRequest)(nil),           // 34: kelp.filer.ReleaseRequest
-	(*GetChunksRequest)(nil),         // 35: kelp.filer.GetChunksRequest
-	(*GetChunksResponse)(nil),        // 36: kelp.filer.GetChunksResponse
-	(*CommitChunksRequest)(nil),      // 37: kelp.filer.CommitChunksRequest
-	(*AssignVolumeRequest)(nil),      // 38: kelp.filer.AssignVolumeRequest
-	(*Location)(nil),                 // 39: kelp.filer.Location
-	(*AssignVolumeResponse)(nil),     // 40: kelp.filer.AssignVolumeResponse
-	(*LookupVolumeRequest)(nil),      // 41: kelp.filer.LookupVolumeRequest
-	(*VolumeLocations)(nil),          // 42: kelp.filer.VolumeLocations
-	(*LookupVolumeResponse)(nil),     // 43: kelp.filer.LookupVolumeResponse
-	(*SubscribeMetadataRequest)(nil), // 44: kelp.filer.SubscribeMetadataRequest
-	(*EntryState)(nil),               // 45: kelp.filer.EntryState
-	(*MetadataEvent)(nil),            // 46: kelp.filer.MetadataEvent
-	(*KvGetRequest)(nil),             // 47: kelp.filer.KvGetRequest
-	(*KvGetResponse)(nil),            // 48: kelp.filer.KvGetResponse
-	(*KvPutRequest)(nil),             // 49: kelp.filer.KvPutRequest
-	(*KvDeleteRequest)(nil),          // 50: kelp.filer.KvDeleteRequest
-	(*FilerConfiguration)(nil),       // 51: kelp.filer.FilerConfiguration
-	nil,                              // 52: kelp.filer.EntryState.XattrsEntry
+	(*ChangeResponse)(nil),           // 10: kelp.filer.ChangeResponse
+	(*LookupRequest)(nil),            // 11: kelp.filer.LookupRequest
+	(*GetAttrRequest)(nil),           // 12: kelp.filer.GetAttrRequest
+	(*SetAttrRequest)(nil),           // 13: kelp.filer.SetAttrRequest
+	(*CreateRequest)(nil),            // 14: kelp.filer.CreateRequest
+	(*MkdirRequest)(nil),             // 15: kelp.filer.MkdirRequest
+	(*SymlinkRequest)(nil),           // 16: kelp.filer.SymlinkRequest
+	(*LinkRequest)(nil),              // 17: kelp.filer.LinkRequest
+	(*UnlinkRequest)(nil),            // 18: kelp.filer.UnlinkRequest
+	(*RmdirRequest)(nil),             // 19: kelp.filer.RmdirRequest
+	(*RenameRequest)(nil),            // 20: kelp.filer.RenameRequest
+	(*ReadlinkRequest)(nil),          // 21: kelp.filer.ReadlinkRequest
+	(*ReadlinkResponse)(nil),         // 22: kelp.filer.ReadlinkResponse
+	(*ReadDirRequest)(nil),           // 23: kelp.filer.ReadDirRequest
+	(*DirEntry)(nil),                 // 24: kelp.filer.DirEntry
+	(*ReadDirResponse)(nil),          // 25: kelp.filer.ReadDirResponse
+	(*GetXattrRequest)(nil),          // 26: kelp.filer.GetXattrRequest
+	(*GetXattrResponse)(nil),         // 27: kelp.filer.GetXattrResponse
+	(*SetXattrRequest)(nil),          // 28: kelp.filer.SetXattrRequest
+	(*ListXattrRequest)(nil),         // 29: kelp.filer.ListXattrRequest
+	(*ListXattrResponse)(nil),        // 30: kelp.filer.ListXattrResponse
+	(*RemoveXattrRequest)(nil),       // 31: kelp.filer.RemoveXattrRequest
+	(*StatFsRequest)(nil),            // 32: kelp.filer.StatFsRequest
+	(*StatFsResponse)(nil),           // 33: kelp.filer.StatFsResponse
+	(*OpenRequest)(nil),              // 34: kelp.filer.OpenRequest
+	(*ReleaseRequest)(nil),           // 35: kelp.filer.ReleaseRequest
+	(*GetChunksRequest)(nil),         // 36: kelp.filer.GetChunksRequest
+	(*GetChunksResponse)(nil),        // 37: kelp.filer.GetChunksResponse
+	(*CommitChunksRequest)(nil),      // 38: kelp.filer.CommitChunksRequest
+	(*AssignVolumeRequest)(nil),      // 39: kelp.filer.AssignVolumeRequest
+	(*Location)(nil),                 // 40: kelp.filer.Location
+	(*AssignVolumeResponse)(nil),     // 41: kelp.filer.AssignVolumeResponse
+	(*LookupVolumeRequest)(nil),      // 42: kelp.filer.LookupVolumeRequest
+	(*VolumeLocations)(nil),          // 43: kelp.filer.VolumeLocations
+	(*LookupVolumeResponse)(nil),     // 44: kelp.filer.LookupVolumeResponse
+	(*SubscribeMetadataRequest)(nil), // 45: kelp.filer.SubscribeMetadataRequest
+	(*EntryState)(nil),               // 46: kelp.filer.EntryState
+	(*MetadataEvent)(nil),            // 47: kelp.filer.MetadataEvent
+	(*KvGetRequest)(nil),             // 48: kelp.filer.KvGetRequest
+	(*KvGetResponse)(nil),            // 49: kelp.filer.KvGetResponse
+	(*KvPutRequest)(nil),             // 50: kelp.filer.KvPutRequest
+	(*KvDeleteRequest)(nil),          // 51: kelp.filer.KvDeleteRequest
+	(*FilerConfiguration)(nil),       // 52: kelp.filer.FilerConfiguration
+	nil,                              // 53: kelp.filer.EntryState.XattrsEntry
 }
 var file_api_filerpb_filer_proto_depIdxs = []int32{
 	4,  // 0: kelp.filer.ChunkManifest.chunks:type_name -> kelp.filer.Chunk
 	4,  // 1: kelp.filer.ResolveManifestResponse.chunks:type_name -> kelp.filer.Chunk
 	3,  // 2: kelp.filer.EntryResponse.attr:type_name -> kelp.filer.Attr
-	3,  // 3: kelp.filer.AttrResponse.attr:type_name -> kelp.filer.Attr
-	3,  // 4: kelp.filer.DirEntry.attr:type_name -> kelp.filer.Attr
-	23, // 5: kelp.filer.ReadDirResponse.entries:type_name -> kelp.filer.DirEntry
-	3,  // 6: kelp.filer.GetChunksResponse.attr:type_name -> kelp.filer.Attr
-	4,  // 7: kelp.filer.GetChunksResponse.chunks:type_name -> kelp.filer.Chunk
-	4,  // 8: kelp.filer.CommitChunksRequest.chunks:type_name -> kelp.filer.Chunk
-	39, // 9: kelp.filer.AssignVolumeResponse.location:type_name -> kelp.filer.Location
-	39, // 10: kelp.filer.AssignVolumeResponse.replicas:type_name -> kelp.filer.Location
-	39, // 11: kelp.filer.VolumeLocations.locations:type_name -> kelp.filer.Location
-	42, // 12: kelp.filer.LookupVolumeResponse.volumes:type_name -> kelp.filer.VolumeLocations
-	3,  // 13: kelp.filer.EntryState.attr:type_name -> kelp.filer.Attr
-	4,  // 14: kelp.filer.EntryState.chunks:type_name -> kelp.filer.Chunk
-	52, // 15: kelp.filer.EntryState.xattrs:type_name -> kelp.filer.EntryState.XattrsEntry
-	0,  // 16: kelp.filer.MetadataEvent.kind:type_name -> kelp.filer.MetadataEvent.Kind
-	45, // 17: kelp.filer.MetadataEvent.old_entry:type_name -> kelp.filer.EntryState
-	45, // 18: kelp.filer.MetadataEvent.new_entry:type_name -> kelp.filer.EntryState
-	4,  // 19: kelp.filer.MetadataEvent.freed_chunks:type_name -> kelp.filer.Chunk
-	45, // 20: kelp.filer.MetadataEvent.replaced:type_name -> kelp.filer.EntryState
-	10, // 21: kelp.filer.Filer.Lookup:input_type -> kelp.filer.LookupRequest
-	11, // 22: kelp.filer.Filer.GetAttr:input_type -> kelp.filer.GetAttrRequest
-	12, // 23: kelp.filer.Filer.SetAttr:input_type -> kelp.filer.SetAttrRequest
-	13, // 24: kelp.filer.Filer.Create:input_type -> kelp.filer.CreateRequest
-	14, // 25: kelp.filer.Filer.Mkdir:input_type -> kelp.filer.MkdirRequest
-	15, // 26: kelp.filer.Filer.Symlink:input_type -> kelp.filer.SymlinkRequest
-	16, // 27: kelp.filer.Filer.Link:input_type -> kelp.filer.LinkRequest
-	17, // 28: kelp.filer.Filer.Unlink:input_type -> kelp.filer.UnlinkRequest
-	18, // 29: kelp.filer.Filer.Rmdir:input_type -> kelp.filer.RmdirRequest
-	19, // 30: kelp.filer.Filer.Rename:input_type -> kelp.filer.RenameRequest
-	20, // 31: kelp.filer.Filer.Readlink:input_type -> kelp.filer.ReadlinkRequest
-	22, // 32: kelp.filer.Filer.ReadDir:input_type -> kelp.filer.ReadDirRequest
-	25, // 33: kelp.filer.Filer.GetXattr:input_type -> kelp.filer.GetXattrRequest
-	27, // 34: kelp.filer.Filer.SetXattr:input_type -> kelp.filer.SetXattrRequest
-	28, // 35: kelp.filer.Filer.ListXattr:input_type -> kelp.filer.ListXattrRequest
-	30, // 36: kelp.filer.Filer.RemoveXattr:input_type -> kelp.filer.RemoveXattrRequest
-	31, // 37: kelp.filer.Filer.StatFs:input_type -> kelp.filer.StatFsRequest
-	33, // 38: kelp.filer.Filer.Open:input_type -> kelp.filer.OpenRequest
-	34, // 39: kelp.filer.Filer.Release:input_type -> kelp.filer.ReleaseRequest
-	33, // 40: kelp.filer.Filer.OpenContent:input_type -> kelp.filer.OpenRequest
-	35, // 41: kelp.filer.Filer.GetChunks:input_type -> kelp.filer.GetChunksRequest
-	37, // 42: kelp.filer.Filer.CommitChunks:input_type -> kelp.filer.CommitChunksRequest
-	6,  // 43: kelp.filer.Filer.ResolveManifest:input_type -> kelp.filer.ResolveManifestRequest
-	38, // 44: kelp.filer.Filer.AssignVolume:input_type -> kelp.filer.AssignVolumeRequest
-	41, // 45: kelp.filer.Filer.LookupVolume:input_type -> kelp.filer.LookupVolumeRequest
-	44, // 46: kelp.filer.Filer.SubscribeMetadata:input_type -> kelp.filer.SubscribeMetadataRequest
-	47, // 47: kelp.filer.Filer.KvGet:input_type -> kelp.filer.KvGetRequest
-	49, // 48: kelp.filer.Filer.KvPut:input_type -> kelp.filer.KvPutRequest
-	50, // 49: kelp.filer.Filer.KvDelete:input_type -> kelp.filer.KvDeleteRequest
-	1,  // 50: kelp.filer.Filer.GetFilerConfiguration:input_type -> kelp.filer.Empty
-	8,  // 51: kelp.filer.Filer.Lookup:output_type -> kelp.filer.EntryResponse
-	9,  // 52: kelp.filer.Filer.GetAttr:output_type -> kelp.filer.AttrResponse
-	9,  // 53: kelp.filer.Filer.SetAttr:output_type -> kelp.filer.AttrResponse
-	8,  // 54: kelp.filer.Filer.Create:output_type -> kelp.filer.EntryResponse
-	8,  // 55: kelp.filer.Filer.Mkdir:output_type -> kelp.filer.EntryResponse
-	8,  // 56: kelp.filer.Filer.Symlink:output_type -> kelp.filer.EntryResponse
-	8,  // 57: kelp.filer.Filer.Link:output_type -> kelp.filer.EntryResponse
-	1,  // 58: kelp.filer.Filer.Unlink:output_type -> kelp.filer.Empty
-	1,  // 59: kelp.filer.Filer.Rmdir:output_type -> kelp.filer.Empty
-	1,  // 60: kelp.filer.Filer.Rename:output_type -> kelp.filer.Empty
-	21, // 61: kelp.filer.Filer.Readlink:output_type -> kelp.filer.ReadlinkResponse
-	24, // 62: kelp.filer.Filer.ReadDir:output_type -> kelp.filer.ReadDirResponse
-	26, // 63: kelp.filer.Filer.GetXattr:output_type -> kelp.filer.GetXattrResponse
-	1,  // 64: kelp.filer.Filer.SetXattr:output_type -> kelp.filer.Empty
-	29, // 65: kelp.filer.Filer.ListXattr:output_type -> kelp.filer.ListXattrResponse
-	1,  // 66: kelp.filer.Filer.RemoveXattr:output_type -> kelp.filer.Empty
-	32, // 67: kelp.filer.Filer.StatFs:output_type -> kelp.filer.StatFsResponse
-	9,  // 68: kelp.filer.Filer.Open:output_type -> kelp.filer.AttrResponse
-	1,  // 69: kelp.filer.Filer.Release:output_type -> kelp.filer.Empty
-	36, // 70: kelp.filer.Filer.OpenContent:output_type -> kelp.filer.GetChunksResponse
-	36, // 71: kelp.filer.Filer.GetChunks:output_type -> kelp.filer.GetChunksResponse
-	9,  // 72: kelp.filer.Filer.CommitChunks:output_type -> kelp.filer.AttrResponse
-	7,  // 73: kelp.filer.Filer.ResolveManifest:output_type -> kelp.filer.ResolveManifestResponse
-	40, // 74: kelp.filer.Filer.AssignVolume:output_type -> kelp.filer.AssignVolumeResponse
-	43, // 75: kelp.filer.Filer.LookupVolume:output_type -> kelp.filer.LookupVolumeResponse
-	46, // 76: kelp.filer.Filer.SubscribeMetadata:output_type -> kelp.filer.MetadataEvent
-	48, // 77: kelp.filer.Filer.KvGet:output_type -> kelp.filer.KvGetResponse
-	1,  // 78: kelp.filer.Filer.KvPut:output_type -> kelp.filer.Empty
-	1,  // 79: kelp.filer.Filer.KvDelete:output_type -> kelp.filer.Empty
-	51, // 80: kelp.filer.Filer.GetFilerConfiguration:output_type -> kelp.filer.FilerConfiguration
-	51, // [51:81] is the sub-list for method output_type
-	21, // [21:51] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	3,  // 3: kelp.filer.EntryResponse.changed:type_name -> kelp.filer.Attr
+	3,  // 4: kelp.filer.AttrResponse.attr:type_name -> kelp.filer.Attr
+	3,  // 5: kelp.filer.AttrResponse.changed:type_name -> kelp.filer.Attr
+	3,  // 6: kelp.filer.ChangeResponse.changed:type_name -> kelp.filer.Attr
+	3,  // 7: kelp.filer.DirEntry.attr:type_name -> kelp.filer.Attr
+	24, // 8: kelp.filer.ReadDirResponse.entries:type_name -> kelp.filer.DirEntry
+	3,  // 9: kelp.filer.GetChunksResponse.attr:type_name -> kelp.filer.Attr
+	4,  // 10: kelp.filer.GetChunksResponse.chunks:type_name -> kelp.filer.Chunk
+	4,  // 11: kelp.filer.CommitChunksRequest.chunks:type_name -> kelp.filer.Chunk
+	40, // 12: kelp.filer.AssignVolumeResponse.location:type_name -> kelp.filer.Location
+	40, // 13: kelp.filer.AssignVolumeResponse.replicas:type_name -> kelp.filer.Location
+	40, // 14: kelp.filer.VolumeLocations.locations:type_name -> kelp.filer.Location
+	43, // 15: kelp.filer.LookupVolumeResponse.volumes:type_name -> kelp.filer.VolumeLocations
+	3,  // 16: kelp.filer.EntryState.attr:type_name -> kelp.filer.Attr
+	4,  // 17: kelp.filer.EntryState.chunks:type_name -> kelp.filer.Chunk
+	53, // 18: kelp.filer.EntryState.xattrs:type_name -> kelp.filer.EntryState.XattrsEntry
+	0,  // 19: kelp.filer.MetadataEvent.kind:type_name -> kelp.filer.MetadataEvent.Kind
+	46, // 20: kelp.filer.MetadataEvent.old_entry:type_name -> kelp.filer.EntryState
+	46, // 21: kelp.filer.MetadataEvent.new_entry:type_name -> kelp.filer.EntryState
+	4,  // 22: kelp.filer.MetadataEvent.freed_chunks:type_name -> kelp.filer.Chunk
+	46, // 23: kelp.filer.MetadataEvent.replaced:type_name -> kelp.filer.EntryState
+	11, // 24: kelp.filer.Filer.Lookup:input_type -> kelp.filer.LookupRequest
+	12, // 25: kelp.filer.Filer.GetAttr:input_type -> kelp.filer.GetAttrRequest
+	13, // 26: kelp.filer.Filer.SetAttr:input_type -> kelp.filer.SetAttrRequest
+	14, // 27: kelp.filer.Filer.Create:input_type -> kelp.filer.CreateRequest
+	15, // 28: kelp.filer.Filer.Mkdir:input_type -> kelp.filer.MkdirRequest
+	16, // 29: kelp.filer.Filer.Symlink:input_type -> kelp.filer.SymlinkRequest
+	17, // 30: kelp.filer.Filer.Link:input_type -> kelp.filer.LinkRequest
+	18, // 31: kelp.filer.Filer.Unlink:input_type -> kelp.filer.UnlinkRequest
+	19, // 32: kelp.filer.Filer.Rmdir:input_type -> kelp.filer.RmdirRequest
+	20, // 33: kelp.filer.Filer.Rename:input_type -> kelp.filer.RenameRequest
+	21, // 34: kelp.filer.Filer.Readlink:input_type -> kelp.filer.ReadlinkRequest
+	23, // 35: kelp.filer.Filer.ReadDir:input_type -> kelp.filer.ReadDirRequest
+	26, // 36: kelp.filer.Filer.GetXattr:input_type -> kelp.filer.GetXattrRequest
+	28, // 37: kelp.filer.Filer.SetXattr:input_type -> kelp.filer.SetXattrRequest
+	29, // 38: kelp.filer.Filer.ListXattr:input_type -> kelp.filer.ListXattrRequest
+	31, // 39: kelp.filer.Filer.RemoveXattr:input_type -> kelp.filer.RemoveXattrRequest
+	32, // 40: kelp.filer.Filer.StatFs:input_type -> kelp.filer.StatFsRequest
+	34, // 41: kelp.filer.Filer.Open:input_type -> kelp.filer.OpenRequest
+	35, // 42: kelp.filer.Filer.Release:input_type -> kelp.filer.ReleaseRequest
+	34, // 43: kelp.filer.Filer.OpenContent:input_type -> kelp.filer.OpenRequest
+	36, // 44: kelp.filer.Filer.GetChunks:input_type -> kelp.filer.GetChunksRequest
+	38, // 45: kelp.filer.Filer.CommitChunks:input_type -> kelp.filer.CommitChunksRequest
+	6,  // 46: kelp.filer.Filer.ResolveManifest:input_type -> kelp.filer.ResolveManifestRequest
+	39, // 47: kelp.filer.Filer.AssignVolume:input_type -> kelp.filer.AssignVolumeRequest
+	42, // 48: kelp.filer.Filer.LookupVolume:input_type -> kelp.filer.LookupVolumeRequest
+	45, // 49: kelp.filer.Filer.SubscribeMetadata:input_type -> kelp.filer.SubscribeMetadataRequest
+	48, // 50: kelp.filer.Filer.KvGet:input_type -> kelp.filer.KvGetRequest
+	50, // 51: kelp.filer.Filer.KvPut:input_type -> kelp.filer.KvPutRequest
+	51, // 52: kelp.filer.Filer.KvDelete:input_type -> kelp.filer.KvDeleteRequest
+	1,  // 53: kelp.filer.Filer.GetFilerConfiguration:input_type -> kelp.filer.Empty
+	8,  // 54: kelp.filer.Filer.Lookup:output_type -> kelp.filer.EntryResponse
+	9,  // 55: kelp.filer.Filer.GetAttr:output_type -> kelp.filer.AttrResponse
+	9,  // 56: kelp.filer.Filer.SetAttr:output_type -> kelp.filer.AttrResponse
+	8,  // 57: kelp.filer.Filer.Create:output_type -> kelp.filer.EntryResponse
+	8,  // 58: kelp.filer.Filer.Mkdir:output_type -> kelp.filer.EntryResponse
+	8,  // 59: kelp.filer.Filer.Symlink:output_type -> kelp.filer.EntryResponse
+	8,  // 60: kelp.filer.Filer.Link:output_type -> kelp.filer.EntryResponse
+	10, // 61: kelp.filer.Filer.Unlink:output_type -> kelp.filer.ChangeResponse
+	10, // 62: kelp.filer.Filer.Rmdir:output_type -> kelp.filer.ChangeResponse
+	10, // 63: kelp.filer.Filer.Rename:output_type -> kelp.filer.ChangeResponse
+	22, // 64: kelp.filer.Filer.Readlink:output_type -> kelp.filer.ReadlinkResponse
+	25, // 65: kelp.filer.Filer.ReadDir:output_type -> kelp.filer.ReadDirResponse
+	27, // 66: kelp.filer.Filer.GetXattr:output_type -> kelp.filer.GetXattrResponse
+	10, // 67: kelp.filer.Filer.SetXattr:output_type -> kelp.filer.ChangeResponse
+	30, // 68: kelp.filer.Filer.ListXattr:output_type -> kelp.filer.ListXattrResponse
+	10, // 69: kelp.filer.Filer.RemoveXattr:output_type -> kelp.filer.ChangeResponse
+	33, // 70: kelp.filer.Filer.StatFs:output_type -> kelp.filer.StatFsResponse
+	9,  // 71: kelp.filer.Filer.Open:output_type -> kelp.filer.AttrResponse
+	1,  // 72: kelp.filer.Filer.Release:output_type -> kelp.filer.Empty
+	37, // 73: kelp.filer.Filer.OpenContent:output_type -> kelp.filer.GetChunksResponse
+	37, // 74: kelp.filer.Filer.GetChunks:output_type -> kelp.filer.GetChunksResponse
+	9,  // 75: kelp.filer.Filer.CommitChunks:output_type -> kelp.filer.AttrResponse
+	7,  // 76: kelp.filer.Filer.ResolveManifest:output_type -> kelp.filer.ResolveManifestResponse
+	41, // 77: kelp.filer.Filer.AssignVolume:output_type -> kelp.filer.AssignVolumeResponse
+	44, // 78: kelp.filer.Filer.LookupVolume:output_type -> kelp.filer.LookupVolumeResponse
+	47, // 79: kelp.filer.Filer.SubscribeMetadata:output_type -> kelp.filer.MetadataEvent
+	49, // 80: kelp.filer.Filer.KvGet:output_type -> kelp.filer.KvGetResponse
+	1,  // 81: kelp.filer.Filer.KvPut:output_type -> kelp.filer.Empty
+	1,  // 82: kelp.filer.Filer.KvDelete:output_type -> kelp.filer.Empty
+	52, // 83: kelp.filer.Filer.GetFilerConfiguration:output_type -> kelp.filer.FilerConfiguration
+	54, // [54:84] is the sub-list for method output_type
+	24, // [24:54] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_api_filerpb_filer_proto_init() }
@@ -3675,14 +3769,14 @@ func file_api_filerpb_filer_proto_init() {
 	if File_api_filerpb_filer_proto != nil {
 		return
 	}
-	file_api_filerpb_filer_proto_msgTypes[11].OneofWrappers = []any{}
+	file_api_filerpb_filer_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_filerpb_filer_proto_rawDesc), len(file_api_filerpb_filer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   52,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -94,15 +94,15 @@ type FilerClient interface {
 	Mkdir(ctx context.Context, in *MkdirRequest, opts ...grpc.CallOption) (*EntryResponse, error)
 	Symlink(ctx context.Context, in *SymlinkRequest, opts ...grpc.CallOption) (*EntryResponse, error)
 	Link(ctx context.Context, in *LinkRequest, opts ...grpc.CallOption) (*EntryResponse, error)
-	Unlink(ctx context.Context, in *UnlinkRequest, opts ...grpc.CallOption) (*Empty, error)
-	Rmdir(ctx context.Context, in *RmdirRequest, opts ...grpc.CallOption) (*Empty, error)
-	Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*Empty, error)
+	Unlink(ctx context.Context, in *UnlinkRequest, opts ...grpc.CallOption) (*ChangeResponse, error)
+	Rmdir(ctx context.Context, in *RmdirRequest, opts ...grpc.CallOption) (*ChangeResponse, error)
+	Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*ChangeResponse, error)
 	Readlink(ctx context.Context, in *ReadlinkRequest, opts ...grpc.CallOption) (*ReadlinkResponse, error)
 	ReadDir(ctx context.Context, in *ReadDirRequest, opts ...grpc.CallOption) (*ReadDirResponse, error)
 	GetXattr(ctx context.Context, in *GetXattrRequest, opts ...grpc.CallOption) (*GetXattrResponse, error)
-	SetXattr(ctx context.Context, in *SetXattrRequest, opts ...grpc.CallOption) (*Empty, error)
+	SetXattr(ctx context.Context, in *SetXattrRequest, opts ...grpc.CallOption) (*ChangeResponse, error)
 	ListXattr(ctx context.Context, in *ListXattrRequest, opts ...grpc.CallOption) (*ListXattrResponse, error)
-	RemoveXattr(ctx context.Context, in *RemoveXattrRequest, opts ...grpc.CallOption) (*Empty, error)
+	RemoveXattr(ctx context.Context, in *RemoveXattrRequest, opts ...grpc.CallOption) (*ChangeResponse, error)
 	StatFs(ctx context.Context, in *StatFsRequest, opts ...grpc.CallOption) (*StatFsResponse, error)
 	// Open and Release hold a file while it is open, so an unlinked open
 	// file keeps its data until the last Release.
@@ -210,9 +210,9 @@ func (c *filerClient) Link(ctx context.Context, in *LinkRequest, opts ...grpc.Ca
 	return out, nil
 }
 
-func (c *filerClient) Unlink(ctx context.Context, in *UnlinkRequest, opts ...grpc.CallOption) (*Empty, error) {
+func (c *filerClient) Unlink(ctx context.Context, in *UnlinkRequest, opts ...grpc.CallOption) (*ChangeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Empty)
+	out := new(ChangeResponse)
 	err := c.cc.Invoke(ctx, Filer_Unlink_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -220,9 +220,9 @@ func (c *filerClient) Unlink(ctx context.Context, in *UnlinkRequest, opts ...grp
 	return out, nil
 }
 
-func (c *filerClient) Rmdir(ctx context.Context, in *RmdirRequest, opts ...grpc.CallOption) (*Empty, error) {
+func (c *filerClient) Rmdir(ctx context.Context, in *RmdirRequest, opts ...grpc.CallOption) (*ChangeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Empty)
+	out := new(ChangeResponse)
 	err := c.cc.Invoke(ctx, Filer_Rmdir_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -230,9 +230,9 @@ func (c *filerClient) Rmdir(ctx context.Context, in *RmdirRequest, opts ...grpc.
 	return out, nil
 }
 
-func (c *filerClient) Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*Empty, error) {
+func (c *filerClient) Rename(ctx context.Context, in *RenameRequest, opts ...grpc.CallOption) (*ChangeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Empty)
+	out := new(ChangeResponse)
 	err := c.cc.Invoke(ctx, Filer_Rename_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -270,9 +270,9 @@ func (c *filerClient) GetXattr(ctx context.Context, in *GetXattrRequest, opts ..
 	return out, nil
 }
 
-func (c *filerClient) SetXattr(ctx context.Context, in *SetXattrRequest, opts ...grpc.CallOption) (*Empty, error) {
+func (c *filerClient) SetXattr(ctx context.Context, in *SetXattrRequest, opts ...grpc.CallOption) (*ChangeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Empty)
+	out := new(ChangeResponse)
 	err := c.cc.Invoke(ctx, Filer_SetXattr_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -290,9 +290,9 @@ func (c *filerClient) ListXattr(ctx context.Context, in *ListXattrRequest, opts 
 	return out, nil
 }
 
-func (c *filerClient) RemoveXattr(ctx context.Context, in *RemoveXattrRequest, opts ...grpc.CallOption) (*Empty, error) {
+func (c *filerClient) RemoveXattr(ctx context.Context, in *RemoveXattrRequest, opts ...grpc.CallOption) (*ChangeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Empty)
+	out := new(ChangeResponse)
 	err := c.cc.Invoke(ctx, Filer_RemoveXattr_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -460,15 +460,15 @@ type FilerServer interface {
 	Mkdir(context.Context, *MkdirRequest) (*EntryResponse, error)
 	Symlink(context.Context, *SymlinkRequest) (*EntryResponse, error)
 	Link(context.Context, *LinkRequest) (*EntryResponse, error)
-	Unlink(context.Context, *UnlinkRequest) (*Empty, error)
-	Rmdir(context.Context, *RmdirRequest) (*Empty, error)
-	Rename(context.Context, *RenameRequest) (*Empty, error)
+	Unlink(context.Context, *UnlinkRequest) (*ChangeResponse, error)
+	Rmdir(context.Context, *RmdirRequest) (*ChangeResponse, error)
+	Rename(context.Context, *RenameRequest) (*ChangeResponse, error)
 	Readlink(context.Context, *ReadlinkRequest) (*ReadlinkResponse, error)
 	ReadDir(context.Context, *ReadDirRequest) (*ReadDirResponse, error)
 	GetXattr(context.Context, *GetXattrRequest) (*GetXattrResponse, error)
-	SetXattr(context.Context, *SetXattrRequest) (*Empty, error)
+	SetXattr(context.Context, *SetXattrRequest) (*ChangeResponse, error)
 	ListXattr(context.Context, *ListXattrRequest) (*ListXattrResponse, error)
-	RemoveXattr(context.Context, *RemoveXattrRequest) (*Empty, error)
+	RemoveXattr(context.Context, *RemoveXattrRequest) (*ChangeResponse, error)
 	StatFs(context.Context, *StatFsRequest) (*StatFsResponse, error)
 	// Open and Release hold a file while it is open, so an unlinked open
 	// file keeps its data until the last Release.
@@ -527,13 +527,13 @@ func (UnimplementedFilerServer) Symlink(context.Context, *SymlinkRequest) (*Entr
 func (UnimplementedFilerServer) Link(context.Context, *LinkRequest) (*EntryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Link not implemented")
 }
-func (UnimplementedFilerServer) Unlink(context.Context, *UnlinkRequest) (*Empty, error) {
+func (UnimplementedFilerServer) Unlink(context.Context, *UnlinkRequest) (*ChangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Unlink not implemented")
 }
-func (UnimplementedFilerServer) Rmdir(context.Context, *RmdirRequest) (*Empty, error) {
+func (UnimplementedFilerServer) Rmdir(context.Context, *RmdirRequest) (*ChangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rmdir not implemented")
 }
-func (UnimplementedFilerServer) Rename(context.Context, *RenameRequest) (*Empty, error) {
+func (UnimplementedFilerServer) Rename(context.Context, *RenameRequest) (*ChangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Rename not implemented")
 }
 func (UnimplementedFilerServer) Readlink(context.Context, *ReadlinkRequest) (*ReadlinkResponse, error) {
@@ -545,13 +545,13 @@ func (UnimplementedFilerServer) ReadDir(context.Context, *ReadDirRequest) (*Read
 func (UnimplementedFilerServer) GetXattr(context.Context, *GetXattrRequest) (*GetXattrResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetXattr not implemented")
 }
-func (UnimplementedFilerServer) SetXattr(context.Context, *SetXattrRequest) (*Empty, error) {
+func (UnimplementedFilerServer) SetXattr(context.Context, *SetXattrRequest) (*ChangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetXattr not implemented")
 }
 func (UnimplementedFilerServer) ListXattr(context.Context, *ListXattrRequest) (*ListXattrResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListXattr not implemented")
 }
-func (UnimplementedFilerServer) RemoveXattr(context.Context, *RemoveXattrRequest) (*Empty, error) {
+func (UnimplementedFilerServer) RemoveXattr(context.Context, *RemoveXattrRequest) (*ChangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveXattr not implemented")
 }
 func (UnimplementedFilerServer) StatFs(context.Context, *StatFsRequest) (*StatFsResponse, error) {

@@ -38,6 +38,7 @@ type mountFlags struct {
 	ttl               string
 	entryTimeout      time.Duration
 	attrTimeout       time.Duration
+	metaCacheTTL      time.Duration
 	opTimeout         time.Duration
 	fuseDebug         bool
 	writebackCache    bool
@@ -64,6 +65,7 @@ func (m *mountFlags) register(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&m.ttl, prefix+"ttl", "", "time to live of new chunks, e.g. 3d (default: none)")
 	fs.DurationVar(&m.entryTimeout, prefix+"entryTimeout", d.EntryTimeout, "how long the kernel caches names (other clients' changes invalidate sooner)")
 	fs.DurationVar(&m.attrTimeout, prefix+"attrTimeout", d.AttrTimeout, "how long the kernel caches attributes (other clients' changes invalidate sooner)")
+	fs.DurationVar(&m.metaCacheTTL, prefix+"metadataCacheTTL", d.MetadataCacheTTL, "how long the mount answers lookups and stats from its own cache, kept current by the filer's change log (0: ask the filer every time)")
 	fs.DurationVar(&m.opTimeout, prefix+"opTimeout", d.OpTimeout, "an operation fails with EIO when the filer stays away this long")
 	fs.BoolVar(&m.fuseDebug, prefix+"fuse.debug", false, "log every FUSE request")
 	fs.BoolVar(&m.writebackCache, prefix+"writebackCache", false, "let the kernel buffer writes in its page cache (faster small writes; data reaches the cluster on fsync/close or kernel writeback)")
@@ -82,6 +84,7 @@ func (m *mountFlags) config(log *slog.Logger) (mount.Config, fusefs.Options, err
 	cfg.ReadOnly = m.readOnly
 	cfg.Replication, cfg.Collection, cfg.TTL = m.replication, m.collection, m.ttl
 	cfg.EntryTimeout, cfg.AttrTimeout, cfg.OpTimeout = m.entryTimeout, m.attrTimeout, m.opTimeout
+	cfg.MetadataCacheTTL = m.metaCacheTTL
 	cfg.Logger = log
 	umask, err := strconv.ParseUint(m.umask, 8, 32)
 	if err != nil || umask > 0o777 {

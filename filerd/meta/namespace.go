@@ -270,10 +270,12 @@ func (n *Namespace) update(ctx context.Context, fn func(t *txn) error) error {
 	sigs := n.signatures(ctx)
 	var orphaned, hints []Inode
 	logged := false
+	var last *txn
 	err := n.st.Update(ctx, func(tx store.Tx) error {
 		ts = n.nextTs(ts)
 		orphaned, hints, logged = nil, nil, false
 		t := &txn{n: n, tx: tx, ts: ts, attrs: make(map[Inode]*cachedAttr, 4), dying: dying}
+		last = t
 		err := fn(t)
 		dying = t.dying
 		orphaned = t.orphaned
@@ -298,6 +300,9 @@ func (n *Namespace) update(ctx context.Context, fn func(t *txn) error) error {
 	n.finishTs(ts, err == nil && logged)
 	n.undie(dying)
 	if err == nil {
+		if c := changesFrom(ctx); c != nil && last != nil {
+			c.record(last)
+		}
 		// A handle released between the decision and the commit
 		// found no orphan marker yet; free such inodes now.
 		for _, ino := range orphaned {

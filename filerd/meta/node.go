@@ -60,7 +60,9 @@ func (n *Namespace) GetAttr(ctx context.Context, ino Inode) (Attr, error) {
 
 // SetAttr changes the attributes req names. chmod, chown and utimens bump
 // ctime; a size change (truncate) bumps mtime and ctime and queues the
-// chunks past the new size for deletion, trimming a straddling one.
+// chunks past the new size for deletion, trimming a straddling one. A
+// chmod also rewrites the owner, mask (or owning group) and other entries
+// of a stored access ACL to match the new mode.
 func (n *Namespace) SetAttr(ctx context.Context, ino Inode, req SetAttrRequest) (Attr, error) {
 	var out Attr
 	err := n.update(ctx, func(t *txn) error {
@@ -89,6 +91,9 @@ func (n *Namespace) SetAttr(ctx context.Context, ino Inode, req SetAttrRequest) 
 		if req.Mode != nil {
 			a.Mode = a.Mode&S_IFMT | *req.Mode&ModePerm
 			a.Ctime = now
+			if err := t.chmodACL(ino, a.Mode); err != nil {
+				return err
+			}
 		}
 		if req.Uid != nil {
 			a.Uid = *req.Uid

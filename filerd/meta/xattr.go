@@ -62,6 +62,13 @@ func (n *Namespace) ListXattr(ctx context.Context, ino Inode) ([]string, error) 
 // SetXattr sets xattr name of ino. XattrCreate makes an existing one
 // ErrExists, XattrReplace a missing one ErrNoAttr; a value over
 // Config.MaxXattrSize is ErrXattrTooBig. It bumps ctime.
+//
+// The POSIX ACL xattrs (XattrACLAccess, XattrACLDefault) must hold a valid
+// ACL (else ErrInvalid). Setting the access ACL sets the permission bits
+// from it and stores it only if it says more than they do: an ACL
+// equivalent to a mode leaves only the mode, and removes a stored ACL, as
+// a header without entries does. The flags do not apply to the access ACL
+// (Linux ignores them for ACLs too).
 func (n *Namespace) SetXattr(ctx context.Context, ino Inode, name string, value []byte, flags XattrFlags) error {
 	if err := n.checkXattrName(name); err != nil {
 		return wrap("setxattr", err)
@@ -72,10 +79,26 @@ func (n *Namespace) SetXattr(ctx context.Context, ino Inode, name string, value 
 	if flags&^(XattrCreate|XattrReplace) != 0 || flags == XattrCreate|XattrReplace {
 		return wrap("setxattr", fmt.Errorf("flags %#x: %w", flags, ErrInvalid))
 	}
+	var acl posixACL
+	if name == XattrACLAccess || name == XattrACLDefault {
+		var err error
+		if acl, err = parseACL(value); err != nil {
+			return wrap("setxattr", fmt.Errorf("%q: %w", name, err))
+		}
+	}
 	err := n.update(ctx, func(t *txn) error {
 		a, err := t.attr(ino)
 		if err != nil {
 			return err
+		}
+		if name == XattrACLAccess {
+			if err := t.setAccessACL(a, acl, value); err != nil {
+				return err
+			}
+			a.Ctime = t.ts
+			t.touch(ino)
+			var out Attr
+			return t.updateEvent(ino, &out)
 		}
 		_, err = t.tx.Get(xattrKey(ino, name))
 		exists := err == nil

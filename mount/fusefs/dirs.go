@@ -22,13 +22,14 @@ func (r *rawFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEn
 }
 
 func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	start, dir := r.guard.start(), r.ino(in.NodeId)
 	return status(r.fs.ReadDir(ctxOf(&in.InHeader, cancel), in.Fh, in.Offset, true, func(e mount.DirEntry) bool {
 		eo := out.AddDirLookupEntry(fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode, Off: e.Off})
 		if eo == nil {
 			return false
 		}
 		if e.Attr != nil {
-			r.fillEntry(e.Attr, eo)
+			r.fillEntry(start, dir, e.Name, e.Attr, eo)
 		}
 		return true
 	}))

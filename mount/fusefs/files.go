@@ -7,11 +7,12 @@ import (
 )
 
 func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	start := r.guard.start()
 	a, fh, errno := r.fs.Create(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Flags)
 	if errno != 0 {
 		return status(errno)
 	}
-	r.fillEntry(&a, &out.EntryOut)
+	r.fillEntry(start, r.ino(in.NodeId), name, &a, &out.EntryOut)
 	out.Fh = fh
 	if in.Flags&syscall.O_DIRECT != 0 {
 		out.OpenFlags |= fuse.FOPEN_DIRECT_IO

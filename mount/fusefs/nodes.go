@@ -9,18 +9,18 @@ import (
 )
 
 func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
-	a, errno := r.fs.Lookup(ctxOf(h, cancel), r.ino(h.NodeId), name)
+	start, parent := r.guard.start(), r.ino(h.NodeId)
+	a, errno := r.fs.Lookup(ctxOf(h, cancel), parent, name)
 	if errno == syscall.ENOENT {
 		// A negative entry: the kernel may remember the name is absent
 		// (another client's create invalidates it through the watcher).
-		out.NodeId = 0
-		out.SetEntryTimeout(r.entryTimeout)
+		r.fillNegative(start, parent, name, out)
 		return fuse.OK
 	}
 	if errno != 0 {
 		return status(errno)
 	}
-	r.fillEntry(&a, out)
+	r.fillEntry(start, parent, name, &a, out)
 	return fuse.OK
 }
 
@@ -72,20 +72,22 @@ func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.At
 }
 
 func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	start := r.guard.start()
 	a, errno := r.fs.Mknod(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Rdev)
 	if errno != 0 {
 		return status(errno)
 	}
-	r.fillEntry(&a, out)
+	r.fillEntry(start, r.ino(in.NodeId), name, &a, out)
 	return fuse.OK
 }
 
 func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
+	start := r.guard.start()
 	a, errno := r.fs.Mkdir(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode)
 	if errno != 0 {
 		return status(errno)
 	}
-	r.fillEntry(&a, out)
+	r.fillEntry(start, r.ino(in.NodeId), name, &a, out)
 	return fuse.OK
 }
 
@@ -102,20 +104,22 @@ func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newNa
 }
 
 func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	start := r.guard.start()
 	a, errno := r.fs.Link(ctxOf(&in.InHeader, cancel), r.ino(in.Oldnodeid), r.ino(in.NodeId), name)
 	if errno != 0 {
 		return status(errno)
 	}
-	r.fillEntry(&a, out)
+	r.fillEntry(start, r.ino(in.NodeId), name, &a, out)
 	return fuse.OK
 }
 
 func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
+	start := r.guard.start()
 	a, errno := r.fs.Symlink(ctxOf(h, cancel), caller(h), r.ino(h.NodeId), name, target)
 	if errno != 0 {
 		return status(errno)
 	}
-	r.fillEntry(&a, out)
+	r.fillEntry(start, r.ino(h.NodeId), name, &a, out)
 	return fuse.OK
 }
 

@@ -66,7 +66,7 @@ func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
 	if opts.ReadOnly {
 		mopts = append(mopts, "ro")
 	}
-	raw := &rawFS{RawFileSystem: fuse.NewDefaultRawFileSystem(), fs: fsys, root: fsys.Root()}
+	raw := &rawFS{RawFileSystem: fuse.NewDefaultRawFileSystem(), fs: fsys, root: fsys.Root(), guard: newReplyGuard()}
 	cfg := fsys.Config()
 	raw.entryTimeout, raw.attrTimeout = cfg.EntryTimeout, cfg.AttrTimeout
 	var extra uint64
@@ -157,6 +157,7 @@ type rawFS struct {
 	fs                        *mount.FS
 	root                      uint64 // the filer inode shown as node 1
 	server                    *fuse.Server
+	guard                     *replyGuard
 	entryTimeout, attrTimeout time.Duration
 }
 
@@ -180,12 +181,24 @@ func (r *rawFS) node(ino uint64) uint64 {
 
 // InvalidateEntry implements mount.Invalidator.
 func (r *rawFS) InvalidateEntry(parent uint64, name string) {
-	r.server.EntryNotify(r.node(parent), name)
+	r.guard.invalidate(r.guard.nameKey(parent, name), func() bool {
+		return r.server.EntryNotify(r.node(parent), name) != fuse.ENOENT
+	})
+}
+
+// InvalidateAttr implements mount.Invalidator: a negative offset leaves
+// the page cache alone, so no page lock is taken.
+func (r *rawFS) InvalidateAttr(ino uint64) {
+	r.guard.invalidate(inodeKey(ino), func() bool {
+		return r.server.InodeNotify(r.node(ino), -1, 0) != fuse.ENOENT
+	})
 }
 
 // InvalidateInode implements mount.Invalidator.
 func (r *rawFS) InvalidateInode(ino uint64) {
-	r.server.InodeNotify(r.node(ino), 0, 0)
+	r.guard.invalidate(inodeKey(ino), func() bool {
+		return r.server.InodeNotify(r.node(ino), 0, 0) != fuse.ENOENT
+	})
 }
 
 func ctxOf(h *fuse.InHeader, cancel <-chan struct{}) *fuse.Context {
@@ -212,12 +225,29 @@ func fillAttr(a *mount.Attr, out *fuse.Attr) {
 	out.Blksize = 4096
 }
 
-func (r *rawFS) fillEntry(a *mount.Attr, out *fuse.EntryOut) {
+// fillEntry answers name in parent with a, computed since guard start;
+// if either was invalidated meanwhile the kernel is told not to cache it.
+func (r *rawFS) fillEntry(start, parent uint64, name string, a *mount.Attr, out *fuse.EntryOut) {
 	out.NodeId = r.node(a.Ino)
 	out.Generation = 1
-	out.SetEntryTimeout(r.entryTimeout)
-	out.SetAttrTimeout(r.attrTimeout)
+	if r.guard.sending(start, r.guard.nameKey(parent, name), inodeKey(a.Ino)) {
+		out.SetEntryTimeout(0)
+		out.SetAttrTimeout(0)
+	} else {
+		out.SetEntryTimeout(r.entryTimeout)
+		out.SetAttrTimeout(r.attrTimeout)
+	}
 	fillAttr(a, &out.Attr)
+}
+
+// fillNegative answers that name is not in parent.
+func (r *rawFS) fillNegative(start, parent uint64, name string, out *fuse.EntryOut) {
+	out.NodeId = 0
+	if r.guard.sending(start, r.guard.nameKey(parent, name)) {
+		out.SetEntryTimeout(0)
+	} else {
+		out.SetEntryTimeout(r.entryTimeout)
+	}
 }
 
 func (r *rawFS) fillAttrOut(a *mount.Attr, out *fuse.AttrOut) {
