@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/kelpfs/kelp/needle"
 )
@@ -90,8 +91,13 @@ func (c *Cluster) locations(ctx context.Context, fid string) ([]Location, uint32
 }
 
 // Read returns blob fid from the first replica that answers. A replica that
-// is down or fails is skipped; if every replica fails the last error is
-// returned (ErrNotFound only if some replica said the blob does not exist).
+// is down or fails is skipped. If every known replica is down, the
+// locations may be stale (cached while a server was away): Read asks the
+// directory again and tries what it answers, up to readRefreshes times,
+// pausing before all but the first so a restarted server's first heartbeat
+// can reach the master. If every replica still fails the errors of the last
+// round are returned (ErrNotFound only if some replica said the blob does
+// not exist).
 func (c *Cluster) Read(ctx context.Context, fid string) ([]byte, error) {
 	return c.readFrom(ctx, fid, func(host string) ([]byte, error) { return c.Blobs.Get(ctx, host, fid) })
 }
@@ -101,11 +107,62 @@ func (c *Cluster) ReadRange(ctx context.Context, fid string, offset, length int6
 	return c.readFrom(ctx, fid, func(host string) ([]byte, error) { return c.Blobs.GetRange(ctx, host, fid, offset, length) })
 }
 
+// A read that finds every known replica down refreshes the volume's
+// locations readRefreshes times: at once (the cached answer may predate a
+// replica coming back), then after readRefreshPause, doubling. A volume
+// that stays down fails after these pauses (0.6s in all), far inside any
+// read's timeout.
+const (
+	readRefreshes    = 3
+	readRefreshPause = 200 * time.Millisecond
+)
+
 func (c *Cluster) readFrom(ctx context.Context, fid string, get func(host string) ([]byte, error)) ([]byte, error) {
 	locs, vid, err := c.locations(ctx, fid)
 	if err != nil {
 		return nil, err
 	}
+	var pause time.Duration
+	var lookupErr error // of the last refresh, if it failed
+	for refresh := 0; ; refresh++ {
+		data, errs := tryReplicas(ctx, locs, get)
+		if errs == nil {
+			return data, nil
+		}
+		c.dir().Invalidate(vid)
+		failed := fmt.Errorf("read %s: every replica failed: %w", fid, errors.Join(errs...))
+		if lookupErr != nil {
+			// Only context: the replicas' errors say what failed, and a
+			// directory listing no live replica must not make this a
+			// not-found.
+			failed = fmt.Errorf("%w (refreshing their locations failed: %v)", failed, lookupErr)
+		}
+		if refresh == readRefreshes || !someDown(errs) || ctx.Err() != nil {
+			return nil, failed
+		}
+		if pause > 0 {
+			t := time.NewTimer(pause)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, failed
+			}
+		}
+		pause = max(readRefreshPause, 2*pause)
+		// Without a fresh answer (the directory is unreachable, or lists no
+		// live replica yet) the known replicas are tried again: one may be
+		// back before the master has heard from it.
+		var fresh []Location
+		if fresh, lookupErr = c.dir().Lookup(ctx, vid); lookupErr == nil {
+			locs = fresh
+		}
+	}
+}
+
+// tryReplicas reads from the replicas in locs until one answers, returning
+// its data, or the errors of those tried (never empty then).
+func tryReplicas(ctx context.Context, locs []Location, get func(host string) ([]byte, error)) ([]byte, []error) {
 	var errs []error
 	var data []byte
 	ok := false
@@ -121,8 +178,24 @@ func (c *Cluster) readFrom(ctx context.Context, fid string, get func(host string
 	if ok {
 		return data, nil
 	}
-	c.dir().Invalidate(vid)
-	return nil, fmt.Errorf("read %s: every replica failed: %w", fid, errors.Join(errs...))
+	if len(errs) == 0 { // no locations: cannot happen with a directory's answer
+		errs = append(errs, fmt.Errorf("no replica known: %w", ErrUnavailable))
+	}
+	return nil, errs
+}
+
+// someDown reports whether a failed round over the replicas is worth
+// repeating with fresh locations: some replica was down, and none gave an
+// answer that another replica could not change.
+func someDown(errs []error) bool {
+	down := false
+	for _, err := range errs {
+		if !IsRetryable(err) {
+			return false
+		}
+		down = down || errors.Is(err, ErrUnavailable)
+	}
+	return down
 }
 
 // Delete removes blob fid from every replica (the volume server that gets the

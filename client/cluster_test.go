@@ -305,10 +305,129 @@ func TestClusterReadAllDown(t *testing.T) {
 	if errors.Is(err, ErrNotFound) {
 		t.Errorf("Read with every replica down claims not found: %v", err)
 	}
+	// Every replica down: the read asked for fresh locations a bounded
+	// number of times, then gave up.
+	if n := fm.lookups(); n != 1+readRefreshes {
+		t.Errorf("master saw %d lookups, want %d (the first and %d refreshes)", n, 1+readRefreshes, readRefreshes)
+	}
 	// The failed read dropped the cached locations: the next read asks again.
 	_, _ = c.Read(ctx, testFid)
+	if n := fm.lookups(); n != 2*(1+readRefreshes) {
+		t.Errorf("master saw %d lookups after two reads, want %d", n, 2*(1+readRefreshes))
+	}
+}
+
+// TestClusterReadRefreshesStaleLocations: the cached locations of a volume
+// were looked up while a replica was away and list only one that is now
+// down. The read asks the master again and reads from the replica that is
+// back, instead of failing with every known replica down.
+func TestClusterReadRefreshesStaleLocations(t *testing.T) {
+	back := newFakeVolume(t)
+	data := []byte("served by the replica that came back")
+	back.put(testFid, data)
+	gone := deadHost(t)
+	fm := &fakeMaster{}
+	fm.setVolumes(map[uint32][]string{3: {gone}})
+	c := newTestCluster(t, fm)
+	ctx := testCtx(t)
+	if _, err := c.Master.Lookup(ctx, 3); err != nil { // cached for an hour
+		t.Fatal(err)
+	}
+	fm.setVolumes(map[uint32][]string{3: {gone, back.host()}})
+	got, err := c.Read(ctx, testFid)
+	if err != nil {
+		t.Fatalf("Read with the cached replica down and another back: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("Read = %q, want %q", got, data)
+	}
 	if n := fm.lookups(); n != 2 {
-		t.Errorf("master saw %d lookups, want 2", n)
+		t.Errorf("master saw %d lookups, want 2 (the cached one, one refresh)", n)
+	}
+	// The fresh answer stays cached: the next read needs no lookup.
+	if _, err := c.ReadRange(ctx, testFid, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	if n := fm.lookups(); n != 2 {
+		t.Errorf("master saw %d lookups after a second read, want 2", n)
+	}
+}
+
+// TestClusterReadWaitsForMasterToListReplica: the only replica the master
+// lists is down, and the master learns of the restarted one only at the
+// third lookup. The read keeps refreshing (within its bound) until then.
+func TestClusterReadWaitsForMasterToListReplica(t *testing.T) {
+	back := newFakeVolume(t)
+	data := []byte("x")
+	back.put(testFid, data)
+	gone := deadHost(t)
+	fm := &fakeMaster{}
+	var mu sync.Mutex
+	calls := 0
+	fm.setLookup(func(*masterpb.LookupVolumeRequest) (*masterpb.LookupVolumeResponse, error) {
+		mu.Lock()
+		calls++
+		url := gone
+		if calls >= 3 {
+			url = back.host()
+		}
+		mu.Unlock()
+		return &masterpb.LookupVolumeResponse{Volumes: []*masterpb.VolumeLocations{
+			{VolumeId: 3, Locations: []*masterpb.Location{{Url: url, PublicUrl: url}}}}}, nil
+	})
+	c := newTestCluster(t, fm)
+	got, err := c.Read(testCtx(t), testFid)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Read once the master lists the restarted replica = %q, %v; want %q", got, err, data)
+	}
+	if n := fm.lookups(); n != 3 {
+		t.Errorf("master saw %d lookups, want 3", n)
+	}
+}
+
+// TestClusterReadRetriesKnownReplicaWhenMasterListsNone: the master lists
+// no live replica of the volume (it has not heard from the restarted
+// server yet), but the cached replica is back: the read retries it. While
+// that replica is still down the read fails as unavailable, never as not
+// found because of the master's answer.
+func TestClusterReadRetriesKnownReplicaWhenMasterListsNone(t *testing.T) {
+	v := newFakeVolume(t)
+	data := []byte("known replica")
+	v.put(testFid, data)
+	fm := &fakeMaster{}
+	fm.setVolumes(map[uint32][]string{3: {v.host()}})
+	c := newTestCluster(t, fm)
+	ctx := testCtx(t)
+	if _, err := c.Master.Lookup(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	fm.setVolumes(map[uint32][]string{}) // "volume 3 not found"
+	v.setFail(http.StatusServiceUnavailable)
+	_, err := c.Read(ctx, testFid)
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
+		t.Fatalf("Read with the replica down and the master listing none = %v, want ErrUnavailable and not ErrNotFound", err)
+	}
+	if !strings.Contains(err.Error(), "volume 3 not found") {
+		t.Errorf("error %q does not say the refresh failed", err)
+	}
+	if n := v.count(http.MethodGet); n != 1+readRefreshes {
+		t.Errorf("the known replica was asked %d times, want %d", n, 1+readRefreshes)
+	}
+
+	// The replica comes back during the first refresh, before the master
+	// has heard from it.
+	fm.setVolumes(map[uint32][]string{3: {v.host()}})
+	if _, err := c.Master.Lookup(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	fm.setLookup(func(*masterpb.LookupVolumeRequest) (*masterpb.LookupVolumeResponse, error) {
+		v.setFail(0)
+		return &masterpb.LookupVolumeResponse{Volumes: []*masterpb.VolumeLocations{{VolumeId: 3, Error: "volume 3 not found"}}}, nil
+	})
+	v.setFail(http.StatusServiceUnavailable)
+	got, err := c.Read(ctx, testFid)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Read once the known replica is back = %q, %v; want %q", got, err, data)
 	}
 }
 

@@ -118,6 +118,7 @@ func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, 
 	if e := fs.writable(); e != 0 {
 		return Attr{}, 0, e
 	}
+	defer fs.meta.changing(parent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
 		return fs.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name,
 			Mode: syscall.S_IFREG | fs.masked(mode)&^syscall.S_IFMT, Uid: c.Uid, Gid: c.Gid,

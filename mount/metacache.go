@@ -30,6 +30,7 @@ type metaCache struct {
 	seq   uint64
 	attrs *lru.Cache[uint64, *attrEntry]
 	dirs  *lru.Cache[uint64, *dirListing]
+	busy  map[uint64]int // directories with a change of this mount in flight
 }
 
 type attrEntry struct {
@@ -60,7 +61,7 @@ const (
 func newMetaCache(ttl time.Duration) *metaCache {
 	attrs, _ := lru.New[uint64, *attrEntry](metaCacheInodes)
 	dirs, _ := lru.New[uint64, *dirListing](metaCacheDirs)
-	return &metaCache{ttl: ttl, attrs: attrs, dirs: dirs}
+	return &metaCache{ttl: ttl, attrs: attrs, dirs: dirs, busy: make(map[uint64]int)}
 }
 
 func (c *metaCache) enabled() bool { return c != nil && c.ttl > 0 }
@@ -179,7 +180,7 @@ func (c *metaCache) lookup(parent uint64, name string) (ino uint64, known bool) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d, ok := c.dirs.Get(parent)
-	if !ok || !c.live {
+	if !ok || !c.live || c.busy[parent] > 0 {
 		return 0, false
 	}
 	if ino, ok := d.names[name]; ok {
@@ -189,6 +190,30 @@ func (c *metaCache) lookup(parent uint64, name string) (ino uint64, known bool) 
 		return 0, true
 	}
 	return 0, false
+}
+
+// changing marks directories as being changed by this mount until the
+// returned func runs: the filer may already answer with the change while
+// the cache does not have it yet, so lookups there ask the filer (an
+// answer older than the filer's could name an inode that is gone).
+func (c *metaCache) changing(dirs ...uint64) (done func()) {
+	if !c.enabled() {
+		return func() {}
+	}
+	c.mu.Lock()
+	for _, d := range dirs {
+		c.busy[d]++
+	}
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, d := range dirs {
+			if c.busy[d]--; c.busy[d] <= 0 {
+				delete(c.busy, d)
+			}
+		}
+	}
 }
 
 // version is the sequence a lookup or listing records before asking the

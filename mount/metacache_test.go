@@ -154,3 +154,17 @@ func TestMetaCacheDisabled(t *testing.T) {
 		t.Fatal("a disabled cache answered a lookup")
 	}
 }
+
+func TestMetaCacheBusyDirectoryAsksFiler(t *testing.T) {
+	c := liveCache(t, time.Minute)
+	c.newDir(4)
+	c.named(4, "a", 8)
+	done := c.changing(4, 4)
+	if _, known := c.lookup(4, "a"); known {
+		t.Fatal("a directory with a change in flight answered from the cache")
+	}
+	done()
+	if ino, known := c.lookup(4, "a"); !known || ino != 8 {
+		t.Fatalf("after the change: %d %v", ino, known)
+	}
+}

@@ -172,6 +172,7 @@ func (fs *FS) Mknod(ctx context.Context, c Caller, parent uint64, name string, m
 	if e := fs.writable(); e != 0 {
 		return Attr{}, e
 	}
+	defer fs.meta.changing(parent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
 		return fs.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name, Mode: fs.masked(mode),
 			Uid: c.Uid, Gid: c.Gid, Rdev: rdev, Exclusive: true})
@@ -189,6 +190,7 @@ func (fs *FS) Mkdir(ctx context.Context, c Caller, parent uint64, name string, m
 	if e := fs.writable(); e != 0 {
 		return Attr{}, e
 	}
+	defer fs.meta.changing(parent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
 		return fs.api.Mkdir(ctx, &filerpb.MkdirRequest{Parent: parent, Name: name, Mode: fs.masked(mode) &^ syscall.S_IFMT,
 			Uid: c.Uid, Gid: c.Gid})
@@ -206,6 +208,7 @@ func (fs *FS) Symlink(ctx context.Context, c Caller, parent uint64, name, target
 	if e := fs.writable(); e != 0 {
 		return Attr{}, e
 	}
+	defer fs.meta.changing(parent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
 		return fs.api.Symlink(ctx, &filerpb.SymlinkRequest{Parent: parent, Name: name, Target: target, Uid: c.Uid, Gid: c.Gid})
 	})
@@ -231,6 +234,7 @@ func (fs *FS) Link(ctx context.Context, ino, newParent uint64, newName string) (
 	if e := fs.writable(); e != 0 {
 		return Attr{}, e
 	}
+	defer fs.meta.changing(newParent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
 		return fs.api.Link(ctx, &filerpb.LinkRequest{Inode: ino, NewParent: newParent, NewName: newName})
 	})
@@ -247,6 +251,7 @@ func (fs *FS) Unlink(ctx context.Context, parent uint64, name string) syscall.Er
 		return e
 	}
 	ino, _ := fs.meta.lookup(parent, name)
+	defer fs.meta.changing(parent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.ChangeResponse, error) {
 		return fs.api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: parent, Name: name})
 	})
@@ -264,6 +269,7 @@ func (fs *FS) Rmdir(ctx context.Context, parent uint64, name string) syscall.Err
 		return e
 	}
 	ino, _ := fs.meta.lookup(parent, name)
+	defer fs.meta.changing(parent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.ChangeResponse, error) {
 		return fs.api.Rmdir(ctx, &filerpb.RmdirRequest{Parent: parent, Name: name})
 	})
@@ -293,6 +299,7 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 	}
 	moved, _ := fs.meta.lookup(oldParent, oldName)
 	replaced, _ := fs.meta.lookup(newParent, newName)
+	defer fs.meta.changing(oldParent, newParent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.ChangeResponse, error) {
 		return fs.api.Rename(ctx, &filerpb.RenameRequest{OldParent: oldParent, OldName: oldName, NewParent: newParent,
 			NewName: newName, Flags: flags})

@@ -42,6 +42,9 @@ func (s *Server) heartbeatStream() error {
 		return err
 	}
 	// The receiver drains the master's answers; it ends with the stream.
+	// The master answers a report once it has applied it, so the first
+	// answer means this server and its volumes are registered: only then
+	// is the server ready (lookups find it).
 	var recvErr error
 	done := make(chan struct{})
 	go func() {
@@ -51,6 +54,7 @@ func (s *Server) heartbeatStream() error {
 				recvErr = err
 				return
 			}
+			s.markReady()
 		}
 	}()
 	defer func() {
@@ -74,7 +78,6 @@ func (s *Server) heartbeatStream() error {
 		}
 		if first {
 			s.log.Info("connected to master", "master", s.cfg.MasterAddr)
-			s.markReady()
 			first = false
 		}
 		select {

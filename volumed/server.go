@@ -205,8 +205,8 @@ func (s *Server) GRPCAddr() string { return s.grpcLn.Addr().String() }
 // Store exposes the volumes, for tests and tools in this process.
 func (s *Server) Store() *storage.Store { return s.store }
 
-// Ready is closed once the server is serving and has sent its first
-// heartbeat to the master.
+// Ready is closed once the server is serving and the master has answered
+// its first heartbeat: the master lists the server and its volumes.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Serve serves until ctx is done or Close is called.

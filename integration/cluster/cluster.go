@@ -246,7 +246,11 @@ func (c *Cluster) RestartMaster() {
 // StopVolume stops volume server i cleanly.
 func (c *Cluster) StopVolume(i int) { c.Volumes[i].stop(); c.Volumes[i].srv = nil }
 
-// RestartVolume starts volume server i again on its address and data.
+// RestartVolume starts volume server i again on its address and data, and
+// returns once the master lists it with its volumes, as an operator waits
+// for: its Ready means the master answered its first heartbeat (a stale
+// entry from before the stop cannot pass for it), and WaitNodes that no
+// other running server is missing.
 func (c *Cluster) RestartVolume(i int) {
 	c.t.Helper()
 	c.StopVolume(i)

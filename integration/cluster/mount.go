@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -86,18 +87,30 @@ func (c *Cluster) MountFiler(adjust func(*mount.Config)) *Mount {
 	return mt
 }
 
-// Unmount unmounts and flushes (idempotent).
+// Unmount unmounts and flushes (idempotent), failing the test (Errorf) if
+// either fails.
 func (m *Mount) Unmount() {
-	if m.m == nil {
-		return
+	if err := m.TryUnmount(); err != nil {
+		m.t.Errorf("%v", err)
 	}
+}
+
+// TryUnmount is Unmount returning what failed instead of failing the test:
+// for tests where the cluster is gone and the final flush may fail. It is
+// idempotent (nil after the first call).
+func (m *Mount) TryUnmount() error {
+	if m.m == nil {
+		return nil
+	}
+	var errs []error
 	if err := m.m.Unmount(); err != nil {
-		m.t.Errorf("unmount %s: %v", m.Dir, err)
+		errs = append(errs, fmt.Errorf("unmount %s: %w", m.Dir, err))
 	}
 	if err := m.FS.Close(); err != nil {
-		m.t.Errorf("close mount %s: %v", m.Dir, err)
+		errs = append(errs, fmt.Errorf("close mount %s: %w", m.Dir, err))
 	}
 	m.m = nil
+	return errors.Join(errs...)
 }
 
 // Path joins elems under the mount point.
