@@ -185,6 +185,21 @@ func (c *Cache) Get(fid string) ([]byte, bool) {
 	return b, true
 }
 
+// Prefetch gets a blob the disk tier holds on its way into memory (the
+// kernel's page cache reads the file ahead), for a reader expected soon.
+// It may wait for disk IO (the file's header); call it off the read path.
+func (c *Cache) Prefetch(fid string) {
+	if c.closed.Load() || c.disk == nil {
+		return
+	}
+	if c.mem != nil && c.mem.contains(fid) {
+		return
+	}
+	if e, ok := c.disk.lookup(fid); ok {
+		c.disk.willNeed(fid, e)
+	}
+}
+
 // Contains reports whether either tier holds fid, without reading it or
 // changing its recency. A disk file found corrupt later is still a miss
 // then.

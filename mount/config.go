@@ -78,7 +78,7 @@ func DefaultConfig() Config {
 		WriteBufferMB:     256,
 		ConcurrentWriters: 16,
 		ConcurrentReaders: 16,
-		ReadAheadChunks:   2,
+		ReadAheadChunks:   8,
 		InlineLimit:       4096,
 		EntryTimeout:      10 * time.Second,
 		AttrTimeout:       10 * time.Second,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/kelpfs/kelp/api/filerpb"
 	"github.com/kelpfs/kelp/needle"
@@ -361,8 +362,8 @@ func (fs *FS) dropOpen(f *file) {
 
 // releaseAsync gives the filer's handle on ino back in the background:
 // close(2) need not wait for it (the filer only counts handles). Releases
-// queue while one call is in flight and go together in the next, so a
-// burst of closes costs a few round trips. Close waits for them before
+// gather for releaseDelay and while a call is in flight, and go together
+// in one call, so a burst of closes costs a few round trips. Close waits for them before
 // disconnecting.
 func (fs *FS) releaseAsync(ino uint64) {
 	fs.relMu.Lock()
@@ -377,6 +378,12 @@ func (fs *FS) releaseAsync(ino uint64) {
 	go func() {
 		defer fs.releases.Done()
 		for {
+			// Let closes that come right after this one join it
+			// (a program closing many files closes them in a row).
+			select {
+			case <-time.After(releaseDelay):
+			case <-fs.bgCtx.Done():
+			}
 			fs.relMu.Lock()
 			batch := fs.relQueue
 			fs.relQueue = nil
@@ -391,8 +398,13 @@ func (fs *FS) releaseAsync(ino uint64) {
 	}()
 }
 
-// maxReleaseBatch bounds one Release call.
-const maxReleaseBatch = 1024
+// maxReleaseBatch bounds one Release call; releaseDelay is how long a
+// release waits for others to go with it. It only delays when the filer
+// frees an unlinked file's space.
+const (
+	maxReleaseBatch = 1024
+	releaseDelay    = 5 * time.Millisecond
+)
 
 func (fs *FS) sendReleases(inodes []uint64) {
 	for len(inodes) > 0 {

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
@@ -94,6 +95,7 @@ type FS struct {
 	fetchSem  chan struct{}
 	fetchMu   sync.Mutex
 	fetches   map[string]*fetchCall
+	warmed    *lru.Cache[string, struct{}] // chunks lately read ahead from the disk cache
 
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
@@ -127,6 +129,7 @@ func New(cfg Config) (*FS, error) {
 		uploadSem: make(chan struct{}, cfg.ConcurrentWriters),
 		fetchSem:  make(chan struct{}, cfg.ConcurrentReaders),
 		fetches:   make(map[string]*fetchCall),
+		warmed:    mustLRU[string, struct{}](256),
 		meta:      newMetaCache(cfg.MetadataCacheTTL),
 	}
 	fs.inlineLimit.Store(int64(cfg.InlineLimit))
@@ -258,4 +261,13 @@ func attrFromPB(a *filerpb.Attr) Attr {
 	}
 	return Attr{Ino: a.Inode, Mode: a.Mode, Uid: a.Uid, Gid: a.Gid, Size: a.Size, Nlink: a.Nlink, Rdev: a.Rdev,
 		Atime: a.AtimeNs, Mtime: a.MtimeNs, Ctime: a.CtimeNs, Generation: a.Generation}
+}
+
+// mustLRU makes an LRU of a size known to be valid.
+func mustLRU[K comparable, V any](size int) *lru.Cache[K, V] {
+	c, err := lru.New[K, V](size)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

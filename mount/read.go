@@ -242,9 +242,11 @@ func (fs *FS) startFetch(fid string) *fetchCall {
 }
 
 // prefetch starts fetching a chunk a sequential reader will want, unless
-// it is cached, already coming, or every fetch slot is busy.
+// it is cached (then the disk tier's copy is read ahead), already coming,
+// or every fetch slot is busy.
 func (fs *FS) prefetch(fid string, _ int64) {
 	if fs.cache.Contains(fid) {
+		fs.warm(fid)
 		return
 	}
 	fs.fetchMu.Lock()
@@ -255,4 +257,25 @@ func (fs *FS) prefetch(fid string, _ int64) {
 		return
 	}
 	fs.startFetch(fid)
+}
+
+// warm has the cache read a chunk it holds on disk ahead of a sequential
+// reader, once per chunk while it is remembered, in a goroutine the FS
+// owns (bounded by the fetch slots: it is skipped when all are busy).
+func (fs *FS) warm(fid string) {
+	if _, seen, _ := fs.warmed.PeekOrAdd(fid, struct{}{}); seen {
+		return
+	}
+	select {
+	case fs.fetchSem <- struct{}{}:
+	default:
+		fs.warmed.Remove(fid)
+		return
+	}
+	fs.bg.Add(1)
+	go func() {
+		defer fs.bg.Done()
+		defer func() { <-fs.fetchSem }()
+		fs.cache.Prefetch(fid)
+	}()
 }

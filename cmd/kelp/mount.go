@@ -42,6 +42,7 @@ type mountFlags struct {
 	opTimeout         time.Duration
 	fuseDebug         bool
 	writebackCache    bool
+	readAheadKB       int
 }
 
 func (m *mountFlags) register(fs *flag.FlagSet, prefix string) {
@@ -68,6 +69,7 @@ func (m *mountFlags) register(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&m.metaCacheTTL, prefix+"metadataCacheTTL", d.MetadataCacheTTL, "how long the mount answers lookups and stats from its own cache, kept current by the filer's change log (0: ask the filer every time)")
 	fs.DurationVar(&m.opTimeout, prefix+"opTimeout", d.OpTimeout, "an operation fails with EIO when the filer stays away this long")
 	fs.BoolVar(&m.fuseDebug, prefix+"fuse.debug", false, "log every FUSE request")
+	fs.IntVar(&m.readAheadKB, prefix+"readAheadKB", fusefs.DefaultReadAheadKB, "how far the kernel reads ahead of a sequential reader, in KiB (set through sysfs when running as root; 0 keeps the kernel's 128)")
 	fs.BoolVar(&m.writebackCache, prefix+"writebackCache", false, "let the kernel buffer writes in its page cache (faster small writes; data reaches the cluster on fsync/close or kernel writeback)")
 }
 
@@ -100,7 +102,10 @@ func (m *mountFlags) config(log *slog.Logger) (mount.Config, fusefs.Options, err
 		cfg.CacheDir = filepath.Join(base, "kelp", strings.ReplaceAll(strings.Trim(abs, "/"), "/", "_"))
 	}
 	opts := fusefs.Options{AllowOther: m.allowOthers, ReadOnly: m.readOnly, Debug: m.fuseDebug, WritebackCache: m.writebackCache,
-		FsName: m.filer + ":" + m.filerPath}
+		FsName: m.filer + ":" + m.filerPath, ReadAheadKB: m.readAheadKB}
+	if m.readAheadKB < 0 {
+		return cfg, opts, fmt.Errorf("bad -readAheadKB %d: must not be negative", m.readAheadKB)
+	}
 	return cfg, opts, cfg.Validate()
 }
 

@@ -198,7 +198,7 @@ type helperOptions struct {
 func helperValueOption(name string) (flagName string, ok bool) {
 	switch name {
 	case "cacheDir", "cacheCapacityMB", "cacheMemoryMB", "chunkSizeMB", "writeBufferMB", "concurrentWriters",
-		"replication", "collection", "ttl", "umask", "entryTimeout", "attrTimeout", "metadataCacheTTL", "opTimeout":
+		"replication", "collection", "ttl", "umask", "entryTimeout", "attrTimeout", "metadataCacheTTL", "opTimeout", "readAheadKB":
 		return name, true
 	case "logLevel":
 		return "log.level", true
@@ -299,7 +299,7 @@ func parseHelperOptions(list string, sloppy bool) (helperOptions, error) {
 			o.unknown = append(o.unknown, opt)
 			continue
 		}
-		return o, fmt.Errorf("%w: unknown mount option %q (kelp options: cacheDir=, cacheCapacityMB=, cacheMemoryMB=, chunkSizeMB=, writeBufferMB=, concurrentWriters=, replication=, collection=, ttl=, umask=, entryTimeout=, attrTimeout=, metadataCacheTTL=, opTimeout=, allow_other, ro, rw, writebackCache, logFile=, logLevel=, mountTimeout=; see docs/mount.md)", errHelperUsage, name)
+		return o, fmt.Errorf("%w: unknown mount option %q (kelp options: cacheDir=, cacheCapacityMB=, cacheMemoryMB=, chunkSizeMB=, writeBufferMB=, concurrentWriters=, replication=, collection=, ttl=, umask=, entryTimeout=, attrTimeout=, metadataCacheTTL=, opTimeout=, readAheadKB=, allow_other, ro, rw, writebackCache, logFile=, logLevel=, mountTimeout=; see docs/mount.md)", errHelperUsage, name)
 	}
 	return o, nil
 }
@@ -440,7 +440,7 @@ SPEC:   host:port:/path  (also host:port for "/", host:port.grpcPort:/path)
 -o      comma-separated options: cacheDir=, cacheCapacityMB=, cacheMemoryMB=,
         chunkSizeMB=, writeBufferMB=, concurrentWriters=, replication=,
         collection=, ttl=, umask=, entryTimeout=, attrTimeout=,
-        metadataCacheTTL=, opTimeout=,
+        metadataCacheTTL=, opTimeout=, readAheadKB=,
         allow_other (allowOthers), ro, rw, writebackCache, logLevel=,
         logFormat=, logFile=, mountTimeout=; fstab and systemd options
         (defaults, _netdev, nofail, noauto, x-systemd.*, ...) are ignored.

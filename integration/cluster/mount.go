@@ -77,7 +77,7 @@ func (c *Cluster) MountFiler(adjust func(*mount.Config)) *Mount {
 		t.Fatalf("mount: %v", err)
 	}
 	dir := t.TempDir()
-	m, err := fusefs.Mount(fsys, dir, fusefs.Options{})
+	m, err := fusefs.Mount(fsys, dir, fusefs.Options{ReadAheadKB: fusefs.DefaultReadAheadKB})
 	if err != nil {
 		fsys.Close()
 		t.Fatalf("mount: %v", err)
