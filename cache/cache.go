@@ -101,6 +101,17 @@ func (c *Cache) Put(fid string, data []byte) {
 	}
 }
 
+// PutMemory caches data as the blob fid in the memory tier only (same
+// ownership rule as Put), for blobs stored elsewhere a moment ago, such
+// as chunks this client just uploaded: writing them to the disk tier too
+// would double the disk traffic of every write on a one-machine cluster.
+func (c *Cache) PutMemory(fid string, data []byte) {
+	if c.closed.Load() || c.mem == nil {
+		return
+	}
+	c.mem.add(fid, data)
+}
+
 // ReadAt copies the bytes of blob fid at offset off into p. ok is false on
 // a miss, and then p's contents are unspecified. On a hit n < len(p) only
 // where the blob ends (n is 0 when off is at or past its end). A memory hit
@@ -185,19 +196,14 @@ func (c *Cache) Get(fid string) ([]byte, bool) {
 	return b, true
 }
 
-// Prefetch gets a blob the disk tier holds on its way into memory (the
-// kernel's page cache reads the file ahead), for a reader expected soon.
-// It may wait for disk IO (the file's header); call it off the read path.
+// Prefetch brings a blob the disk tier holds into the memory tier (read
+// and checked whole), for a reader expected soon. It waits for disk IO:
+// call it off the read path.
 func (c *Cache) Prefetch(fid string) {
-	if c.closed.Load() || c.disk == nil {
+	if c.closed.Load() || c.disk == nil || c.mem == nil || c.mem.contains(fid) {
 		return
 	}
-	if c.mem != nil && c.mem.contains(fid) {
-		return
-	}
-	if e, ok := c.disk.lookup(fid); ok {
-		c.disk.willNeed(fid, e)
-	}
+	c.Get(fid)
 }
 
 // Contains reports whether either tier holds fid, without reading it or

@@ -654,3 +654,38 @@ func TestReadRacingEviction(t *testing.T) {
 		t.Error("files left open after Close")
 	}
 }
+
+func TestPutMemoryStaysOffDisk(t *testing.T) {
+	cfg := diskOnly(t.TempDir(), 1<<20)
+	cfg.MemoryBytes = 1 << 20
+	c := mustNew(t, cfg)
+	data := blob("2,b", 10000)
+	c.PutMemory("2,b", data)
+	c.flush()
+	if got, ok := c.Get("2,b"); !ok || !bytes.Equal(got, data) {
+		t.Fatalf("PutMemory blob not served from memory: ok %v", ok)
+	}
+	if s := c.Stats(); s.DiskEntries != 0 || s.DiskWrites != 0 {
+		t.Fatalf("PutMemory wrote to the disk tier: %d entries, %d writes", s.DiskEntries, s.DiskWrites)
+	}
+	c.mem.remove("2,b")
+	if c.Contains("2,b") {
+		t.Fatal("a PutMemory blob dropped from memory is still found")
+	}
+}
+
+func TestPrefetchPromotesDiskBlob(t *testing.T) {
+	cfg := diskOnly(t.TempDir(), 1<<20)
+	cfg.MemoryBytes = 1 << 20
+	c := mustNew(t, cfg)
+	data := blob("3,c", 300<<10) // above promoteMax: a range read would leave it on disk
+	c.Put("3,c", data)
+	c.flush()
+	c.mem.remove("3,c")
+	c.Prefetch("3,c")
+	b, ok := c.mem.get("3,c")
+	if !ok || !bytes.Equal(b, data) {
+		t.Fatalf("Prefetch did not bring the disk blob into memory (ok %v)", ok)
+	}
+	c.Prefetch("9,none") // unknown blobs are ignored
+}

@@ -6,8 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"sync"
-
-	"golang.org/x/sys/unix"
 )
 
 // maxOpenFiles bounds the cache files kept open for reading (with their
@@ -161,16 +159,4 @@ func (d *diskTier) readFailed(fid string, e *diskEntry, err error) bool {
 	}
 	d.drop(fid, e)
 	return false
-}
-
-// willNeed asks the kernel to start reading fid's file into its page
-// cache, so a sequential reader arriving later finds it in memory.
-func (d *diskTier) willNeed(fid string, e *diskEntry) {
-	of, err := d.acquire(fid, e)
-	if err != nil {
-		d.readFailed(fid, e, err)
-		return
-	}
-	defer d.release(of)
-	_ = unix.Fadvise(int(of.f.Fd()), 0, 0, unix.FADV_WILLNEED)
 }

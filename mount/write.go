@@ -286,7 +286,9 @@ func (f *file) upload(refs []*chunkRef) {
 			}
 			continue
 		}
-		fs.cache.Put(res.fid, r.mem)
+		// The volume servers hold it now; a later cold read fetches
+		// it from them into the disk tier.
+		fs.cache.PutMemory(res.fid, r.mem)
 		r.fid, r.etag, r.mem, r.failed = res.fid, res.etag, nil, false
 	}
 	f.inflight--
@@ -472,7 +474,7 @@ func (fs *FS) uploadInlineBaseLocked(f *file) (*filerpb.Chunk, error) {
 		fs.log.Error("mount: upload of inline content failed", "inode", f.ino, "err", err)
 		return nil, err
 	}
-	fs.cache.Put(fid, data)
+	fs.cache.PutMemory(fid, data)
 	return &filerpb.Chunk{Offset: 0, Size: int64(len(data)), FileId: fid, ModifiedNs: 1, Etag: etag}, nil
 }
 

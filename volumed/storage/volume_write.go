@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/kelpfs/kelp/needle"
@@ -11,6 +12,21 @@ import (
 
 // maxKeptBuffer bounds the encoding buffer a volume keeps between writes.
 const maxKeptBuffer = 1 << 20
+
+// recordBufs holds encoding buffers for records larger than
+// maxKeptBuffer (whole file chunks, several MiB), shared by all volumes:
+// allocating one per write costs more than the write's copy (fresh pages
+// are zeroed and faulted in).
+var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// getRecordBuf returns an empty buffer with room for n bytes.
+func getRecordBuf(n int64) []byte {
+	bp := recordBufs.Get().(*[]byte)
+	if int64(cap(*bp)) < n {
+		return make([]byte, 0, n)
+	}
+	return (*bp)[:0]
+}
 
 // maxFutureLastModified is how far ahead of the store's clock a needle's
 // LastModified may be on a TTL volume.
@@ -48,9 +64,18 @@ func (v *volume) write(n *needle.Needle) (unchanged bool, err error) {
 		v.appendMu.Unlock()
 		return false, fmt.Errorf("%v: needle %d of %d bytes exceeds the volume size limit %d: %w", v, n.ID, len(n.Data), v.opts.sizeLimit, ErrVolumeFull)
 	}
-	rec := n.AppendRecord(v.wbuf[:0])
+	buf := v.wbuf[:0]
+	big := needle.RecordSize(body) > maxKeptBuffer
+	if big {
+		buf = getRecordBuf(needle.RecordSize(body))
+	}
+	rec := n.AppendRecord(buf)
 	off, err := v.appendLocked(rec, needle.IdxEntry{ID: n.ID, Size: body}, v.opts.sizeLimit)
-	v.keepBuffer(rec)
+	if big {
+		recordBufs.Put(&rec)
+	} else {
+		v.keepBuffer(rec)
+	}
 	if err != nil {
 		v.appendMu.Unlock()
 		return false, err
