@@ -655,25 +655,6 @@ func TestReadRacingEviction(t *testing.T) {
 	}
 }
 
-func TestPutMemoryStaysOffDisk(t *testing.T) {
-	cfg := diskOnly(t.TempDir(), 1<<20)
-	cfg.MemoryBytes = 1 << 20
-	c := mustNew(t, cfg)
-	data := blob("2,b", 10000)
-	c.PutMemory("2,b", data)
-	c.flush()
-	if got, ok := c.Get("2,b"); !ok || !bytes.Equal(got, data) {
-		t.Fatalf("PutMemory blob not served from memory: ok %v", ok)
-	}
-	if s := c.Stats(); s.DiskEntries != 0 || s.DiskWrites != 0 {
-		t.Fatalf("PutMemory wrote to the disk tier: %d entries, %d writes", s.DiskEntries, s.DiskWrites)
-	}
-	c.mem.remove("2,b")
-	if c.Contains("2,b") {
-		t.Fatal("a PutMemory blob dropped from memory is still found")
-	}
-}
-
 func TestPrefetchPromotesDiskBlob(t *testing.T) {
 	cfg := diskOnly(t.TempDir(), 1<<20)
 	cfg.MemoryBytes = 1 << 20
