@@ -42,7 +42,8 @@ func NewFilerClient(cfg FilerClientConfig) (*FilerClient, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithChainUnaryInterceptor(filerUnaryErrors),
 		grpc.WithChainStreamInterceptor(filerStreamErrors),
-	}, cfg.DialOptions...)
+	}, TransportDialOptions()...)
+	opts = append(opts, cfg.DialOptions...)
 	conn, err := grpc.NewClient(cfg.Address, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("filer client for %s: %w", cfg.Address, err)

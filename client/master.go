@@ -74,7 +74,8 @@ func NewMasterClient(cfg MasterClientConfig) (*MasterClient, error) {
 	if cfg.LookupTTL <= 0 {
 		cfg.LookupTTL = 10 * time.Second
 	}
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, cfg.DialOptions...)
+	opts := append(TransportDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts = append(opts, cfg.DialOptions...)
 	conn, err := grpc.NewClient(cfg.Address, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("master client for %s: %w", cfg.Address, err)

@@ -67,9 +67,7 @@ func (g *grpcServer) SetAttr(ctx context.Context, req *filerpb.SetAttrRequest) (
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	if req.Size != nil {
-		g.s.wakeGC()
-	}
+	g.wakeGCIfFreed(ch)
 	return &filerpb.AttrResponse{Attr: attrToPB(&a), Changed: changedToPB(ch)}, nil
 }
 
@@ -116,13 +114,21 @@ func (g *grpcServer) Link(ctx context.Context, req *filerpb.LinkRequest) (*filer
 	return &filerpb.EntryResponse{Name: req.NewName, Attr: attrToPB(&a), Changed: changedToPB(ch)}, nil
 }
 
+// wakeGCIfFreed wakes the chunk GC when a mutation queued chunks for
+// deletion (each wake scans the queue: not worth it after every call).
+func (g *grpcServer) wakeGCIfFreed(ch *meta.Changes) {
+	if ch.Freed() > 0 {
+		g.s.wakeGC()
+	}
+}
+
 // Unlink removes a name that is not a directory.
 func (g *grpcServer) Unlink(ctx context.Context, req *filerpb.UnlinkRequest) (*filerpb.ChangeResponse, error) {
 	cctx, ch := meta.WithChanges(ctx)
 	if err := g.ns().Unlink(cctx, meta.Inode(req.Parent), req.Name); err != nil {
 		return nil, grpcError(err)
 	}
-	g.s.wakeGC()
+	g.wakeGCIfFreed(ch)
 	return changeResponse(ch), nil
 }
 
@@ -143,7 +149,7 @@ func (g *grpcServer) Rename(ctx context.Context, req *filerpb.RenameRequest) (*f
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	g.s.wakeGC()
+	g.wakeGCIfFreed(ch)
 	return changeResponse(ch), nil
 }
 
@@ -280,15 +286,16 @@ func (g *grpcServer) Open(ctx context.Context, req *filerpb.OpenRequest) (*filer
 // Every handle is dropped even when freeing one of them fails.
 func (g *grpcServer) Release(ctx context.Context, req *filerpb.ReleaseRequest) (*filerpb.Empty, error) {
 	var errs []error
+	cctx, ch := meta.WithChanges(ctx)
 	for _, ino := range append([]uint64{req.Inode}, req.Inodes...) {
 		if ino == 0 {
 			continue
 		}
-		if err := g.ns().Release(ctx, meta.Inode(ino)); err != nil {
+		if err := g.ns().Release(cctx, meta.Inode(ino)); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	g.s.wakeGC()
+	g.wakeGCIfFreed(ch)
 	if err := errors.Join(errs...); err != nil {
 		return nil, grpcError(err)
 	}
@@ -344,11 +351,12 @@ func (g *grpcServer) CommitChunks(ctx context.Context, req *filerpb.CommitChunks
 		}
 		cr.Inline = req.Inline
 	}
-	a, err := g.ns().Commit(ctx, meta.Inode(req.Inode), cr)
+	cctx, ch := meta.WithChanges(ctx)
+	a, err := g.ns().Commit(cctx, meta.Inode(req.Inode), cr)
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	g.s.wakeGC()
+	g.wakeGCIfFreed(ch)
 	return &filerpb.AttrResponse{Attr: attrToPB(&a)}, nil
 }
 

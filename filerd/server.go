@@ -143,7 +143,7 @@ func New(cfg Config) (*Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(lg.Handler(), slog.LevelWarn),
 	}
-	s.grpcSrv = grpc.NewServer(grpc.ChainUnaryInterceptor(signatureInterceptor))
+	s.grpcSrv = grpc.NewServer(append(client.TransportServerOptions(), grpc.ChainUnaryInterceptor(signatureInterceptor))...)
 	filerpb.RegisterFilerServer(s.grpcSrv, &grpcServer{s: s})
 	ok = true
 	return s, nil

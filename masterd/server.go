@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/kelpfs/kelp/api/masterpb"
+	"github.com/kelpfs/kelp/client"
 	"github.com/kelpfs/kelp/masterd/topology"
 )
 
@@ -93,7 +94,7 @@ func New(cfg Config) (*Server, error) {
 		seq:     seq,
 		httpLn:  httpLn,
 		grpcLn:  grpcLn,
-		grpcSrv: grpc.NewServer(),
+		grpcSrv: grpc.NewServer(client.TransportServerOptions()...),
 		volumes: newVolumeClients(),
 		owners:  make(map[string]uint64),
 		ready:   make(chan struct{}),

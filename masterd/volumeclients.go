@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kelpfs/kelp/api/volumepb"
+	"github.com/kelpfs/kelp/client"
 )
 
 // volumeClients caches one gRPC connection per volume server admin
@@ -35,7 +36,7 @@ func (p *volumeClients) get(addr string) (volumepb.VolumeClient, error) {
 	cc, ok := p.conns[addr]
 	if !ok {
 		var err error
-		cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err = grpc.NewClient(addr, append(client.TransportDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
 			return nil, fmt.Errorf("dial volume server %s: %w", addr, err)
 		}

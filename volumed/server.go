@@ -171,7 +171,7 @@ func New(cfg Config) (*Server, error) {
 	s.url, s.publicURL, s.grpcPort = advertised(cfg, s.httpLn.Addr(), s.grpcLn.Addr())
 
 	s.httpSv = s.newHTTPServer()
-	s.grpcSv = grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
+	s.grpcSv = grpc.NewServer(append(client.TransportServerOptions(), grpc.MaxRecvMsgSize(16<<20))...)
 	volumepb.RegisterVolumeServer(s.grpcSv, &grpcServer{s: s})
 	return s, nil
 }

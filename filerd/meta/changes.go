@@ -13,6 +13,7 @@ type Changes struct {
 	mu      sync.Mutex
 	attrs   []Attr
 	removed []Inode
+	freed   int
 }
 
 type changesKey struct{}
@@ -39,10 +40,18 @@ func (c *Changes) Removed() []Inode {
 	return append([]Inode(nil), c.removed...)
 }
 
+// Freed returns how many chunks the mutations queued for deletion.
+func (c *Changes) Freed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.freed
+}
+
 // record adds what the committed attempt t wrote.
 func (c *Changes) record(t *txn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.freed += len(t.freed)
 	for ino, a := range t.attrs {
 		switch {
 		case a.deleted:
