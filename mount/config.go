@@ -29,7 +29,11 @@ type Config struct {
 	// CacheMemoryMB is the memory tier's budget. Default 128.
 	CacheMemoryMB int64
 	// WriteBufferMB caps the memory all open files' unflushed data may
-	// take; writers over it wait for uploads. Default 256.
+	// take. A writer over it starts uploads and waits; meanwhile chunks
+	// still waiting for an upload slot move to CacheDir (up to
+	// CacheCapacityMB, on top of the cache's own files) and give their
+	// memory back, as do chunks whose upload failed until the next flush
+	// retries them. Without a CacheDir the writer just waits. Default 256.
 	WriteBufferMB int64
 	// ConcurrentWriters bounds chunk uploads in flight. Default 16.
 	ConcurrentWriters int

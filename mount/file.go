@@ -18,7 +18,8 @@ type chunkRef struct {
 	fid       string
 	etag      string
 	modNs     int64
-	mem       []byte // the bytes while fid == ""
+	mem       []byte   // the bytes while fid == "", unless spilled
+	spill     *spilled // or there, on disk
 	committed bool
 	failed    bool // the last upload failed; Flush retries it
 }

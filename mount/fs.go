@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,6 +92,7 @@ type FS struct {
 	closed  bool
 
 	wbuf      *budget
+	spill     *spillStore // nil without a cache directory
 	uploadSem chan struct{}
 	fetchSem  chan struct{}
 	fetchMu   sync.Mutex
@@ -152,6 +154,15 @@ func New(cfg Config) (*FS, error) {
 		fs.blobs.Close()
 		fc.Close()
 		return nil, fmt.Errorf("mount: chunk cache: %w", err)
+	}
+	if cfg.CacheDir != "" && cfg.CacheCapacityMB > 0 {
+		// Inside the cache's directory, which the cache has locked.
+		if fs.spill, err = newSpillStore(filepath.Join(cfg.CacheDir, "spill"), cfg.CacheCapacityMB<<20); err != nil {
+			fs.cache.Close()
+			fs.blobs.Close()
+			fc.Close()
+			return nil, fmt.Errorf("mount: %w", err)
+		}
 	}
 	fs.bgCtx, fs.bgCancel = context.WithCancel(context.Background())
 	fs.startWatcher()
@@ -222,6 +233,9 @@ func (fs *FS) Close() error {
 	fs.releases.Wait()
 	fs.bgCancel()
 	fs.bg.Wait()
+	if fs.spill != nil {
+		errs = append(errs, fs.spill.close())
+	}
 	errs = append(errs, fs.cache.Close())
 	fs.blobs.Close()
 	errs = append(errs, fs.filer.Close())
@@ -230,6 +244,24 @@ func (fs *FS) Close() error {
 		return err
 	}
 	return nil
+}
+
+// BufferStats says where written data not yet on a volume server is.
+type BufferStats struct {
+	// Memory is what the write buffers hold against WriteBufferMB.
+	Memory int64
+	// Spilled is what waits on disk in the cache directory; PeakSpilled
+	// the most it has been since the mount started.
+	Spilled, PeakSpilled int64
+}
+
+// BufferStats reports the write buffers' use.
+func (fs *FS) BufferStats() BufferStats {
+	st := BufferStats{Memory: fs.wbuf.inUse()}
+	if fs.spill != nil {
+		st.Spilled, st.PeakSpilled = fs.spill.used.Load(), fs.spill.peak.Load()
+	}
+	return st
 }
 
 // opCtx bounds a filer call by OpTimeout and tags it with this mount's

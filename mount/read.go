@@ -35,7 +35,12 @@ func (fs *FS) Read(ctx context.Context, fh uint64, p []byte, off int64) (int, sy
 		return 0, 0
 	}
 	p = p[:min(int64(len(p)), f.size-off)]
-	remote, overlay := f.gatherLocked(p, off)
+	remote, overlay, err := f.gatherLocked(p, off)
+	if err != nil {
+		f.mu.Unlock()
+		fs.log.Error("mount: read of unflushed data failed", "inode", f.ino, "err", err)
+		return 0, syscall.EIO
+	}
 	var ahead []piece
 	h.mu.Lock()
 	sequential := off == h.lastEnd
@@ -85,8 +90,9 @@ func (f *file) intervalsLocked() []needle.Interval {
 
 // gatherLocked fills p (the file's bytes at off, within its size) with
 // what is in memory here, and returns the pieces to fetch and the
-// unsealed writes to lay over them afterwards.
-func (f *file) gatherLocked(p []byte, off int64) (remote []piece, overlay []overlayPiece) {
+// unsealed writes to lay over them afterwards. It fails only if bytes
+// spilled to disk cannot be read back.
+func (f *file) gatherLocked(p []byte, off int64) (remote []piece, overlay []overlayPiece, err error) {
 	clear(p)
 	end := off + int64(len(p))
 	if n := int64(len(f.inline)); off < n {
@@ -107,10 +113,16 @@ func (f *file) gatherLocked(p []byte, off int64) (remote []piece, overlay []over
 			copy(dst, r.mem[co:])
 			continue
 		}
+		if r.spill != nil {
+			if err := r.spill.readAt(dst, co); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
 		remote = append(remote, piece{fid: r.fid, chunkOff: co, chunkSize: r.size, dst: dst})
 	}
 	if len(f.dirty) == 0 {
-		return remote, nil
+		return remote, nil, nil
 	}
 	cs := f.fs.cfg.chunkSize()
 	for idx := off / cs; idx*cs < end; idx++ {
@@ -132,15 +144,15 @@ func (f *file) gatherLocked(p []byte, off int64) (remote []piece, overlay []over
 			overlay = append(overlay, overlayPiece{at: s - off, data: append([]byte(nil), src...)})
 		}
 	}
-	return remote, overlay
+	return remote, overlay, nil
 }
 
 // copyLocalLocked fills p with the file's bytes at off; every byte must be
 // in memory (inlineContentLocked checked).
 func (f *file) copyLocalLocked(p []byte, off int64) {
-	remote, overlay := f.gatherLocked(p, off)
-	if len(remote) > 0 {
-		panic(fmt.Sprintf("mount: inode %d: copyLocal with %d remote pieces", f.ino, len(remote)))
+	remote, overlay, err := f.gatherLocked(p, off)
+	if err != nil || len(remote) > 0 {
+		panic(fmt.Sprintf("mount: inode %d: copyLocal with %d remote pieces (%v)", f.ino, len(remote), err))
 	}
 	for _, o := range overlay {
 		copy(p[o.at:], o.data)
@@ -168,7 +180,7 @@ func (f *file) aheadLocked(off int64, n int) []piece {
 	seen := ""
 	for i := firstInterval(ivs, off); i < len(ivs) && len(out) < n; i++ {
 		r := f.refs[ivs[i].Index]
-		if r.mem != nil || r.fid == seen {
+		if r.fid == "" || r.fid == seen {
 			continue
 		}
 		seen = r.fid

@@ -55,7 +55,7 @@ func (f *file) write(ctx context.Context, data []byte, off int64) syscall.Errno 
 		f.sealAllLocked()
 		f.mu.Unlock()
 		f.fs.sealOthers(f)
-		if err := f.fs.wbuf.wait(ctx, sig); err != nil {
+		if err := f.fs.wbuf.wait(ctx, sig, squeezeAfter); err != nil {
 			return syscall.EINTR
 		}
 	}
@@ -201,7 +201,10 @@ func (f *file) fillGapsLocked(s *slot) bool {
 	base := s.idx * f.fs.cfg.chunkSize()
 	for i := 1; i < len(s.runs); i++ {
 		gap := s.buf[s.runs[i-1].end:s.runs[i].start]
-		remote, overlay := f.gatherLocked(gap, base+s.runs[i-1].end)
+		remote, overlay, err := f.gatherLocked(gap, base+s.runs[i-1].end)
+		if err != nil {
+			return false
+		}
 		for _, pc := range remote {
 			if n, ok := f.fs.cache.ReadAt(pc.fid, pc.dst, pc.chunkOff); !ok || n != len(pc.dst) {
 				return false
@@ -244,23 +247,27 @@ func (fs *FS) sealOthers(except *file) {
 }
 
 // startUploadLocked uploads refs in a goroutine the FS owns; charged
-// budget bytes go back when it ends.
+// budget bytes go back when it ends, or earlier if the refs spill to
+// disk while waiting for an upload slot. The goroutine owns the refs'
+// mem and spill fields until it ends (it changes them under f.mu).
 func (f *file) startUploadLocked(refs []*chunkRef, charged int64) {
 	f.inflight++
 	f.fs.bg.Add(1)
 	go func() {
 		defer f.fs.bg.Done()
-		defer f.fs.wbuf.release(charged)
-		f.upload(refs)
+		f.upload(refs, charged)
 	}()
 }
 
-func (f *file) upload(refs []*chunkRef) {
+func (f *file) upload(refs []*chunkRef, charged int64) {
 	fs := f.fs
-	select {
-	case fs.uploadSem <- struct{}{}:
-	case <-fs.bgCtx.Done():
-	}
+	defer func() { fs.wbuf.release(charged) }()
+	fs.acquireUploadSlot(func() {
+		if f.spillRefs(refs) {
+			fs.wbuf.release(charged)
+			charged = 0
+		}
+	})
 	defer func() {
 		select {
 		case <-fs.uploadSem:
@@ -268,19 +275,27 @@ func (f *file) upload(refs []*chunkRef) {
 		}
 	}()
 	type result struct {
+		data      []byte
 		fid, etag string
 		err       error
 	}
 	results := make([]result, len(refs))
 	for i, r := range refs {
-		results[i].fid, results[i].etag, results[i].err = fs.uploadBlob(r.mem)
+		res := &results[i]
+		if res.data = r.mem; res.data == nil && r.spill != nil {
+			res.data, res.err = r.spill.read()
+		}
+		if res.err == nil {
+			res.fid, res.etag, res.err = fs.uploadBlob(res.data)
+		}
 	}
+	var failed []*chunkRef
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	for i, r := range refs {
 		res := results[i]
 		if res.err != nil {
 			r.failed = true
+			failed = append(failed, r)
 			if f.err == nil {
 				f.err = res.err
 			}
@@ -290,11 +305,72 @@ func (f *file) upload(refs []*chunkRef) {
 		// disk write, but reading back from it beat fetching from the
 		// volume server (fsbench: seqread 520 vs 430 MiB/s, randread
 		// 14.8k vs 10.5k IOPS; seqwrite 290 vs 380 MiB/s).
-		fs.cache.Put(res.fid, r.mem)
-		r.fid, r.etag, r.mem, r.failed = res.fid, res.etag, nil, false
+		fs.cache.Put(res.fid, res.data)
+		if r.spill != nil {
+			r.spill.remove()
+		}
+		r.fid, r.etag, r.mem, r.spill, r.failed = res.fid, res.etag, nil, nil, false
 	}
+	f.mu.Unlock()
+	// What failed waits for the next flush on disk rather than in
+	// memory the write buffer no longer counts.
+	f.spillRefs(failed)
+	f.mu.Lock()
 	f.inflight--
 	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+// acquireUploadSlot waits for an upload slot. While it waits and a writer
+// is starved of buffer, onPressure runs (once).
+func (fs *FS) acquireUploadSlot(onPressure func()) {
+	select {
+	case fs.uploadSem <- struct{}{}:
+		return
+	default:
+	}
+	for {
+		var pressure <-chan struct{}
+		if fs.spill != nil && onPressure != nil {
+			pressure = fs.wbuf.pressureSignal()
+		}
+		select {
+		case fs.uploadSem <- struct{}{}:
+			return
+		case <-pressure:
+			onPressure()
+			onPressure = nil
+		case <-fs.bgCtx.Done():
+			return
+		}
+	}
+}
+
+// spillRefs moves the bytes of refs held in memory to spill files; it
+// reports whether none is left in memory. The caller owns the refs (it is
+// their upload goroutine).
+func (f *file) spillRefs(refs []*chunkRef) bool {
+	if f.fs.spill == nil {
+		return len(refs) == 0
+	}
+	all := true
+	for _, r := range refs {
+		if r.mem == nil {
+			continue
+		}
+		sp, err := f.fs.spill.put(r.mem)
+		if err != nil {
+			if !errors.Is(err, errSpillFull) {
+				f.fs.log.Warn("mount: spilling write data to disk failed; keeping it in memory", "inode", f.ino, "err", err)
+			}
+			all = false
+			continue
+		}
+		f.mu.Lock()
+		r.mem, r.spill = nil, sp
+		f.mu.Unlock()
+	}
+	return all
 }
 
 // uploadBlob stores data as a new blob on every replica, retrying a few
@@ -374,7 +450,7 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 	// its own, before anything is committed.
 	f.err = nil
 	for _, r := range f.refs {
-		if r.failed && r.mem != nil {
+		if r.failed && (r.mem != nil || r.spill != nil) {
 			f.startUploadLocked([]*chunkRef{r}, 0)
 		}
 	}
