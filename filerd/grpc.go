@@ -76,7 +76,7 @@ func (g *grpcServer) SetAttr(ctx context.Context, req *filerpb.SetAttrRequest) (
 func (g *grpcServer) Create(ctx context.Context, req *filerpb.CreateRequest) (*filerpb.EntryResponse, error) {
 	cctx, ch := meta.WithChanges(ctx)
 	a, err := g.ns().Create(cctx, meta.Inode(req.Parent), req.Name, meta.CreateRequest{
-		Mode: req.Mode, Uid: req.Uid, Gid: req.Gid, Rdev: req.Rdev, Exclusive: req.Exclusive, Open: req.Open,
+		Mode: req.Mode, Umask: req.Umask, Uid: req.Uid, Gid: req.Gid, Rdev: req.Rdev, Exclusive: req.Exclusive, Open: req.Open,
 	})
 	if err != nil {
 		return nil, grpcError(err)
@@ -87,7 +87,7 @@ func (g *grpcServer) Create(ctx context.Context, req *filerpb.CreateRequest) (*f
 // Mkdir makes a directory.
 func (g *grpcServer) Mkdir(ctx context.Context, req *filerpb.MkdirRequest) (*filerpb.EntryResponse, error) {
 	cctx, ch := meta.WithChanges(ctx)
-	a, err := g.ns().Mkdir(cctx, meta.Inode(req.Parent), req.Name, req.Mode, req.Uid, req.Gid)
+	a, err := g.ns().MkdirUmask(cctx, meta.Inode(req.Parent), req.Name, req.Mode, req.Umask, req.Uid, req.Gid)
 	if err != nil {
 		return nil, grpcError(err)
 	}

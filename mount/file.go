@@ -116,14 +116,16 @@ func (fs *FS) Open(ctx context.Context, ino uint64, flags uint32) (fh uint64, ke
 }
 
 // Create makes and opens a regular file.
-func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, mode, flags uint32) (Attr, uint64, syscall.Errno) {
+// Create makes and opens a regular file for a caller whose umask the
+// kernel left to the file system (see umask).
+func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, mode, umask, flags uint32) (Attr, uint64, syscall.Errno) {
 	if e := fs.writable(); e != 0 {
 		return Attr{}, 0, e
 	}
 	defer fs.meta.changing(parent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
 		return fs.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name,
-			Mode: syscall.S_IFREG | fs.masked(mode)&^syscall.S_IFMT, Uid: c.Uid, Gid: c.Gid,
+			Mode: syscall.S_IFREG | mode&^syscall.S_IFMT, Umask: fs.umask(umask), Uid: c.Uid, Gid: c.Gid,
 			Exclusive: flags&syscall.O_EXCL != 0, Open: true})
 	})
 	if err != nil {

@@ -167,14 +167,15 @@ func (fs *FS) writable() syscall.Errno {
 	return 0
 }
 
-// Mknod makes a regular file, fifo, socket or device node.
-func (fs *FS) Mknod(ctx context.Context, c Caller, parent uint64, name string, mode, rdev uint32) (Attr, syscall.Errno) {
+// Mknod makes a regular file, fifo, socket or device node for a caller
+// whose umask the kernel left to the file system (see umask).
+func (fs *FS) Mknod(ctx context.Context, c Caller, parent uint64, name string, mode, umask, rdev uint32) (Attr, syscall.Errno) {
 	if e := fs.writable(); e != 0 {
 		return Attr{}, e
 	}
 	defer fs.meta.changing(parent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
-		return fs.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name, Mode: fs.masked(mode),
+		return fs.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name, Mode: mode, Umask: fs.umask(umask),
 			Uid: c.Uid, Gid: c.Gid, Rdev: rdev, Exclusive: true})
 	})
 	if err != nil {
@@ -183,17 +184,24 @@ func (fs *FS) Mknod(ctx context.Context, c Caller, parent uint64, name string, m
 	return fs.entryMade(parent, name, resp), 0
 }
 
-func (fs *FS) masked(mode uint32) uint32 { return mode &^ fs.cfg.Umask }
+// umask returns the umask a new inode's mode is created with: the
+// caller's and the mount's own (Config.Umask) on top. The filer applies
+// it unless the parent directory has a default ACL, which POSIX says
+// replaces the umask; only the filer knows that for sure, so the mount
+// passes the mode unmasked (the kernel does too: fusefs asks it to with
+// FUSE_DONT_MASK).
+func (fs *FS) umask(caller uint32) uint32 { return caller | fs.cfg.Umask }
 
-// Mkdir makes a directory.
-func (fs *FS) Mkdir(ctx context.Context, c Caller, parent uint64, name string, mode uint32) (Attr, syscall.Errno) {
+// Mkdir makes a directory for a caller whose umask the kernel left to the
+// file system (see umask).
+func (fs *FS) Mkdir(ctx context.Context, c Caller, parent uint64, name string, mode, umask uint32) (Attr, syscall.Errno) {
 	if e := fs.writable(); e != 0 {
 		return Attr{}, e
 	}
 	defer fs.meta.changing(parent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
-		return fs.api.Mkdir(ctx, &filerpb.MkdirRequest{Parent: parent, Name: name, Mode: fs.masked(mode) &^ syscall.S_IFMT,
-			Uid: c.Uid, Gid: c.Gid})
+		return fs.api.Mkdir(ctx, &filerpb.MkdirRequest{Parent: parent, Name: name, Mode: mode &^ syscall.S_IFMT,
+			Umask: fs.umask(umask), Uid: c.Uid, Gid: c.Gid})
 	})
 	if err != nil {
 		return Attr{}, fs.failed(err, []uint64{parent})

@@ -926,7 +926,12 @@ type CreateRequest struct {
 	Exclusive bool                   `protobuf:"varint,7,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
 	// open also takes a handle on the file (as Open would) before anyone
 	// else can unlink it; drop it with Release.
-	Open          bool `protobuf:"varint,8,opt,name=open,proto3" json:"open,omitempty"`
+	Open bool `protobuf:"varint,8,opt,name=open,proto3" json:"open,omitempty"`
+	// umask is the creating process's umask: the filer clears it from mode
+	// unless parent has a default ACL (system.posix_acl_default), whose
+	// inherited ACL mode then masks instead, as POSIX requires. 0 (what
+	// older clients send, having applied their umask to mode) clears nothing.
+	Umask         uint32 `protobuf:"varint,9,opt,name=umask,proto3" json:"umask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1017,13 +1022,22 @@ func (x *CreateRequest) GetOpen() bool {
 	return false
 }
 
+func (x *CreateRequest) GetUmask() uint32 {
+	if x != nil {
+		return x.Umask
+	}
+	return 0
+}
+
 type MkdirRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Parent        uint64                 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Mode          uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
-	Uid           uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
-	Gid           uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Parent uint64                 `protobuf:"varint,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Name   string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Mode   uint32                 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid    uint32                 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid    uint32                 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	// umask is applied as CreateRequest.umask is.
+	Umask         uint32 `protobuf:"varint,6,opt,name=umask,proto3" json:"umask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1089,6 +1103,13 @@ func (x *MkdirRequest) GetUid() uint32 {
 func (x *MkdirRequest) GetGid() uint32 {
 	if x != nil {
 		return x.Gid
+	}
+	return 0
+}
+
+func (x *MkdirRequest) GetUmask() uint32 {
+	if x != nil {
+		return x.Umask
 	}
 	return 0
 }
@@ -3374,7 +3395,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x04_gidB\a\n" +
 	"\x05_sizeB\v\n" +
 	"\t_atime_nsB\v\n" +
-	"\t_mtime_ns\"\xb9\x01\n" +
+	"\t_mtime_ns\"\xcf\x01\n" +
 	"\rCreateRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3383,13 +3404,15 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x12\n" +
 	"\x04rdev\x18\x06 \x01(\rR\x04rdev\x12\x1c\n" +
 	"\texclusive\x18\a \x01(\bR\texclusive\x12\x12\n" +
-	"\x04open\x18\b \x01(\bR\x04open\"r\n" +
+	"\x04open\x18\b \x01(\bR\x04open\x12\x14\n" +
+	"\x05umask\x18\t \x01(\rR\x05umask\"\x88\x01\n" +
 	"\fMkdirRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x10\n" +
 	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
-	"\x03gid\x18\x05 \x01(\rR\x03gid\"x\n" +
+	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x14\n" +
+	"\x05umask\x18\x06 \x01(\rR\x05umask\"x\n" +
 	"\x0eSymlinkRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,11 +57,11 @@ func (m *mountFlags) register(fs *flag.FlagSet, prefix string) {
 	fs.Int64Var(&m.cacheCapacityMB, prefix+"cacheCapacityMB", d.CacheCapacityMB, "disk budget of the chunk cache in MiB (0 turns the disk tier off)")
 	fs.Int64Var(&m.cacheMemoryMB, prefix+"cacheMemoryMB", d.CacheMemoryMB, "memory budget of the chunk cache in MiB")
 	fs.IntVar(&m.chunkSizeMB, prefix+"chunkSizeMB", d.ChunkSizeMB, "files are stored in chunks of this many MiB")
-	fs.Int64Var(&m.writeBufferMB, prefix+"writeBufferMB", d.WriteBufferMB, "memory for unflushed writes across all open files, in MiB; writers wait beyond it")
+	fs.Int64Var(&m.writeBufferMB, prefix+"writeBufferMB", d.WriteBufferMB, "memory for unflushed writes across all open files, in MiB; beyond it writers wait for uploads, and chunks queued for upload (or whose upload failed) move to -cacheDir (up to -cacheCapacityMB) instead")
 	fs.IntVar(&m.concurrentWriters, prefix+"concurrentWriters", d.ConcurrentWriters, "chunk uploads in flight at once")
 	fs.BoolVar(&m.readOnly, prefix+"readOnly", false, "mount read-only")
 	fs.BoolVar(&m.allowOthers, prefix+"allowOthers", false, "let other users use the mount (permissions are still checked; needs root or user_allow_other in /etc/fuse.conf)")
-	fs.StringVar(&m.umask, prefix+"umask", "022", "octal umask applied to new files and directories, on top of the process's own")
+	fs.StringVar(&m.umask, prefix+"umask", "022", "octal umask applied to new files and directories, on top of the process's own (a parent directory's default ACL replaces both, as POSIX says)")
 	fs.StringVar(&m.replication, prefix+"replication", "", "replication xyz of new chunks (default: the filer's)")
 	fs.StringVar(&m.collection, prefix+"collection", "", "collection of new chunks (default: the filer's)")
 	fs.StringVar(&m.ttl, prefix+"ttl", "", "time to live of new chunks, e.g. 3d (default: none)")
@@ -192,6 +193,12 @@ func runMount(ctx context.Context, args []string, _, stderr io.Writer) error {
 	cfg, opts, err := mf.config(log)
 	if err != nil {
 		return err
+	}
+	// The process is the mount alone: hold the Go heap to its budgets
+	// (GOMEMLIMIT, if set, wins).
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.MemoryLimit())
+		log.Info("memory limit", "MiB", cfg.MemoryLimit()>>20)
 	}
 	return serveMount(ctx, cfg, mf.dir, opts, log, nil)
 }

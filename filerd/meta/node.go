@@ -156,7 +156,12 @@ func (t *txn) updateEvent(ino Inode, out *Attr) error {
 type CreateRequest struct {
 	// Mode is the type bits (S_IFREG, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK;
 	// 0 means S_IFREG) and the permission bits.
-	Mode     uint32
+	Mode uint32
+	// Umask is the caller's umask, cleared from Mode unless the parent has
+	// a default ACL (see Create).
+	Umask uint32
+	// Uid and Gid are the caller's; in a setgid directory the inode takes
+	// the directory's group instead.
 	Uid, Gid uint32
 	Rdev     uint32
 	// Exclusive makes an existing name an error (O_EXCL); otherwise an
@@ -170,6 +175,12 @@ type CreateRequest struct {
 }
 
 // Create makes a regular file, fifo, socket or device node name in parent.
+//
+// The new inode inherits from parent as on a local Linux file system: a
+// setgid parent gives it its group (and S_ISGID is cleared from a mode
+// the caller may not set, see stripSetgid); a parent with a default ACL
+// (XattrACLDefault) gives it an access ACL masked by Mode, and Mode's
+// permission bits masked by that ACL, instead of applying Umask.
 func (n *Namespace) Create(ctx context.Context, parent Inode, name string, req CreateRequest) (Attr, error) {
 	typ := req.Mode & S_IFMT
 	if typ == 0 {
@@ -186,7 +197,7 @@ func (n *Namespace) Create(ctx context.Context, parent Inode, name string, req C
 	}
 	reuse := !req.Exclusive && typ == S_IFREG
 	for i := 0; ; i++ {
-		out, opened, err := n.newNode(ctx, "create", parent, name, a, reuse, req.Open)
+		out, opened, err := n.newNode(ctx, "create", parent, name, a, req.Umask, reuse, req.Open)
 		if err != nil || !req.Open || opened {
 			return out, err
 		}
@@ -207,17 +218,25 @@ func (n *Namespace) Mknod(ctx context.Context, parent Inode, name string, mode, 
 	return n.Create(ctx, parent, name, CreateRequest{Mode: mode, Uid: uid, Gid: gid, Rdev: rdev, Exclusive: true})
 }
 
-// Mkdir makes directory name in parent.
+// Mkdir is MkdirUmask without a umask.
 func (n *Namespace) Mkdir(ctx context.Context, parent Inode, name string, mode, uid, gid uint32) (Attr, error) {
+	return n.MkdirUmask(ctx, parent, name, mode, 0, uid, gid)
+}
+
+// MkdirUmask makes directory name in parent for caller uid, gid. It
+// inherits from parent as Create describes, and besides keeps a setgid
+// parent's S_ISGID and a parent's default ACL as its own default ACL.
+func (n *Namespace) MkdirUmask(ctx context.Context, parent Inode, name string, mode, umask, uid, gid uint32) (Attr, error) {
 	a := Attr{Mode: S_IFDIR | mode&ModePerm, Uid: uid, Gid: gid, Nlink: 2}
-	out, _, err := n.newNode(ctx, "mkdir", parent, name, a, false, false)
+	out, _, err := n.newNode(ctx, "mkdir", parent, name, a, umask, false, false)
 	return out, err
 }
 
 // MaxSymlinkLen is the longest symlink target.
 const MaxSymlinkLen = 4095
 
-// Symlink makes symbolic link name in parent pointing at target.
+// Symlink makes symbolic link name in parent pointing at target. A
+// setgid parent gives it its group; its mode is always 0777.
 func (n *Namespace) Symlink(ctx context.Context, parent Inode, name, target string, uid, gid uint32) (Attr, error) {
 	switch {
 	case target == "":
@@ -228,7 +247,7 @@ func (n *Namespace) Symlink(ctx context.Context, parent Inode, name, target stri
 		return Attr{}, wrap("symlink", fmt.Errorf("target with NUL: %w", ErrInvalid))
 	}
 	a := Attr{Mode: S_IFLNK | 0o777, Uid: uid, Gid: gid, Nlink: 1, Target: target, Size: uint64(len(target))}
-	out, _, err := n.newNode(ctx, "symlink", parent, name, a, false, false)
+	out, _, err := n.newNode(ctx, "symlink", parent, name, a, 0, false, false)
 	return out, err
 }
 
@@ -241,12 +260,13 @@ func containsNUL(s string) bool {
 	return false
 }
 
-// newNode links new inode a as name in parent. With reuse an existing
-// regular file is returned instead of ErrExists. With open a handle on the
-// new inode is registered before the transaction, so it holds from the
-// moment the name is visible; opened reports that the handle was kept (a
-// new inode was made), not for a reused file.
-func (n *Namespace) newNode(ctx context.Context, op string, parent Inode, name string, a Attr, reuse, open bool) (out Attr, opened bool, err error) {
+// newNode links new inode a as name in parent, after it inherited what it
+// takes from parent (see inherit; umask is the caller's). With reuse an
+// existing regular file is returned instead of ErrExists. With open a
+// handle on the new inode is registered before the transaction, so it
+// holds from the moment the name is visible; opened reports that the
+// handle was kept (a new inode was made), not for a reused file.
+func (n *Namespace) newNode(ctx context.Context, op string, parent Inode, name string, a Attr, umask uint32, reuse, open bool) (out Attr, opened bool, err error) {
 	if err := n.checkName(name); err != nil {
 		return Attr{}, false, wrap(op, err)
 	}
@@ -294,11 +314,9 @@ func (n *Namespace) newNode(ctx context.Context, op string, parent Inode, name s
 		na.Inode = ino
 		na.Parent, na.Name = parent, name
 		na.Atime, na.Mtime, na.Ctime, na.Crtime = t.ts, t.ts, t.ts, t.ts
-		if d.Mode&S_ISGID != 0 {
-			na.Gid = d.Gid
-			if na.IsDir() {
-				na.Mode |= S_ISGID
-			}
+		xattrs, err := t.inherit(&na, d, umask)
+		if err != nil {
+			return err
 		}
 		na = *t.create(na)
 		if na.IsDir() {
@@ -316,7 +334,7 @@ func (n *Namespace) newNode(ctx context.Context, op string, parent Inode, name s
 		if err != nil {
 			return err
 		}
-		t.ev = &Event{Kind: EventCreate, NewPath: p, NewParent: parent, NewEntry: &EntryState{Attr: na}}
+		t.ev = &Event{Kind: EventCreate, NewPath: p, NewParent: parent, NewEntry: &EntryState{Attr: na, Xattrs: xattrs}}
 		out = na
 		return nil
 	})

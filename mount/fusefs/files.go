@@ -8,7 +8,7 @@ import (
 
 func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
 	start := r.guard.start()
-	a, fh, errno := r.fs.Create(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Flags)
+	a, fh, errno := r.fs.Create(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Umask, in.Flags)
 	if errno != 0 {
 		return status(errno)
 	}

@@ -73,7 +73,7 @@ func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.At
 
 func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
 	start := r.guard.start()
-	a, errno := r.fs.Mknod(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Rdev)
+	a, errno := r.fs.Mknod(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Umask, in.Rdev)
 	if errno != 0 {
 		return status(errno)
 	}
@@ -83,7 +83,7 @@ func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out
 
 func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
 	start := r.guard.start()
-	a, errno := r.fs.Mkdir(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode)
+	a, errno := r.fs.Mkdir(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Umask)
 	if errno != 0 {
 		return status(errno)
 	}

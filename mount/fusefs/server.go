@@ -80,7 +80,10 @@ func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
 	raw := &rawFS{RawFileSystem: fuse.NewDefaultRawFileSystem(), fs: fsys, root: fsys.Root(), guard: newReplyGuard()}
 	cfg := fsys.Config()
 	raw.entryTimeout, raw.attrTimeout = cfg.EntryTimeout, cfg.AttrTimeout
-	var extra uint64
+	// The kernel applies the umask itself unless told not to, POSIX ACLs
+	// or not; but a parent's default ACL replaces the umask, which only
+	// the filer knows about, so the mount takes the umask along unapplied.
+	extra := uint64(fuse.CAP_DONT_MASK)
 	if opts.WritebackCache {
 		extra |= fuse.CAP_WRITEBACK_CACHE
 	}
