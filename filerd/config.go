@@ -66,6 +66,17 @@ type Config struct {
 	// ManifestCacheChunks bounds the manifest cache (manifest blobs are
 	// immutable, cached by file id) by the chunks they list, in total.
 	ManifestCacheChunks int
+	// LockSessionTTL is the longest lease the lock service grants a mount
+	// session, and the lease of one that asks for none; mounts renew every
+	// third of it. It is how long the locks of a dead mount outlive it.
+	LockSessionTTL time.Duration
+	// LockGrace is the lock service's grace period after the filer starts
+	// (the lock table is kept in memory only): until it ends, mounts
+	// re-assert the locks they held and no new lock is granted. It must
+	// outlast LockSessionTTL, so that every live mount notices the restart
+	// at its next renewal and re-asserts in time; 0 disables it (a lone
+	// filer in tests, or a cluster that accepts losing locks on restart).
+	LockGrace time.Duration
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -74,7 +85,9 @@ type Config struct {
 // chunks, 2 KiB inline limit, 7 days of change log, GC every second,
 // subscribers dropped after 30 s without progress, files of more than 1000
 // chunks folded 1000 at a time into manifests, a manifest cache of 128 Ki
-// chunks (about 13 MB). Dir (or Store) and MasterAddr must still be set.
+// chunks (about 13 MB), lock sessions leased for 10 s and a lock grace
+// period of 15 s after a start. Dir (or Store) and MasterAddr must still
+// be set.
 func DefaultConfig() Config {
 	return Config{
 		HTTPAddr:            ":8888",
@@ -87,9 +100,14 @@ func DefaultConfig() Config {
 		ManifestThreshold:   1000,
 		ManifestBatch:       1000,
 		ManifestCacheChunks: 128 << 10,
+		LockSessionTTL:      DefaultLockSessionTTL,
+		LockGrace:           DefaultLockSessionTTL + 5*time.Second,
 		Logger:              slog.Default(),
 	}
 }
+
+// DefaultLockSessionTTL is the default Config.LockSessionTTL.
+const DefaultLockSessionTTL = 10 * time.Second
 
 // ErrConfig reports an invalid Config.
 var ErrConfig = errors.New("filerd: invalid config")
@@ -121,6 +139,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: ManifestBatch %d not in 2..ManifestThreshold (%d)", ErrConfig, c.ManifestBatch, c.ManifestThreshold)
 	case c.ManifestCacheChunks < 0:
 		return fmt.Errorf("%w: ManifestCacheChunks %d is negative", ErrConfig, c.ManifestCacheChunks)
+	case c.LockSessionTTL < minLockSessionTTL:
+		return fmt.Errorf("%w: LockSessionTTL %v below %v", ErrConfig, c.LockSessionTTL, minLockSessionTTL)
+	case c.LockGrace < 0:
+		return fmt.Errorf("%w: LockGrace %v is negative", ErrConfig, c.LockGrace)
+	case c.LockGrace > 0 && c.LockGrace < c.LockSessionTTL:
+		return fmt.Errorf("%w: LockGrace %v shorter than LockSessionTTL %v (0 disables it)", ErrConfig, c.LockGrace, c.LockSessionTTL)
 	}
 	if c.DefaultReplication != "" {
 		if _, err := needle.ParseReplicaPlacement(c.DefaultReplication); err != nil {

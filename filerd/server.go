@@ -18,10 +18,12 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/kelpfs/kelp/api/filerpb"
+	"github.com/kelpfs/kelp/api/lockpb"
 	"github.com/kelpfs/kelp/client"
 	"github.com/kelpfs/kelp/filerd/meta"
 	"github.com/kelpfs/kelp/filerd/store"
 	"github.com/kelpfs/kelp/filerd/store/badger"
+	"github.com/kelpfs/kelp/locks"
 )
 
 // ErrClosed reports a call on a closed server.
@@ -54,6 +56,9 @@ type Server struct {
 	foldWake     chan struct{} // buffered(1): a nudge for the fold loop
 	foldMu       sync.Mutex
 	foldPending  map[meta.Inode]struct{} // files hinted at, at most foldQueueMax
+
+	locks      *locks.Manager // the lock table: in memory only, leased to mount sessions
+	graceUntil time.Time      // end of the lock grace period Serve started (zero: none)
 
 	baseCtx   context.Context // cancelled by Close: loops and subscriptions end
 	cancel    context.CancelFunc
@@ -145,6 +150,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.grpcSrv = grpc.NewServer(append(client.TransportServerOptions(), grpc.ChainUnaryInterceptor(signatureInterceptor))...)
 	filerpb.RegisterFilerServer(s.grpcSrv, &grpcServer{s: s})
+	if s.locks, err = newLockManager(lg); err != nil {
+		return nil, err
+	}
+	lockpb.RegisterLocksServer(s.grpcSrv, &locksServer{s: s})
 	ok = true
 	return s, nil
 }
@@ -218,10 +227,11 @@ func (s *Server) Namespace() *meta.Namespace { return s.ns }
 // Signature returns this filer's signature.
 func (s *Server) Signature() int32 { return s.cfg.Signature }
 
-// Serve serves HTTP and gRPC and runs the chunk GC, change-log retention
-// and manifest fold loops until ctx is done or Close is called; then it closes
-// the server. It returns nil on a clean stop and an error if a listener
-// fails. Serve may be called once.
+// Serve serves HTTP and gRPC and runs the chunk GC, change-log retention,
+// manifest fold and lock-lease expiry loops until ctx is done or Close is
+// called; then it closes the server. It starts the lock service's grace
+// period (Config.LockGrace) just before serving. It returns nil on a clean
+// stop and an error if a listener fails. Serve may be called once.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	select {
@@ -235,8 +245,14 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("filerd: Serve called twice")
 	}
 	s.serving = true
+	if s.cfg.LockGrace > 0 {
+		// The lock table starts empty: mounts re-assert what they held
+		// before anyone gets a new lock.
+		s.graceUntil = time.Now().Add(s.cfg.LockGrace)
+		s.locks.StartGrace(s.graceUntil)
+	}
 	errc := make(chan error, 2)
-	s.loops.Add(5)
+	s.loops.Add(6)
 	go func() {
 		defer s.loops.Done()
 		if err := s.grpcSrv.Serve(s.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -260,6 +276,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() {
 		defer s.loops.Done()
 		s.foldLoop()
+	}()
+	go func() {
+		defer s.loops.Done()
+		_ = s.locks.Run(s.baseCtx, lockSweepInterval(s.cfg.LockSessionTTL))
 	}()
 	s.mu.Unlock()
 
@@ -299,7 +319,8 @@ func (s *Server) goOwned(fn func()) bool {
 
 // Close stops the server; it is idempotent and safe to call concurrently
 // with Serve. Order: mark closed and cancel the base context (the GC,
-// retention and fold loops stop, subscriptions end their streams cleanly), stop
+// retention, fold and lock expiry loops stop, subscriptions end their
+// streams cleanly, blocked SetLkw calls return UNAVAILABLE), stop
 // HTTP (in-flight requests get a few seconds), stop gRPC (graceful for a
 // few seconds, then every stream is cut), wait for every goroutine the
 // server started, then close the master and blob clients and, if New
