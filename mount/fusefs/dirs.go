@@ -7,7 +7,7 @@ import (
 )
 
 func (r *rawFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	fh, errno := r.fs.OpenDir(ctxOf(&in.InHeader, cancel), r.ino(in.NodeId))
+	fh, errno := r.fs.OpenDir(opCtx(&in.InHeader), r.ino(in.NodeId))
 	if errno != 0 {
 		return status(errno)
 	}
@@ -16,14 +16,14 @@ func (r *rawFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenO
 }
 
 func (r *rawFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	return status(r.fs.ReadDir(ctxOf(&in.InHeader, cancel), in.Fh, in.Offset, false, func(e mount.DirEntry) bool {
+	return status(r.fs.ReadDir(opCtx(&in.InHeader), in.Fh, in.Offset, false, func(e mount.DirEntry) bool {
 		return out.AddDirEntry(fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode, Off: e.Off})
 	}))
 }
 
 func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	start, dir := r.guard.start(), r.ino(in.NodeId)
-	return status(r.fs.ReadDir(ctxOf(&in.InHeader, cancel), in.Fh, in.Offset, true, func(e mount.DirEntry) bool {
+	return status(r.fs.ReadDir(opCtx(&in.InHeader), in.Fh, in.Offset, true, func(e mount.DirEntry) bool {
 		eo := out.AddDirLookupEntry(fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Mode, Off: e.Off})
 		if eo == nil {
 			return false

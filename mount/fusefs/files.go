@@ -8,7 +8,7 @@ import (
 
 func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
 	start := r.guard.start()
-	a, fh, errno := r.fs.Create(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Umask, in.Flags)
+	a, fh, errno := r.fs.Create(opCtx(&in.InHeader), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Umask, in.Flags)
 	if errno != 0 {
 		return status(errno)
 	}
@@ -21,7 +21,7 @@ func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 }
 
 func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	fh, keep, errno := r.fs.Open(ctxOf(&in.InHeader, cancel), r.ino(in.NodeId), in.Flags)
+	fh, keep, errno := r.fs.Open(opCtx(&in.InHeader), r.ino(in.NodeId), in.Flags)
 	if errno != 0 {
 		return status(errno)
 	}
@@ -36,7 +36,7 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 }
 
 func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	n, errno := r.fs.Read(ctxOf(&in.InHeader, cancel), in.Fh, buf[:min(len(buf), int(in.Size))], int64(in.Offset))
+	n, errno := r.fs.Read(waitCtx(&in.InHeader, cancel), in.Fh, buf[:min(len(buf), int(in.Size))], int64(in.Offset))
 	if errno != 0 {
 		return nil, status(errno)
 	}
@@ -44,16 +44,16 @@ func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 }
 
 func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	n, errno := r.fs.Write(ctxOf(&in.InHeader, cancel), in.Fh, data, int64(in.Offset))
+	n, errno := r.fs.Write(waitCtx(&in.InHeader, cancel), in.Fh, data, int64(in.Offset))
 	return uint32(n), status(errno)
 }
 
 func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
-	return status(r.fs.Flush(ctxOf(&in.InHeader, cancel), in.Fh))
+	return status(r.fs.Flush(opCtx(&in.InHeader), in.Fh))
 }
 
 func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	return status(r.fs.Fsync(ctxOf(&in.InHeader, cancel), in.Fh))
+	return status(r.fs.Fsync(opCtx(&in.InHeader), in.Fh))
 }
 
 func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
@@ -61,7 +61,7 @@ func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 }
 
 func (r *rawFS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
-	off, errno := r.fs.Lseek(ctxOf(&in.InHeader, cancel), in.Fh, int64(in.Offset), in.Whence)
+	off, errno := r.fs.Lseek(opCtx(&in.InHeader), in.Fh, int64(in.Offset), in.Whence)
 	if errno != 0 {
 		return status(errno)
 	}
@@ -70,11 +70,11 @@ func (r *rawFS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekO
 }
 
 func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
-	return status(r.fs.Fallocate(ctxOf(&in.InHeader, cancel), in.Fh, in.Mode, int64(in.Offset), int64(in.Length)))
+	return status(r.fs.Fallocate(waitCtx(&in.InHeader, cancel), in.Fh, in.Mode, int64(in.Offset), int64(in.Length)))
 }
 
 func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
-	n, errno := r.fs.CopyFileRange(ctxOf(&in.InHeader, cancel), in.FhIn, int64(in.OffIn), in.FhOut, int64(in.OffOut),
+	n, errno := r.fs.CopyFileRange(waitCtx(&in.InHeader, cancel), in.FhIn, int64(in.OffIn), in.FhOut, int64(in.OffOut),
 		int64(min(in.Len, 1<<30)))
 	if errno != 0 && n == 0 {
 		return 0, status(errno)

@@ -10,7 +10,7 @@ import (
 
 func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
 	start, parent := r.guard.start(), r.ino(h.NodeId)
-	a, errno := r.fs.Lookup(ctxOf(h, cancel), parent, name)
+	a, errno := r.fs.Lookup(opCtx(h), parent, name)
 	if errno == syscall.ENOENT {
 		// A negative entry: the kernel may remember the name is absent
 		// (another client's create invalidates it through the watcher).
@@ -28,7 +28,7 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 func (r *rawFS) Forget(nodeid, nlookup uint64) {}
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
-	a, errno := r.fs.GetAttr(ctxOf(&in.InHeader, cancel), r.ino(in.NodeId))
+	a, errno := r.fs.GetAttr(opCtx(&in.InHeader), r.ino(in.NodeId))
 	if errno != 0 {
 		return status(errno)
 	}
@@ -63,7 +63,7 @@ func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.At
 		t := int64(in.Mtime)*1e9 + int64(in.Mtimensec)
 		req.Mtime = &t
 	}
-	a, errno := r.fs.SetAttr(ctxOf(&in.InHeader, cancel), r.ino(in.NodeId), req)
+	a, errno := r.fs.SetAttr(opCtx(&in.InHeader), r.ino(in.NodeId), req)
 	if errno != 0 {
 		return status(errno)
 	}
@@ -73,7 +73,7 @@ func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.At
 
 func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
 	start := r.guard.start()
-	a, errno := r.fs.Mknod(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Umask, in.Rdev)
+	a, errno := r.fs.Mknod(opCtx(&in.InHeader), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Umask, in.Rdev)
 	if errno != 0 {
 		return status(errno)
 	}
@@ -83,7 +83,7 @@ func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out
 
 func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
 	start := r.guard.start()
-	a, errno := r.fs.Mkdir(ctxOf(&in.InHeader, cancel), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Umask)
+	a, errno := r.fs.Mkdir(opCtx(&in.InHeader), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Umask)
 	if errno != 0 {
 		return status(errno)
 	}
@@ -92,20 +92,20 @@ func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out
 }
 
 func (r *rawFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	return status(r.fs.Unlink(ctxOf(h, cancel), r.ino(h.NodeId), name))
+	return status(r.fs.Unlink(opCtx(h), r.ino(h.NodeId), name))
 }
 
 func (r *rawFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	return status(r.fs.Rmdir(ctxOf(h, cancel), r.ino(h.NodeId), name))
+	return status(r.fs.Rmdir(opCtx(h), r.ino(h.NodeId), name))
 }
 
 func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
-	return status(r.fs.Rename(ctxOf(&in.InHeader, cancel), r.ino(in.NodeId), oldName, r.ino(in.Newdir), newName, in.Flags))
+	return status(r.fs.Rename(opCtx(&in.InHeader), r.ino(in.NodeId), oldName, r.ino(in.Newdir), newName, in.Flags))
 }
 
 func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
 	start := r.guard.start()
-	a, errno := r.fs.Link(ctxOf(&in.InHeader, cancel), r.ino(in.Oldnodeid), r.ino(in.NodeId), name)
+	a, errno := r.fs.Link(opCtx(&in.InHeader), r.ino(in.Oldnodeid), r.ino(in.NodeId), name)
 	if errno != 0 {
 		return status(errno)
 	}
@@ -115,7 +115,7 @@ func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *
 
 func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
 	start := r.guard.start()
-	a, errno := r.fs.Symlink(ctxOf(h, cancel), caller(h), r.ino(h.NodeId), name, target)
+	a, errno := r.fs.Symlink(opCtx(h), caller(h), r.ino(h.NodeId), name, target)
 	if errno != 0 {
 		return status(errno)
 	}
@@ -124,7 +124,7 @@ func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name s
 }
 
 func (r *rawFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
-	t, errno := r.fs.Readlink(ctxOf(h, cancel), r.ino(h.NodeId))
+	t, errno := r.fs.Readlink(opCtx(h), r.ino(h.NodeId))
 	if errno != 0 {
 		return nil, status(errno)
 	}
@@ -136,7 +136,7 @@ func (r *rawFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse
 func (r *rawFS) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status { return fuse.OK }
 
 func (r *rawFS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
-	s, errno := r.fs.StatFs(ctxOf(h, cancel))
+	s, errno := r.fs.StatFs(opCtx(h))
 	if errno != 0 {
 		return status(errno)
 	}

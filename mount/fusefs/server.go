@@ -4,7 +4,9 @@
 // numbers (the mount root is node 1), so Forget has nothing to do.
 //
 // Concurrency: go-fuse calls the ops from many goroutines; the FS is safe
-// for that. Mount returns once the kernel has the mount; Unmount (or an
+// for that. A FUSE interrupt (any signal to the caller) ends only the ops
+// that wait for data or buffer space; the others run to their end (see
+// opCtx). Mount returns once the kernel has the mount; Unmount (or an
 // external umount) ends Serve.
 package fusefs
 
@@ -237,7 +239,30 @@ func (r *rawFS) InvalidateInode(ino uint64) {
 	})
 }
 
-func ctxOf(h *fuse.InHeader, cancel <-chan struct{}) *fuse.Context {
+// Interrupts. The kernel sends FUSE_INTERRUPT for a request whenever the
+// calling thread gets a signal it does not ignore (Go programs get SIGURG
+// from their own scheduler all the time), and go-fuse then closes the
+// request's cancel channel. An EINTR answered because of it reaches the
+// program as a failed system call: SA_RESTART does not restart it. So only
+// the ops that may wait long for data or buffer space and whose system
+// calls allow EINTR (read, write, fallocate, copy_file_range) honour it
+// (waitCtx). Every other op runs to its end, bounded by the mount's
+// OpTimeout (opCtx): a namespace change the filer may already have made
+// must not be reported as not done (the program would retry or give up,
+// and the kernel would keep names the filer no longer has), an open would
+// leave the filer's handle behind, and stat, lookup, readlink, readdir and
+// the rest have no EINTR in POSIX. The cost: a process killed while such an
+// op waits on an unreachable filer exits only after OpTimeout (the kernel
+// waits for the answer to a request it has sent), as with close(2) already
+// (mount's flush ignores interrupts too).
+
+// opCtx is the context of an op an interrupt does not cut short.
+func opCtx(h *fuse.InHeader) *fuse.Context {
+	return &fuse.Context{Caller: h.Caller}
+}
+
+// waitCtx is the context of an op an interrupt ends, with EINTR.
+func waitCtx(h *fuse.InHeader, cancel <-chan struct{}) *fuse.Context {
 	return &fuse.Context{Caller: h.Caller, Cancel: cancel}
 }
 

@@ -7,7 +7,7 @@ import (
 )
 
 func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, dest []byte) (uint32, fuse.Status) {
-	v, errno := r.fs.GetXattr(ctxOf(h, cancel), r.ino(h.NodeId), name)
+	v, errno := r.fs.GetXattr(opCtx(h), r.ino(h.NodeId), name)
 	if errno != 0 {
 		return 0, status(errno)
 	}
@@ -18,7 +18,7 @@ func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, 
 }
 
 func (r *rawFS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
-	names, errno := r.fs.ListXattr(ctxOf(h, cancel), r.ino(h.NodeId))
+	names, errno := r.fs.ListXattr(opCtx(h), r.ino(h.NodeId))
 	if errno != 0 {
 		return 0, status(errno)
 	}
@@ -34,9 +34,9 @@ func (r *rawFS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte)
 }
 
 func (r *rawFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, name string, data []byte) fuse.Status {
-	return status(r.fs.SetXattr(ctxOf(&in.InHeader, cancel), r.ino(in.NodeId), name, data, in.Flags))
+	return status(r.fs.SetXattr(opCtx(&in.InHeader), r.ino(in.NodeId), name, data, in.Flags))
 }
 
 func (r *rawFS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	return status(r.fs.RemoveXattr(ctxOf(h, cancel), r.ino(h.NodeId), name))
+	return status(r.fs.RemoveXattr(opCtx(h), r.ino(h.NodeId), name))
 }
