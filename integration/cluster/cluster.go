@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -316,15 +318,45 @@ func (c *Cluster) Client() *client.Cluster {
 	return cl
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// for a daemon started later (a real binary) to bind. It is chosen below
+// the kernel's ephemeral range: a port taken from that range (listen on
+// :0, close) could be handed to any outgoing connection, the cluster's own
+// included, before the daemon binds it ("address already in use"). Ports
+// are not handed out twice by one test binary.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	lo, hi := fixedPortRange()
+	for range 1000 {
+		p := lo + rand.IntN(hi-lo)
+		if _, dup := handedOut.LoadOrStore(p, true); dup {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatalf("free port: none free in %d..%d", lo, hi)
+	return 0
+}
+
+// handedOut holds the ports FreePort returned in this test binary.
+var handedOut sync.Map
+
+// fixedPortRange is where FreePort picks: from 12000 up to the start of
+// the ephemeral range (ip_local_port_range; 32768 if unreadable).
+func fixedPortRange() (lo, hi int) {
+	lo, hi = 12000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var eLo, eHi int
+		if n, _ := fmt.Sscan(string(b), &eLo, &eHi); n == 2 && eLo > lo+1000 {
+			hi = eLo
+		}
+	}
+	return lo, hi
 }
 
 // Filer is the cluster's filer with its fixed addresses and store directory.
