@@ -36,7 +36,9 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 }
 
 func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	n, errno := r.fs.Read(waitCtx(&in.InHeader, cancel), in.Fh, buf[:min(len(buf), int(in.Size))], int64(in.Offset))
+	ctx, done := waitCtx(&in.InHeader, cancel)
+	defer done()
+	n, errno := r.fs.Read(ctx, in.Fh, buf[:min(len(buf), int(in.Size))], int64(in.Offset))
 	if errno != 0 {
 		return nil, status(errno)
 	}
@@ -44,7 +46,9 @@ func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 }
 
 func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	n, errno := r.fs.Write(waitCtx(&in.InHeader, cancel), in.Fh, data, int64(in.Offset))
+	ctx, done := waitCtx(&in.InHeader, cancel)
+	defer done()
+	n, errno := r.fs.Write(ctx, in.Fh, data, int64(in.Offset))
 	return uint32(n), status(errno)
 }
 
@@ -70,11 +74,15 @@ func (r *rawFS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekO
 }
 
 func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
-	return status(r.fs.Fallocate(waitCtx(&in.InHeader, cancel), in.Fh, in.Mode, int64(in.Offset), int64(in.Length)))
+	ctx, done := waitCtx(&in.InHeader, cancel)
+	defer done()
+	return status(r.fs.Fallocate(ctx, in.Fh, in.Mode, int64(in.Offset), int64(in.Length)))
 }
 
 func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
-	n, errno := r.fs.CopyFileRange(waitCtx(&in.InHeader, cancel), in.FhIn, int64(in.OffIn), in.FhOut, int64(in.OffOut),
+	ctx, done := waitCtx(&in.InHeader, cancel)
+	defer done()
+	n, errno := r.fs.CopyFileRange(ctx, in.FhIn, int64(in.OffIn), in.FhOut, int64(in.OffOut),
 		int64(min(in.Len, 1<<30)))
 	if errno != 0 && n == 0 {
 		return 0, status(errno)

@@ -245,8 +245,12 @@ func (r *rawFS) InvalidateInode(ino uint64) {
 // request's cancel channel. An EINTR answered because of it reaches the
 // program as a failed system call: SA_RESTART does not restart it. So only
 // the ops that may wait long for data or buffer space and whose system
-// calls allow EINTR (read, write, fallocate, copy_file_range) honour it
-// (waitCtx). Every other op runs to its end, bounded by the mount's
+// calls allow EINTR (read, write, fallocate, copy_file_range) honour it,
+// and only when they are still waiting interruptGrace after it (waitCtx):
+// a read of a regular file never fails with EINTR on a local disk, and
+// programs count on that, so a signal must not cut short a read that was
+// about to finish; one stuck on a cluster that is gone still ends on
+// Ctrl-C, within interruptGrace. Every other op runs to its end, bounded by the mount's
 // OpTimeout (opCtx): a namespace change the filer may already have made
 // must not be reported as not done (the program would retry or give up,
 // and the kernel would keep names the filer no longer has), an open would
@@ -261,9 +265,30 @@ func opCtx(h *fuse.InHeader) *fuse.Context {
 	return &fuse.Context{Caller: h.Caller}
 }
 
-// waitCtx is the context of an op an interrupt ends, with EINTR.
-func waitCtx(h *fuse.InHeader, cancel <-chan struct{}) *fuse.Context {
-	return &fuse.Context{Caller: h.Caller, Cancel: cancel}
+// interruptGrace is how long an interrupted read or write may still take
+// before it ends with EINTR.
+const interruptGrace = time.Second
+
+// waitCtx is the context of an op an interrupt ends, with EINTR, if it is
+// still running interruptGrace later. Call done when the op returns: it
+// stops the goroutine that watches for the interrupt.
+func waitCtx(h *fuse.InHeader, cancel <-chan struct{}) (ctx *fuse.Context, done func()) {
+	ended, stop := make(chan struct{}), make(chan struct{})
+	go func() {
+		select {
+		case <-cancel:
+		case <-stop:
+			return
+		}
+		t := time.NewTimer(interruptGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			close(ended)
+		case <-stop:
+		}
+	}()
+	return &fuse.Context{Caller: h.Caller, Cancel: ended}, func() { close(stop) }
 }
 
 func caller(h *fuse.InHeader) mount.Caller {
