@@ -506,9 +506,6 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 	})
 	if err != nil {
 		f.fs.log.Warn("mount: commit failed", "inode", f.ino, "err", err)
-		if errors.Is(err, context.Canceled) {
-			return syscall.EINTR
-		}
 		return syscall.EIO
 	}
 	f.mu.Lock()
