@@ -70,12 +70,15 @@ type Config struct {
 	// session, and the lease of one that asks for none; mounts renew every
 	// third of it. It is how long the locks of a dead mount outlive it.
 	LockSessionTTL time.Duration
-	// LockGrace is the lock service's grace period after the filer starts
-	// (the lock table is kept in memory only): until it ends, mounts
-	// re-assert the locks they held and no new lock is granted. It must
-	// outlast LockSessionTTL, so that every live mount notices the restart
-	// at its next renewal and re-asserts in time; 0 disables it (a lone
-	// filer in tests, or a cluster that accepts losing locks on restart).
+	// LockGrace is the lock service's grace period after a start that
+	// follows a stop or crash with lock sessions live (the lock table is
+	// kept in memory only; the store's side KV record "filer.locks.live"
+	// marks that sessions may be live). Until it ends, mounts re-assert the
+	// locks they held and no new lock is granted. A filer that starts for
+	// the first time, or after a stop with no session left, has none. It
+	// must outlast LockSessionTTL, so that every live mount notices the
+	// restart at its next renewal and re-asserts in time; 0 disables it (a
+	// cluster that accepts losing locks on restart).
 	LockGrace time.Duration
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
@@ -86,8 +89,8 @@ type Config struct {
 // subscribers dropped after 30 s without progress, files of more than 1000
 // chunks folded 1000 at a time into manifests, a manifest cache of 128 Ki
 // chunks (about 13 MB), lock sessions leased for 10 s and a lock grace
-// period of 15 s after a start. Dir (or Store) and MasterAddr must still
-// be set.
+// period of 15 s after a restart with live lock sessions. Dir (or Store)
+// and MasterAddr must still be set.
 func DefaultConfig() Config {
 	return Config{
 		HTTPAddr:            ":8888",

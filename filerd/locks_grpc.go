@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
 
 	"github.com/kelpfs/kelp/api/lockpb"
+	"github.com/kelpfs/kelp/filerd/meta"
 	"github.com/kelpfs/kelp/locks"
 )
 
@@ -18,7 +20,9 @@ import (
 // table lives in memory only, leased to mount sessions (DESIGN.md decision
 // 6). Handlers decode, call the Manager, encode; errors go through
 // lockErrorTable. The Manager's expiry sweep runs as a server loop (Serve
-// starts it, Close stops it), and Serve starts the grace period.
+// starts it, Close stops it), and Serve starts the grace period if the
+// store's lockLiveKey says sessions may have been live when the filer last
+// stopped (lockMarker).
 
 const (
 	// minLockSessionTTL is the shortest lease granted: a shorter one could
@@ -31,7 +35,113 @@ const (
 	// waits for runs out. (A request that meets an expired lock needs no
 	// sweep: the Manager expires its session on the spot.)
 	maxLockSweep = 100 * time.Millisecond
+	// lockMarkerCheck is how often the sweep looks for a chance to clear
+	// lockLiveKey when it expired no session itself: sessions also end
+	// when a request meets them past their lease, and the grace period
+	// ends. (The check counts the Manager's files under its mutex, so it
+	// does not run at every sweep.)
+	lockMarkerCheck = time.Second
 )
+
+// lockLiveKey is the filer's side KV record (meta's "k" space, next to
+// signatureKey, apart from every namespace key) whose presence means "some
+// lock session may be live": it is written before the first session is
+// granted and deleted once none is left and no grace period runs. A start
+// that finds it runs the grace period (Serve).
+const lockLiveKey = "filer.locks.live"
+
+// lockMarker keeps lockLiveKey in step with the Manager's sessions. mu
+// orders the record's writes against new sessions: OpenSession holds it
+// from the check of set through Manager.OpenSession, and a clear holds it
+// from its count of sessions through the delete, so no session is granted
+// while the record is missing or about to be deleted. Order: mu before the
+// Manager's own mutex. Lock requests other than OpenSession never take mu.
+type lockMarker struct {
+	mu      sync.Mutex
+	set     bool // the record is in the store (as far as a write or a read told)
+	failing bool // the last delete failed (logged once per streak)
+}
+
+// readLockMarker loads lockLiveKey from the store into s.lockMarker (New).
+func (s *Server) readLockMarker(ctx context.Context) error {
+	_, err := s.ns.KVGet(ctx, lockLiveKey)
+	switch {
+	case err == nil:
+		s.lockMarker.set = true
+	case errors.Is(err, meta.ErrNotFound):
+		s.lockMarker.set = false
+	default:
+		return fmt.Errorf("filerd: read lock marker: %w", err)
+	}
+	return nil
+}
+
+// openLockSession opens session id in the Manager, first writing
+// lockLiveKey (a durable commit) if it is not set: once a mount holds a
+// session, a crash of the filer always leads to a grace period. Opening
+// further sessions writes nothing.
+func (s *Server) openLockSession(ctx context.Context, id string, ttl time.Duration) error {
+	mk := &s.lockMarker
+	mk.mu.Lock()
+	defer mk.mu.Unlock()
+	if !mk.set {
+		if err := s.ns.KVPut(ctx, lockLiveKey, []byte("1")); err != nil {
+			return fmt.Errorf("filerd: mark lock sessions live: %w", err)
+		}
+		mk.set = true
+	}
+	return s.locks.OpenSession(id, ttl)
+}
+
+// clearLockMarker deletes lockLiveKey if it is set, no session is left and
+// no grace period runs. (During one, mounts of before the restart are yet
+// to come back: a crash then must lead to another grace period.) A failed
+// delete leaves the record, which only costs a needless grace period; the
+// sweep tries again.
+func (s *Server) clearLockMarker(ctx context.Context) {
+	mk := &s.lockMarker
+	mk.mu.Lock()
+	defer mk.mu.Unlock()
+	if !mk.set {
+		return
+	}
+	if st := s.locks.Stats(); st.Sessions > 0 || st.Grace {
+		return
+	}
+	if err := s.ns.KVDelete(ctx, lockLiveKey); err != nil {
+		if ctx.Err() == nil {
+			if !mk.failing {
+				s.log.Warn("cannot clear the lock marker; will retry", "key", lockLiveKey, "err", err)
+			}
+			mk.failing = true
+		}
+		return
+	}
+	mk.set, mk.failing = false, false
+	s.log.Debug("no lock session left: lock marker cleared", "key", lockLiveKey)
+}
+
+// lockSweepLoop expires lapsed sessions every interval, as Manager.Run
+// does, and clears lockLiveKey once none is left: at once after a sweep
+// that ended a session, else every lockMarkerCheck. It returns when the
+// server's base context ends.
+func (s *Server) lockSweepLoop(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var checked time.Time
+	for {
+		select {
+		case <-s.baseCtx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if ended := s.locks.Expire(now); len(ended) > 0 || now.Sub(checked) >= lockMarkerCheck {
+			checked = now
+			s.clearLockMarker(s.baseCtx)
+		}
+	}
+}
 
 // lockErrorTable is the one translation of the locks package's sentinels
 // to a gRPC code and an errno name (a filerpb.PosixError detail), the
@@ -107,8 +217,9 @@ func checkSession(id string) error {
 }
 
 // OpenSession grants the lease asked for, within [minLockSessionTTL,
-// Config.LockSessionTTL]; 0 asks for the maximum.
-func (l *locksServer) OpenSession(_ context.Context, req *lockpb.OpenSessionRequest) (*lockpb.OpenSessionResponse, error) {
+// Config.LockSessionTTL]; 0 asks for the maximum. The first session after
+// none also commits lockLiveKey before the answer.
+func (l *locksServer) OpenSession(ctx context.Context, req *lockpb.OpenSessionRequest) (*lockpb.OpenSessionResponse, error) {
 	if err := checkSession(req.Session); err != nil {
 		return nil, lockError(err)
 	}
@@ -120,7 +231,7 @@ func (l *locksServer) OpenSession(_ context.Context, req *lockpb.OpenSessionRequ
 	if req.TtlMs > 0 && req.TtlMs < maxTTL.Milliseconds() {
 		ttl = max(time.Duration(req.TtlMs)*time.Millisecond, minLockSessionTTL)
 	}
-	if err := l.m().OpenSession(req.Session, ttl); err != nil {
+	if err := l.s.openLockSession(ctx, req.Session, ttl); err != nil {
 		return nil, lockError(err)
 	}
 	resp := &lockpb.OpenSessionResponse{TtlMs: ttl.Milliseconds()}
@@ -137,10 +248,13 @@ func (l *locksServer) Renew(_ context.Context, req *lockpb.RenewRequest) (*lockp
 	return &lockpb.RenewResponse{}, nil
 }
 
-func (l *locksServer) CloseSession(_ context.Context, req *lockpb.CloseSessionRequest) (*lockpb.CloseSessionResponse, error) {
+// CloseSession ends the session and, if it was the last one, clears
+// lockLiveKey (a failure there is the sweep's to retry, not the caller's).
+func (l *locksServer) CloseSession(ctx context.Context, req *lockpb.CloseSessionRequest) (*lockpb.CloseSessionResponse, error) {
 	if err := l.m().CloseSession(req.Session); err != nil {
 		return nil, lockError(err)
 	}
+	l.s.clearLockMarker(ctx)
 	return &lockpb.CloseSessionResponse{}, nil
 }
 

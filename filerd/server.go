@@ -58,6 +58,8 @@ type Server struct {
 	foldPending  map[meta.Inode]struct{} // files hinted at, at most foldQueueMax
 
 	locks      *locks.Manager // the lock table: in memory only, leased to mount sessions
+	lockMarker lockMarker     // lockLiveKey in the store (locks_grpc.go)
+	locksLive  bool           // lockLiveKey was set when New opened the store
 	graceUntil time.Time      // end of the lock grace period Serve started (zero: none)
 
 	baseCtx   context.Context // cancelled by Close: loops and subscriptions end
@@ -153,6 +155,10 @@ func New(cfg Config) (*Server, error) {
 	if s.locks, err = newLockManager(lg); err != nil {
 		return nil, err
 	}
+	if err := s.readLockMarker(ctx); err != nil {
+		return nil, err
+	}
+	s.locksLive = s.lockMarker.set
 	lockpb.RegisterLocksServer(s.grpcSrv, &locksServer{s: s})
 	ok = true
 	return s, nil
@@ -229,9 +235,11 @@ func (s *Server) Signature() int32 { return s.cfg.Signature }
 
 // Serve serves HTTP and gRPC and runs the chunk GC, change-log retention,
 // manifest fold and lock-lease expiry loops until ctx is done or Close is
-// called; then it closes the server. It starts the lock service's grace
-// period (Config.LockGrace) just before serving. It returns nil on a clean
-// stop and an error if a listener fails. Serve may be called once.
+// called; then it closes the server. Just before serving it starts the
+// lock service's grace period (Config.LockGrace), if lock sessions may
+// have been live when the filer last stopped (the store held lockLiveKey
+// at New). It returns nil on a clean stop and an error if a listener
+// fails. Serve may be called once.
 func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	select {
@@ -245,11 +253,17 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("filerd: Serve called twice")
 	}
 	s.serving = true
-	if s.cfg.LockGrace > 0 {
+	switch {
+	case s.locksLive && s.cfg.LockGrace > 0:
 		// The lock table starts empty: mounts re-assert what they held
 		// before anyone gets a new lock.
 		s.graceUntil = time.Now().Add(s.cfg.LockGrace)
 		s.locks.StartGrace(s.graceUntil)
+		s.log.Info("lock grace period: lock sessions may have been live", "grace", s.cfg.LockGrace)
+	case s.locksLive:
+		s.log.Warn("lock sessions may have been live, but LockGrace is 0: no grace period, their locks are lost")
+	default:
+		s.log.Info("no lock sessions were live: no grace period")
 	}
 	errc := make(chan error, 2)
 	s.loops.Add(6)
@@ -279,7 +293,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}()
 	go func() {
 		defer s.loops.Done()
-		_ = s.locks.Run(s.baseCtx, lockSweepInterval(s.cfg.LockSessionTTL))
+		s.lockSweepLoop(lockSweepInterval(s.cfg.LockSessionTTL))
 	}()
 	s.mu.Unlock()
 

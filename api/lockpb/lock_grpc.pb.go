@@ -23,9 +23,12 @@
 //
 // # Grace period after a filer restart
 //
-// The table is not persisted. A filer that starts is in a grace period
-// (Config.LockGrace, by default the session ttl + 5 s): lock requests and
-// GetLk fail with UNAVAILABLE + EAGAIN (retry after a short back-off),
+// The table is not persisted. A filer that restarts after a stop or crash
+// while lock sessions may have been live (its store keeps a marker from
+// the first session opened until none is left) is in a grace period
+// (Config.LockGrace, by default the session ttl + 5 s); a filer started
+// for the first time, or after a stop with no session left, has none. In
+// the grace period, lock requests and GetLk fail with UNAVAILABLE + EAGAIN (retry after a short back-off),
 // unlocks are served, and Reassert grants the locks mounts held before the
 // restart. A mount notices the restart when its Renew fails with
 // NOT_FOUND + ENOLCK: it opens a fresh session and re-asserts everything
