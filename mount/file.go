@@ -69,6 +69,9 @@ type handle struct {
 	f       *file
 	mu      sync.Mutex
 	lastEnd int64 // where the last read ended, for read-ahead
+	// lockOwners are the owners of record locks set through the
+	// handle, released with it (see Release).
+	lockOwners map[uint64]struct{}
 }
 
 // fileFor returns ino's file state, creating it.
@@ -237,6 +240,43 @@ func (f *file) reload(ctx context.Context, always bool) syscall.Errno {
 	return 0
 }
 
+// revalidate fetches the file's content after a lock was granted, unless
+// this mount holds unflushed data, and drops the kernel's attributes and
+// pages if the file changed: what another mount wrote and flushed before
+// it unlocked is what the lock holder reads. (The watcher would tell the
+// same a little later; a lock must not wait for that.) A lock request
+// holds no page lock, so the kernel's pages can be dropped here.
+func (f *file) revalidate(ctx context.Context) syscall.Errno {
+	f.mu.Lock()
+	if f.hasLocalLocked() {
+		f.mu.Unlock()
+		return 0
+	}
+	prev, loaded := f.attr.Generation, f.loaded
+	f.mu.Unlock()
+	resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.GetChunksResponse, error) {
+		return f.fs.api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: f.ino})
+	})
+	if err != nil {
+		return toErrno(err)
+	}
+	f.mu.Lock()
+	if f.hasLocalLocked() {
+		f.mu.Unlock()
+		return 0
+	}
+	f.applyContentLocked(resp)
+	changed := !loaded || f.attr.Generation != prev
+	f.mu.Unlock()
+	if changed {
+		f.fs.pages.forget(f.ino)
+		if inv := f.fs.invalidator(); inv != nil {
+			inv.InvalidateInode(f.ino)
+		}
+	}
+	return 0
+}
+
 // applyContentLocked installs content the filer answered; newer says
 // its attributes are newer than any this mount answered before.
 func (f *file) applyContentLocked(resp *filerpb.GetChunksResponse) (newer bool) {
@@ -319,9 +359,11 @@ func (f *file) mtimeSet(mtime int64) {
 }
 
 // Release closes handle fh: unflushed data is flushed (errors can only be
-// logged here; Flush reported them to close(2)), and the last handle on
-// the mount gives the filer's handle back.
-func (fs *FS) Release(fh uint64) {
+// logged here; Flush reported them to close(2)), the locks of the open
+// file description go (its flock lock, which the kernel names with
+// flockOwner when releaseFlock is set, and its OFD record locks), and
+// the last handle on the mount gives the filer's handle back.
+func (fs *FS) Release(fh uint64, flockOwner uint64, releaseFlock bool) {
 	fs.mu.Lock()
 	h := fs.handles[fh]
 	delete(fs.handles, fh)
@@ -333,6 +375,19 @@ func (fs *FS) Release(fh uint64) {
 	defer cancel()
 	if errno := h.f.flush(ctx); errno != 0 {
 		fs.log.Warn("mount: flush on release failed", "inode", h.f.ino, "errno", errno)
+	}
+	if releaseFlock {
+		fs.releaseFlock(ctx, h.f.ino, flockOwner)
+	}
+	// Every process that set record locks through this handle has
+	// closed it by now, and its close (Flush) dropped them; what is left
+	// belongs to the open file description itself: OFD locks, which the
+	// kernel sends as record locks owned by the file and never unlocks.
+	h.mu.Lock()
+	owners := h.lockOwners
+	h.mu.Unlock()
+	for owner := range owners {
+		fs.releaseOwner(ctx, h.f.ino, owner)
 	}
 	fs.dropOpen(h.f)
 }
@@ -423,14 +478,24 @@ func (fs *FS) sendReleases(inodes []uint64) {
 }
 
 // Flush is close(2)'s flush: unflushed data reaches every replica and the
-// filer before it returns; errors come back as EIO.
-func (fs *FS) Flush(ctx context.Context, fh uint64) syscall.Errno {
+// filer before it returns; errors come back as EIO. Then the record locks
+// of lockOwner (the closing process) on the file go, as POSIX wants for
+// any close of the file.
+func (fs *FS) Flush(ctx context.Context, fh, lockOwner uint64) syscall.Errno {
+	h := fs.handle(fh)
+	if h == nil {
+		return syscall.EBADF
+	}
+	errno := h.f.flush(ctx)
+	fs.releaseOwner(ctx, h.f.ino, lockOwner)
+	return errno
+}
+
+// Fsync: the volume servers hold every replica once it returns.
+func (fs *FS) Fsync(ctx context.Context, fh uint64) syscall.Errno {
 	h := fs.handle(fh)
 	if h == nil {
 		return syscall.EBADF
 	}
 	return h.f.flush(ctx)
 }
-
-// Fsync is Flush: the volume servers hold every replica once it returns.
-func (fs *FS) Fsync(ctx context.Context, fh uint64) syscall.Errno { return fs.Flush(ctx, fh) }

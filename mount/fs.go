@@ -83,6 +83,7 @@ type FS struct {
 	relQueue    []uint64 // handles to give back in the next Release call
 	relSending  bool     // a goroutine is sending relQueue
 	inv         atomic.Pointer[invalidatorBox]
+	locks       *lockService
 
 	mu      sync.Mutex
 	files   map[uint64]*file // open on this mount, or holding unflushed data
@@ -165,6 +166,7 @@ func New(cfg Config) (*FS, error) {
 		}
 	}
 	fs.bgCtx, fs.bgCancel = context.WithCancel(context.Background())
+	fs.locks = newLockService(fs)
 	fs.startWatcher()
 	return fs, nil
 }
@@ -231,6 +233,7 @@ func (fs *FS) Close() error {
 		cancel()
 	}
 	fs.releases.Wait()
+	fs.locks.close()
 	fs.bgCancel()
 	fs.bg.Wait()
 	if fs.spill != nil {

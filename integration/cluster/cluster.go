@@ -361,11 +361,12 @@ func fixedPortRange() (lo, hi int) {
 
 // Filer is the cluster's filer with its fixed addresses and store directory.
 type Filer struct {
-	c      *Cluster
-	cfg    filerd.Config
-	srv    *filerd.Server
-	cancel context.CancelFunc
-	done   chan error
+	c       *Cluster
+	cfg     filerd.Config
+	srv     *filerd.Server
+	cancel  context.CancelFunc
+	done    chan error
+	cleanup bool // stop is registered with t.Cleanup
 }
 
 func (f *Filer) start() {
@@ -380,7 +381,12 @@ func (f *Filer) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel, f.done = cancel, make(chan error, 1)
 	go func() { f.done <- srv.Serve(ctx) }()
-	t.Cleanup(f.stop)
+	if !f.cleanup {
+		// Once, at the first start: a restarted filer still stops
+		// where the first one would, after the mounts made since.
+		f.cleanup = true
+		t.Cleanup(f.stop)
+	}
 	waitReady(t, "filer", srv.Ready())
 }
 

@@ -99,9 +99,9 @@ func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
 		Name:              "kelp",
 		Debug:             opts.Debug,
 		EnableAcl:         true,
-		// The kernel's own locks would hold only on this machine; the
-		// locks issue forwards them to the filer.
-		EnableLocks:          false,
+		// flock and fcntl locks go to the filer's lock service, so
+		// they hold across every mount of the cluster (locks.go).
+		EnableLocks:          true,
 		EnableSymlinkCaching: true,
 		MaxBackground:        64,
 		// As root, mount(2) directly; otherwise (or if that fails)

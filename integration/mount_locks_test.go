@@ -1,0 +1,582 @@
+package integration
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kelpfs/kelp/filerd"
+	"github.com/kelpfs/kelp/integration/cluster"
+)
+
+// Locks across mounts (issue 5): two mounts of one filer stand for two
+// machines. The test process's fcntl locks on mount A and on mount B are
+// held by two owners (two lock sessions), exactly as two processes on two
+// machines would be; a python child stands in where a distinct process is
+// needed (its pid, a signal, a kill).
+
+// lockWait bounds how long a lock hand-over may take before the test
+// fails: far above what it takes (milliseconds), it only catches hangs.
+const lockWait = 10 * time.Second
+
+func lockCluster(t *testing.T, filerCfg func(*filerd.Config)) (c *cluster.Cluster, a, b *cluster.Mount) {
+	t.Helper()
+	cluster.NeedFUSE(t)
+	c = cluster.Start(t, cluster.Options{Filer: true, FilerConfig: filerCfg})
+	return c, c.MountFiler(nil), c.MountFiler(nil)
+}
+
+func openRW(t *testing.T, p string) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// setlk is fcntl(F_SETLK or cmd) of [start, start+len) (len 0: to EOF).
+func setlk(f *os.File, cmd int, typ int16, start, length int64) error {
+	lk := unix.Flock_t{Type: typ, Whence: io.SeekStart, Start: start, Len: length}
+	return unix.FcntlFlock(f.Fd(), cmd, &lk)
+}
+
+func TestMountLocks(t *testing.T) {
+	_, a, b := lockCluster(t, nil)
+	t.Run("Flock", func(t *testing.T) { testLocksFlock(t, a, b) })
+	t.Run("FcntlRanges", func(t *testing.T) { testLocksFcntlRanges(t, a, b) })
+	t.Run("CloseReleases", func(t *testing.T) { testLocksCloseReleases(t, a, b) })
+	t.Run("OFD", func(t *testing.T) { testLocksOFD(t, a, b) })
+	t.Run("Handover", func(t *testing.T) { testLocksHandover(t, a, b) })
+	t.Run("InterruptedWait", func(t *testing.T) { testLocksInterruptedWait(t, a, b) })
+	for _, m := range []*cluster.Mount{a, b} {
+		if st := m.FS.LockStats(); st.Lost != 0 {
+			t.Errorf("mount %s lost %d locks", m.Dir, st.Lost)
+		}
+	}
+}
+
+// testLocksFlock: flock(1) -n on B fails while A holds the lock and
+// succeeds once A lets go; the lock belongs to the open file description,
+// so it survives closing one of two dup'ed descriptors.
+func testLocksFlock(t *testing.T, a, b *cluster.Mount) {
+	flockBin := needProgram(t, "flock")
+	fa := openRW(t, a.Path("flock"))
+	if err := unix.Flock(int(fa.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("flock on A: %v", err)
+	}
+	if out, err := exec.Command(flockBin, "-n", b.Path("flock"), "true").CombinedOutput(); err == nil {
+		t.Fatalf("flock -n on B succeeded while A holds the lock (%s)", out)
+	}
+	fb := openRW(t, b.Path("flock"))
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_SH|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+		t.Fatalf("LOCK_SH|LOCK_NB on B while A holds LOCK_EX: %v, want EWOULDBLOCK", err)
+	}
+	// A downgrades: shared locks coexist.
+	if err := unix.Flock(int(fa.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		t.Fatalf("downgrade on A: %v", err)
+	}
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		t.Fatalf("LOCK_SH on B beside A's LOCK_SH: %v", err)
+	}
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(fa.Fd()), unix.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(flockBin, "-n", b.Path("flock"), "true").CombinedOutput(); err != nil {
+		t.Fatalf("flock -n on B after A unlocked: %v (%s)", err, out)
+	}
+
+	// Closing a dup keeps the lock; closing the last descriptor drops it.
+	if err := unix.Flock(int(fa.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	dup, err := unix.Dup(int(fa.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa.Close()
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+		t.Fatalf("LOCK_EX on B after A closed one of two descriptors: %v, want EWOULDBLOCK", err)
+	}
+	unix.Close(dup)
+	// The kernel sends the release after close(2) returns.
+	cluster.WaitFor(t, lockWait, "B's flock after A closed its last descriptor", func() error {
+		return unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+	})
+}
+
+// testLocksFcntlRanges: record locks on disjoint ranges coexist,
+// overlapping ones conflict, shared ones share, and F_GETLK on B reports
+// A's lock with its range, type and pid.
+func testLocksFcntlRanges(t *testing.T, a, b *cluster.Mount) {
+	fa, fb := openRW(t, a.Path("ranges")), openRW(t, b.Path("ranges"))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func(err error, what string) {
+		t.Helper()
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
+			t.Fatalf("%s: %v, want EAGAIN", what, err)
+		}
+	}
+	must(setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 100))
+	must(setlk(fa, unix.F_SETLK, unix.F_RDLCK, 300, 100))
+	must(setlk(fb, unix.F_SETLK, unix.F_WRLCK, 100, 100)) // disjoint: [100, 200)
+	refused(setlk(fb, unix.F_SETLK, unix.F_WRLCK, 50, 100), "B write-locks [50,150) over A's [0,100)")
+	refused(setlk(fb, unix.F_SETLK, unix.F_RDLCK, 99, 1), "B read-locks byte 99 under A's write lock")
+	must(setlk(fb, unix.F_SETLK, unix.F_RDLCK, 300, 50)) // shared beside shared
+	refused(setlk(fb, unix.F_SETLK, unix.F_WRLCK, 350, 0), "B write-locks [350,EOF) over A's read lock")
+	refused(setlk(fa, unix.F_SETLK, unix.F_WRLCK, 150, 10), "A write-locks inside B's [100,200)")
+
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: 0, Len: 1000}
+	must(unix.FcntlFlock(fb.Fd(), unix.F_GETLK, &lk))
+	if lk.Type != unix.F_WRLCK || lk.Start != 0 || lk.Len != 100 || lk.Pid != int32(os.Getpid()) {
+		t.Fatalf("F_GETLK on B = type %d [%d, +%d) pid %d, want A's write lock [0,+100) pid %d",
+			lk.Type, lk.Start, lk.Len, lk.Pid, os.Getpid())
+	}
+	lk = unix.Flock_t{Type: unix.F_RDLCK, Whence: io.SeekStart, Start: 200, Len: 100}
+	must(unix.FcntlFlock(fb.Fd(), unix.F_GETLK, &lk))
+	if lk.Type != unix.F_UNLCK {
+		t.Fatalf("F_GETLK on B of free bytes [200,300) = type %d, want F_UNLCK", lk.Type)
+	}
+	// Unlocking the middle of a lock splits it; unlocking what is not
+	// held is a no-op.
+	must(setlk(fa, unix.F_SETLK, unix.F_UNLCK, 40, 20))
+	must(setlk(fa, unix.F_SETLK, unix.F_UNLCK, 5000, 10))
+	must(setlk(fb, unix.F_SETLK, unix.F_WRLCK, 45, 10))
+	refused(setlk(fb, unix.F_SETLK, unix.F_WRLCK, 39, 1), "B write-locks byte 39 (A kept [0,40))")
+	refused(setlk(fb, unix.F_SETLK, unix.F_WRLCK, 60, 1), "B write-locks byte 60 (A kept [60,100))")
+	// Bad ranges never reach the filer: the kernel answers a negative
+	// start with EINVAL and a length past OFFSET_MAX with EOVERFLOW.
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 1<<62, 1<<62+1); !errors.Is(err, unix.EOVERFLOW) {
+		t.Fatalf("lock with an overflowing length: %v, want EOVERFLOW", err)
+	}
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, -10, 5); !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("lock with a negative start: %v, want EINVAL", err)
+	}
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 5, -10); !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("lock of a negative length reaching below 0: %v, want EINVAL", err)
+	}
+}
+
+// testLocksCloseReleases: closing any descriptor of a file drops the
+// process's record locks on it, as POSIX says, even one it did not lock
+// through.
+func testLocksCloseReleases(t *testing.T, a, b *cluster.Mount) {
+	fa := openRW(t, a.Path("close"))
+	fb1 := openRW(t, b.Path("close"))
+	fb2 := openRW(t, b.Path("close"))
+	if err := setlk(fb1, unix.F_SETLK, unix.F_WRLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 1); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("A's lock while B holds one: %v, want EAGAIN", err)
+	}
+	fb2.Close() // not the descriptor the lock went through
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 1); err != nil {
+		t.Fatalf("A's lock after B's process closed the file: %v", err)
+	}
+	if st := b.FS.LockStats(); st.Held != 0 {
+		t.Fatalf("mount B still records %d locks after close", st.Held)
+	}
+}
+
+// testLocksOFD: open file description locks (F_OFD_SETLK) reach the
+// filer as record locks owned by the open file: two descriptions of one
+// process conflict, and the lock goes with the description's last close.
+func testLocksOFD(t *testing.T, a, b *cluster.Mount) {
+	f1, f2 := openRW(t, a.Path("ofd")), openRW(t, a.Path("ofd"))
+	fb := openRW(t, b.Path("ofd"))
+	if err := setlk(f1, unix.F_OFD_SETLK, unix.F_WRLCK, 0, 10); err != nil {
+		t.Fatalf("F_OFD_SETLK: %v", err)
+	}
+	if err := setlk(f2, unix.F_OFD_SETLK, unix.F_WRLCK, 5, 10); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("F_OFD_SETLK through a second description of the same process: %v, want EAGAIN", err)
+	}
+	if err := setlk(fb, unix.F_SETLK, unix.F_RDLCK, 0, 1); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("F_SETLK on B over A's OFD lock: %v, want EAGAIN", err)
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart, Start: 0, Len: 0}
+	if err := unix.FcntlFlock(f2.Fd(), unix.F_OFD_GETLK, &lk); err != nil || lk.Type != unix.F_WRLCK || lk.Start != 0 || lk.Len != 10 {
+		t.Fatalf("F_OFD_GETLK = %+v, %v; want the write lock [0,+10)", lk, err)
+	}
+	f1.Close()
+	cluster.WaitFor(t, lockWait, "OFD lock of a closed description released", func() error {
+		return setlk(f2, unix.F_OFD_SETLK, unix.F_WRLCK, 5, 10)
+	})
+}
+
+// testLocksHandover: F_SETLKW on B blocks while A holds the lock and is
+// granted after A unlocks; the time from A's unlock returning to B's
+// F_SETLKW returning is logged (median and worst of the samples).
+func testLocksHandover(t *testing.T, a, b *cluster.Mount) {
+	const samples = 30
+	fa, fb := openRW(t, a.Path("handover")), openRW(t, b.Path("handover"))
+	var lat []time.Duration
+	for i := range samples {
+		if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		type grant struct {
+			at  time.Time
+			err error
+		}
+		got := make(chan grant, 1)
+		go func() {
+			err := setlk(fb, unix.F_SETLKW, unix.F_WRLCK, 0, 0)
+			got <- grant{time.Now(), err}
+		}()
+		time.Sleep(20 * time.Millisecond) // let B's request reach the filer and wait
+		select {
+		case g := <-got:
+			t.Fatalf("sample %d: B's F_SETLKW returned (%v) while A holds the lock", i, g.err)
+		default:
+		}
+		if err := setlk(fa, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		unlocked := time.Now()
+		var g grant
+		select {
+		case g = <-got:
+		case <-time.After(lockWait):
+			t.Fatalf("sample %d: B's F_SETLKW not granted %v after A unlocked", i, lockWait)
+		}
+		if g.err != nil {
+			t.Fatalf("sample %d: B's F_SETLKW: %v", i, g.err)
+		}
+		lat = append(lat, g.at.Sub(unlocked))
+		if err := setlk(fb, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(lat)
+	t.Logf("F_SETLKW hand-over from mount A to mount B: median %v, p90 %v, max %v (%d samples)",
+		lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)-1], len(lat))
+}
+
+// lockHolderPy takes a lock in a process of its own and obeys commands
+// on stdin; it reports each outcome on stdout, one line each.
+const lockHolderPy = `
+import fcntl, os, signal, sys
+class Alarm(Exception): pass
+def alarm(signum, frame): raise Alarm()
+signal.signal(signal.SIGALRM, alarm)
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+print("pid", os.getpid(), flush=True)
+for line in sys.stdin:
+    cmd = line.split()
+    try:
+        if cmd[0] == "flock":      # flock ex, blocking
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        elif cmd[0] == "lockw":    # blocking write lock of everything, interrupted after cmd[1] seconds
+            signal.setitimer(signal.ITIMER_REAL, float(cmd[1]))
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        elif cmd[0] == "unlock":
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+        print("ok", flush=True)
+    except Alarm:
+        print("interrupted", flush=True)
+    except OSError as e:
+        print("error", e.errno, flush=True)
+`
+
+// pyHolder is a running lockHolderPy.
+type pyHolder struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+	pid int
+}
+
+func startPyHolder(t *testing.T, path string) *pyHolder {
+	t.Helper()
+	py := needProgram(t, "python3")
+	cmd := exec.Command(py, "-c", lockHolderPy, path)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	h := &pyHolder{cmd: cmd, in: in, out: bufio.NewScanner(stdout)}
+	if line := h.read(t); !strings.HasPrefix(line, "pid ") {
+		t.Fatalf("lock holder: %q", line)
+	} else if _, err := fmt.Sscan(strings.TrimPrefix(line, "pid "), &h.pid); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *pyHolder) read(t *testing.T) string {
+	t.Helper()
+	line := cluster.Within(t, 30*time.Second, "lock holder's answer", func() string {
+		if !h.out.Scan() {
+			return "EOF"
+		}
+		return h.out.Text()
+	})
+	return line
+}
+
+// do sends one command and returns its outcome line.
+func (h *pyHolder) do(t *testing.T, cmd string) string {
+	t.Helper()
+	if _, err := fmt.Fprintln(h.in, cmd); err != nil {
+		t.Fatal(err)
+	}
+	return h.read(t)
+}
+
+// testLocksInterruptedWait: a signal ends a process's F_SETLKW on B with
+// EINTR while A holds the lock, and leaves no lock and no waiter behind:
+// once A unlocks, the lock is free for anyone.
+func testLocksInterruptedWait(t *testing.T, a, b *cluster.Mount) {
+	fa := openRW(t, a.Path("interrupt"))
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	h := startPyHolder(t, b.Path("interrupt"))
+	if got := h.do(t, "lockw 0.3"); got != "interrupted" {
+		t.Fatalf("interrupted F_SETLKW: %q, want interrupted", got)
+	}
+	if err := setlk(fa, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Nobody holds it now: the test process takes it through B.
+	fb := openRW(t, b.Path("interrupt"))
+	if err := setlk(fb, unix.F_SETLK, unix.F_WRLCK, 0, 0); err != nil {
+		t.Fatalf("lock after the interrupted waiter gave up: %v (the withdrawn request left a lock)", err)
+	}
+	if err := setlk(fb, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.do(t, "lockw 5"); got != "ok" {
+		t.Fatalf("F_SETLKW on a free lock: %q", got)
+	}
+}
+
+// TestMountLocksSQLite: SQLite on two mounts at once, several writer
+// processes on each, inserting in transactions with the rollback
+// journal; every committed row is there and the database is sound.
+func TestMountLocksSQLite(t *testing.T) {
+	py := needProgram(t, "python3")
+	if out, err := progTry("", nil, py, "-c", "import sqlite3"); err != nil {
+		t.Fatalf("python3 has no sqlite3 module: %v\n%s", err, out)
+	}
+	_, a, b := lockCluster(t, nil)
+	const script = `
+import sqlite3, sys
+path, writer, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
+con = sqlite3.connect(path, timeout=60, isolation_level=None)
+con.execute("PRAGMA journal_mode=DELETE")
+for i in range(rows):
+    con.execute("BEGIN IMMEDIATE")
+    con.execute("INSERT INTO t(writer, n, payload) VALUES (?, ?, ?)", (writer, i, "x" * (i % 700)))
+    if i % 10 == 0:
+        con.execute("UPDATE counters SET c = c + 1 WHERE id = 1")
+    con.execute("COMMIT")
+con.close()
+`
+	init := `
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, writer TEXT, n INTEGER, payload TEXT, UNIQUE(writer, n))")
+con.execute("CREATE TABLE counters(id INTEGER PRIMARY KEY, c INTEGER)")
+con.execute("INSERT INTO counters VALUES (1, 0)")
+con.close()
+`
+	progRun(t, "", nil, py, "-c", init, a.Path("db.sqlite"))
+	const perWriter, writersPerMount = 60, 2
+	start := time.Now()
+	var procs []*exec.Cmd
+	var outs []*strings.Builder
+	for _, m := range []*cluster.Mount{a, b} {
+		for w := range writersPerMount {
+			name := fmt.Sprintf("%s-%d", filepath.Base(m.Dir), w)
+			cmd := exec.Command(py, "-c", script, m.Path("db.sqlite"), name, fmt.Sprint(perWriter))
+			out := &strings.Builder{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			procs, outs = append(procs, cmd), append(outs, out)
+		}
+	}
+	for i, cmd := range procs {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("writer %d: %v\n%s", i, err, outs[i])
+		}
+	}
+	elapsed := time.Since(start)
+	if t.Failed() {
+		return
+	}
+	total := perWriter * writersPerMount * 2
+	t.Logf("SQLite: %d transactions from %d processes on 2 mounts in %v (%.0f/s)",
+		total, len(procs), elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds())
+	check := `
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+print(con.execute("PRAGMA integrity_check").fetchone()[0])
+print(con.execute("SELECT count(*), count(DISTINCT writer || ':' || n) FROM t").fetchone())
+print(con.execute("SELECT c FROM counters").fetchone()[0])
+`
+	want := fmt.Sprintf("ok\n(%d, %d)\n%d\n", total, total, writersPerMount*2*((perWriter+9)/10))
+	for _, m := range []*cluster.Mount{a, b} {
+		if got := progRun(t, "", nil, py, "-c", check, m.Path("db.sqlite")); got != want {
+			t.Errorf("database through %s:\n%s\nwant:\n%s", m.Dir, got, want)
+		}
+	}
+}
+
+// TestMountLocksKilledMount: a mount process killed with SIGKILL while a
+// process holds a lock through it: the other mount gets the lock once the
+// dead mount's lease runs out (LockSessionTTL), and the time is logged.
+func TestMountLocksKilledMount(t *testing.T) {
+	const ttl = 2 * time.Second
+	c, _, b := lockCluster(t, func(cfg *filerd.Config) { cfg.LockSessionTTL = ttl })
+	dir := t.TempDir()
+	p := startKelp(t, "mount", "-filer", c.Filer.MountAddr(), "-dir", dir, "-cacheDir", t.TempDir())
+	cluster.WaitFor(t, 20*time.Second, "kelp mount ready", func() error {
+		if !isMountPoint(dir) {
+			return fmt.Errorf("%s not mounted yet", dir)
+		}
+		return nil
+	})
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	h := startPyHolder(t, filepath.Join(dir, "killed"))
+	if got := h.do(t, "flock"); got != "ok" {
+		t.Fatalf("flock through the kelp mount process: %q", got)
+	}
+	fb := openRW(t, b.Path("killed"))
+	if err := unix.Flock(int(fb.Fd()), unix.LOCK_EX|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+		t.Fatalf("flock on B while the other mount's process holds it: %v, want EWOULDBLOCK", err)
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	<-p.exited
+	got := cluster.Within(t, ttl+lockWait, "flock on B after the holder's mount died", func() error {
+		return unix.Flock(int(fb.Fd()), unix.LOCK_EX)
+	})
+	if got != nil {
+		t.Fatalf("flock on B after the holder's mount died: %v", got)
+	}
+	t.Logf("lock taken over %v after the holding mount was killed (lease %v)", time.Since(killed).Round(time.Millisecond), ttl)
+}
+
+// isMountPoint reports whether dir is on another device than its parent.
+func isMountPoint(dir string) bool {
+	var st, pst syscall.Stat_t
+	if syscall.Stat(dir, &st) != nil || syscall.Stat(filepath.Dir(dir), &pst) != nil {
+		return false
+	}
+	return st.Dev != pst.Dev
+}
+
+// TestMountLocksFilerRestart: locks held through mount A survive a filer
+// restart by re-assertion, and mount B is granted none of them in
+// between, neither during the grace period nor after it.
+func TestMountLocksFilerRestart(t *testing.T) {
+	const ttl, grace = time.Second, 3 * time.Second
+	c, a, b := lockCluster(t, func(cfg *filerd.Config) { cfg.LockSessionTTL, cfg.LockGrace = ttl, grace })
+	fa, fa2 := openRW(t, a.Path("restart")), openRW(t, a.Path("restart-flock"))
+	fb, fb2 := openRW(t, b.Path("restart")), openRW(t, b.Path("restart-flock"))
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(fa2.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	c.Filer.Restart()
+	restarted := time.Now()
+	// B tries all along; every attempt must be refused, and none may be
+	// granted while the grace period lets A re-assert.
+	attempts := 0
+	for time.Since(restarted) < grace+time.Second {
+		attempts++
+		err := setlk(fb, unix.F_SETLK, unix.F_WRLCK, 50, 10)
+		if err == nil {
+			t.Fatalf("B got a lock A held, %v after the filer restarted", time.Since(restarted))
+		}
+		if !errors.Is(err, unix.EAGAIN) {
+			t.Fatalf("B's lock after the restart: %v, want EAGAIN", err)
+		}
+		if err := unix.Flock(int(fb2.Fd()), unix.LOCK_EX|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+			t.Fatalf("B's flock after the restart: %v, want EWOULDBLOCK", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("B refused %d times; its first refusal took until the grace period ended", attempts)
+	if st := a.FS.LockStats(); st.Lost != 0 || st.Held != 2 {
+		t.Fatalf("mount A after the restart: %+v, want 2 held and none lost", st)
+	}
+	// A still holds them, and lets go.
+	if err := setlk(fa, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(fa2.Fd()), unix.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if err := setlk(fb, unix.F_SETLK, unix.F_WRLCK, 50, 10); err != nil {
+		t.Fatalf("B's lock once A unlocked: %v", err)
+	}
+	if err := unix.Flock(int(fb2.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("B's flock once A unlocked: %v", err)
+	}
+}
+
+// BenchmarkMountLockUnlock measures uncontended F_SETLK lock/unlock pairs
+// through one mount (each pair is two lock calls to the filer and one
+// content revalidation).
+func BenchmarkMountLockUnlock(b *testing.B) {
+	cluster.NeedFUSE(b)
+	c := cluster.Start(b, cluster.Options{Filer: true})
+	m := c.MountFiler(nil)
+	f, err := os.OpenFile(m.Path("bench"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	b.ResetTimer()
+	for range b.N {
+		if err := setlk(f, unix.F_SETLK, unix.F_WRLCK, 0, 0); err != nil {
+			b.Fatal(err)
+		}
+		if err := setlk(f, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+}
