@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -554,6 +555,56 @@ func TestMountLocksFilerRestart(t *testing.T) {
 	}
 	if err := unix.Flock(int(fb2.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		t.Fatalf("B's flock once A unlocked: %v", err)
+	}
+}
+
+// TestMountLocksSessionExpired: when a mount's lock session ends behind
+// its back (here closed through the filer's API, as a lease that ran out
+// while the mount was cut off), its locks go to others, and the owner
+// that held them gets ENOLCK at its next lock request, never a lock on
+// stale state; the mount carries on under a fresh session.
+func TestMountLocksSessionExpired(t *testing.T) {
+	const ttl = time.Second
+	c, a, b := lockCluster(t, func(cfg *filerd.Config) { cfg.LockSessionTTL = ttl })
+	// The mount learns of the end at its next lock request, or at its
+	// next renewal (every ttl/3) if that comes first.
+	t.Run("NoticedByRequest", func(t *testing.T) { testLocksSessionEnded(t, c, a, b, "expired1", 0) })
+	t.Run("NoticedByRenewal", func(t *testing.T) { testLocksSessionEnded(t, c, a, b, "expired2", ttl) })
+}
+
+func testLocksSessionEnded(t *testing.T, c *cluster.Cluster, a, b *cluster.Mount, name string, pause time.Duration) {
+	fa, fb := openRW(t, a.Path(name)), openRW(t, b.Path(name))
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	before := a.FS.LockStats()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.FilerClient().Locks().CloseSession(ctx, before.Session); err != nil {
+		t.Fatal(err)
+	}
+	if err := setlk(fb, unix.F_SETLK, unix.F_WRLCK, 0, 0); err != nil {
+		t.Fatalf("B's lock after A's session ended: %v", err)
+	}
+	time.Sleep(pause)
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 10); !errors.Is(err, unix.ENOLCK) {
+		t.Fatalf("A's next lock request after its session ended: %v, want ENOLCK", err)
+	}
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 10); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("A's lock request while B holds the lock: %v, want EAGAIN", err)
+	}
+	st := a.FS.LockStats()
+	if st.Lost != before.Lost+1 || st.Session == before.Session || st.Session == "" || st.Held != 0 {
+		t.Fatalf("mount A's locks: %+v, want 1 more lost than %+v, none held, a new session", st, before)
+	}
+	if err := setlk(fb, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 10); err != nil {
+		t.Fatalf("A's lock under its new session: %v", err)
+	}
+	if err := setlk(fa, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+		t.Fatal(err)
 	}
 }
 

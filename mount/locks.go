@@ -32,9 +32,9 @@ import (
 // off; someone else may hold the locks now). The mount notices either at
 // its next renewal or request (ErrSessionExpired), opens a fresh session
 // and re-asserts; locks it cannot re-assert are lost, which is logged, and
-// the request that noticed fails with ENOLCK instead of being granted on
-// stale state. Requests made while nothing was lost go on under the new
-// session.
+// the next lock request of an owner that lost locks on the file fails
+// with ENOLCK, once, instead of being granted on stale state. Everyone
+// else goes on under the new session.
 
 // LockKind and LockType are the locks package's, named here with their
 // values for mount/fusefs, which imports only this package.
@@ -78,7 +78,6 @@ type lockService struct {
 	api *client.LockClient
 
 	openMu sync.Mutex // serializes opening sessions
-	wake   chan struct{}
 
 	mu      sync.Mutex
 	session string // the live session; "" until one is open
@@ -91,6 +90,9 @@ type lockService struct {
 	// another's while their calls cross on the way back from the filer.
 	held map[ownerKey]*locks.Table
 	lost int // locks lost to ended sessions, since the mount started
+	// lostBy marks the (inode, owner) pairs that lost locks and have not
+	// been told yet (takeLost).
+	lostBy map[ownerKey]struct{}
 }
 
 type ownerKey struct{ ino, owner uint64 }
@@ -99,7 +101,7 @@ type ownerKey struct{ ino, owner uint64 }
 const recordSession = "mount"
 
 func newLockService(fs *FS) *lockService {
-	return &lockService{fs: fs, api: fs.filer.Locks(), wake: make(chan struct{}, 1), held: make(map[ownerKey]*locks.Table)}
+	return &lockService{fs: fs, api: fs.filer.Locks(), held: make(map[ownerKey]*locks.Table), lostBy: make(map[ownerKey]struct{})}
 }
 
 // LockStats says what the mount's lock session holds.
@@ -131,7 +133,7 @@ func (fs *FS) GetLk(ctx context.Context, ino uint64, req LockRequest) (held Lock
 		return held, false, syscall.EINVAL
 	}
 	var got *lockpb.Lock
-	errno = fs.locks.do(ctx, func(ctx context.Context, session string) error {
+	errno = fs.locks.do(ctx, ownerKey{ino, req.Owner}, func(ctx context.Context, session string) error {
 		var err error
 		got, err = fs.locks.api.GetLk(ctx, session, lockToPB(ino, req))
 		return err
@@ -173,7 +175,10 @@ func (fs *FS) SetLk(ctx context.Context, fh, ino uint64, req LockRequest, wait b
 	}
 	ls := fs.locks
 	pl := lockToPB(ino, req)
-	errno := ls.do(ctx, func(ctx context.Context, session string) error {
+	if req.Type == locks.Unlock {
+		ls.forgetLost(ownerKey{ino, req.Owner}) // given up anyway
+	}
+	errno := ls.do(ctx, ownerKey{ino, req.Owner}, func(ctx context.Context, session string) error {
 		var err error
 		if wait && req.Type != locks.Unlock {
 			err = ls.api.SetLkw(ctx, session, pl)
@@ -206,10 +211,11 @@ func (fs *FS) SetLk(ctx context.Context, fh, ino uint64, req LockRequest, wait b
 // holds any: most closes cost nothing.
 func (fs *FS) releaseOwner(ctx context.Context, ino, owner uint64) {
 	ls := fs.locks
+	ls.forgetLost(ownerKey{ino, owner})
 	if !ls.holds(ino, owner, locks.Fcntl) {
 		return
 	}
-	errno := ls.do(ctx, func(ctx context.Context, session string) error {
+	errno := ls.do(ctx, ownerKey{}, func(ctx context.Context, session string) error {
 		err := ls.api.ReleaseOwner(ctx, session, ino, owner)
 		if err == nil && !ls.forget(session, ino, owner, locks.Fcntl) {
 			return client.ErrSessionExpired // re-asserted meanwhile: release them there
@@ -229,7 +235,7 @@ func (fs *FS) releaseFlock(ctx context.Context, ino, owner uint64) {
 	if !ls.holds(ino, owner, locks.Flock) {
 		return
 	}
-	errno := fs.locks.do(ctx, func(ctx context.Context, session string) error {
+	errno := fs.locks.do(ctx, ownerKey{}, func(ctx context.Context, session string) error {
 		err := ls.api.SetLk(ctx, session, &lockpb.Lock{Inode: ino, Kind: lockpb.LockKind_FLOCK,
 			Type: lockpb.LockType_UNLOCK, End: locks.MaxOffset, Owner: owner})
 		if err == nil && !ls.forget(session, ino, owner, locks.Flock) {
@@ -257,13 +263,17 @@ func checkLock(req LockRequest) syscall.Errno {
 	return 0
 }
 
-// do runs fn under the live session (opening one if needed) and maps its
-// error to an errno. It retries while the filer is in its grace period or
-// unreachable, with back-off, for up to OpTimeout (bounded also by ctx);
-// when the session turns out to have ended it opens a fresh one and
-// retries, unless locks were lost on the way (ENOLCK). bounded says that
-// fn itself does not wait for other owners, so it gets OpTimeout too.
-func (ls *lockService) do(ctx context.Context, fn func(ctx context.Context, session string) error, bounded bool) syscall.Errno {
+// do runs fn for key's owner under the live session (opening one if
+// needed) and maps its error to an errno. It retries while the filer is in
+// its grace period or unreachable, with back-off, for up to OpTimeout
+// (bounded also by ctx); when the session turns out to have ended it opens
+// a fresh one and retries. ENOLCK, without a call, when key's owner lost
+// locks on the inode since it last asked. bounded says that fn itself
+// does not wait for other owners, so it gets OpTimeout too.
+func (ls *lockService) do(ctx context.Context, key ownerKey, fn func(ctx context.Context, session string) error, bounded bool) syscall.Errno {
+	if ls.takeLost(key) {
+		return syscall.ENOLCK
+	}
 	ctx = ls.fs.opCtx(ctx)
 	var giveUp time.Time // set at the first failure to reach the filer
 	backoff := 20 * time.Millisecond
@@ -277,9 +287,9 @@ func (ls *lockService) do(ctx context.Context, fn func(ctx context.Context, sess
 			err = fn(cctx, session)
 			cancel()
 			if errors.Is(err, client.ErrSessionExpired) {
-				lost, rerr := ls.replace(ctx, session)
+				_, rerr := ls.replace(ctx, session)
 				switch {
-				case lost > 0:
+				case ls.takeLost(key):
 					return syscall.ENOLCK
 				case rerr == nil:
 					continue
@@ -572,12 +582,36 @@ func (ls *lockService) snapshot() []*lockpb.Lock {
 	return out
 }
 
-// drop removes lost locks from the record.
+// takeLost reports whether key's owner lost locks on the inode since it
+// last asked, and clears the mark: its next lock request fails with
+// ENOLCK, once, so the application learns of it.
+func (ls *lockService) takeLost(key ownerKey) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	_, ok := ls.lostBy[key]
+	delete(ls.lostBy, key)
+	return ok
+}
+
+// forgetLost clears key's mark without reporting it (an unlock, a close).
+func (ls *lockService) forgetLost(key ownerKey) {
+	ls.mu.Lock()
+	delete(ls.lostBy, key)
+	ls.mu.Unlock()
+}
+
+// maxLostMarks bounds the marks kept for owners that never ask again.
+const maxLostMarks = 1 << 14
+
+// drop removes lost locks from the record and marks their owners.
 func (ls *lockService) drop(lost []*lockpb.Lock) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	for _, pl := range lost {
 		k := ownerKey{pl.Inode, pl.Owner}
+		if len(ls.lostBy) < maxLostMarks {
+			ls.lostBy[k] = struct{}{}
+		}
 		t := ls.held[k]
 		if t == nil {
 			continue
