@@ -225,8 +225,23 @@ func (c *LockClient) GetLk(ctx context.Context, session string, l *lockpb.Lock) 
 // SetLk sets or releases l without waiting: ErrWouldBlock when another
 // owner holds a conflicting lock.
 func (c *LockClient) SetLk(ctx context.Context, session string, l *lockpb.Lock) error {
-	_, err := c.api.SetLk(ctx, &lockpb.LockRequest{Session: session, Lock: l})
-	return lockErr("SetLk", err)
+	_, err := c.Set(ctx, session, l, false)
+	return err
+}
+
+// Set is SetLk (wait false) or SetLkw (wait true, for a lock) that also
+// returns the inode's generation as the filer set the lock
+// (SetLkResponse.generation: 0 for an unlock or an inode it does not
+// have), so that a mount knows whether its copy of the file is current.
+func (c *LockClient) Set(ctx context.Context, session string, l *lockpb.Lock, wait bool) (generation uint64, err error) {
+	if wait && l.GetType() != lockpb.LockType_UNLOCK {
+		return c.setLkw(ctx, session, l)
+	}
+	resp, err := c.api.SetLk(ctx, &lockpb.LockRequest{Session: session, Lock: l})
+	if err != nil {
+		return 0, lockErr("SetLk", err)
+	}
+	return resp.Generation, nil
 }
 
 // withdrawTimeout bounds the wait for the filer's answer to a withdrawn
@@ -243,46 +258,58 @@ const withdrawTimeout = 5 * time.Second
 // except when the filer does not answer the withdrawal within a few
 // seconds (then the session is probably lost anyway).
 func (c *LockClient) SetLkw(ctx context.Context, session string, l *lockpb.Lock) error {
+	_, err := c.setLkw(ctx, session, l)
+	return err
+}
+
+func (c *LockClient) setLkw(ctx context.Context, session string, l *lockpb.Lock) (uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return ctxError(err)
+		return 0, ctxError(err)
 	}
 	// The stream outlives ctx: ending ctx withdraws the request instead.
 	sctx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
 	stream, err := c.api.SetLkw(sctx)
 	if err != nil {
-		return lockErr("SetLkw", err)
+		return 0, lockErr("SetLkw", err)
 	}
 	if err := stream.Send(&lockpb.LockRequest{Session: session, Lock: l}); err != nil {
 		_, err = stream.Recv() // the stream's real error
-		return lockErr("SetLkw", err)
+		return 0, lockErr("SetLkw", err)
 	}
-	done := make(chan error, 1)
+	type answer struct {
+		resp *lockpb.SetLkResponse
+		err  error
+	}
+	done := make(chan answer, 1)
 	go func() {
-		_, err := stream.Recv()
-		done <- err
+		resp, err := stream.Recv()
+		done <- answer{resp, err}
 	}()
 	select {
-	case err := <-done:
-		return lockErr("SetLkw", err)
+	case a := <-done:
+		if a.err != nil {
+			return 0, lockErr("SetLkw", a.err)
+		}
+		return a.resp.Generation, nil
 	case <-ctx.Done():
 	}
 	_ = stream.CloseSend() // withdraw
 	t := time.NewTimer(withdrawTimeout)
 	defer t.Stop()
 	select {
-	case err := <-done:
+	case a := <-done:
 		switch {
-		case err == nil:
-			return nil // granted before the withdrawal
-		case status.Code(err) == codes.Canceled:
-			return ctxError(ctx.Err())
+		case a.err == nil:
+			return a.resp.Generation, nil // granted before the withdrawal
+		case status.Code(a.err) == codes.Canceled:
+			return 0, ctxError(ctx.Err())
 		}
-		return lockErr("SetLkw", err)
+		return 0, lockErr("SetLkw", a.err)
 	case <-t.C:
 		abort()
 		<-done
-		return fmt.Errorf("lock SetLkw: withdrawal unanswered for %v: %w", withdrawTimeout, ctxError(ctx.Err()))
+		return 0, fmt.Errorf("lock SetLkw: withdrawal unanswered for %v: %w", withdrawTimeout, ctxError(ctx.Err()))
 	}
 }
 

@@ -274,7 +274,7 @@ func (l *locksServer) GetLk(_ context.Context, req *lockpb.LockRequest) (*lockpb
 		Start: held.Range.Start, End: held.Range.End, Pid: held.Pid}, nil
 }
 
-func (l *locksServer) SetLk(_ context.Context, req *lockpb.LockRequest) (*lockpb.SetLkResponse, error) {
+func (l *locksServer) SetLk(ctx context.Context, req *lockpb.LockRequest) (*lockpb.SetLkResponse, error) {
 	ino, lk, err := lockFromPB(req.Session, req.Lock)
 	if err != nil {
 		return nil, lockError(err)
@@ -282,7 +282,22 @@ func (l *locksServer) SetLk(_ context.Context, req *lockpb.LockRequest) (*lockpb
 	if err := l.m().SetLk(ino, lk); err != nil {
 		return nil, lockError(err)
 	}
-	return &lockpb.SetLkResponse{}, nil
+	return l.granted(ctx, ino, lk), nil
+}
+
+// granted is the answer to a lock set: with the inode's generation for a
+// lock, so that the mount can tell whether its copy of the file is
+// current without fetching it. An inode the namespace does not have
+// answers 0 (locks key on inode numbers and do not need the inode).
+func (l *locksServer) granted(ctx context.Context, ino uint64, lk locks.Lock) *lockpb.SetLkResponse {
+	resp := &lockpb.SetLkResponse{}
+	if lk.Type == locks.Unlock {
+		return resp
+	}
+	if a, err := l.s.ns.GetAttr(ctx, meta.Inode(ino)); err == nil {
+		resp.Generation = a.Generation
+	}
+	return resp
 }
 
 // SetLkw waits for the lock of the stream's first message. Its wait ends
@@ -318,7 +333,7 @@ func (l *locksServer) SetLkw(stream lockpb.Locks_SetLkwServer) error {
 	if err != nil {
 		return lockError(err)
 	}
-	return stream.Send(&lockpb.SetLkResponse{})
+	return stream.Send(l.granted(stream.Context(), ino, lk))
 }
 
 func (l *locksServer) ReleaseOwner(_ context.Context, req *lockpb.ReleaseOwnerRequest) (*lockpb.ReleaseOwnerResponse, error) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kelpfs/kelp/api/lockpb"
 	"github.com/kelpfs/kelp/client"
+	"github.com/kelpfs/kelp/filerd/meta"
 	"github.com/kelpfs/kelp/locks"
 )
 
@@ -543,4 +544,37 @@ func TestLocksRoundTripRate(t *testing.T) {
 	}
 	d := time.Since(t0)
 	t.Logf("%d uncontended lock/unlock pairs in %v: %.0f pairs/s (%v per pair)", pairs, d, pairs/d.Seconds(), d/pairs)
+}
+
+// TestLockGrantCarriesGeneration: a lock set on an inode answers the
+// inode's generation as it stands, both without and with waiting; an
+// unlock, or a lock on an inode the namespace does not have, answers 0.
+func TestLockGrantCarriesGeneration(t *testing.T) {
+	tf, lc := startLockFiler(t, nil)
+	ctx, ns := tf.ctx, tf.s.Namespace()
+	a, err := ns.Create(ctx, meta.RootInode, "locked", meta.CreateRequest{Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open(t, lc, "A", 0)
+	ino := uint64(a.Inode)
+	gen, err := lc.Set(ctx, "A", rng(ino, lockpb.LockType_EXCLUSIVE, 0, 9, 1, 1), false)
+	if err != nil || gen != a.Generation {
+		t.Fatalf("SetLk = generation %d, %v; want %d", gen, err, a.Generation)
+	}
+	mode := uint32(0o600)
+	b, err := ns.SetAttr(ctx, a.Inode, meta.SetAttrRequest{Mode: &mode})
+	if err != nil || b.Generation == a.Generation {
+		t.Fatalf("chmod: generation %d -> %d, %v", a.Generation, b.Generation, err)
+	}
+	gen, err = lc.Set(ctx, "A", rng(ino, lockpb.LockType_SHARED, 20, 29, 1, 1), true)
+	if err != nil || gen != b.Generation {
+		t.Fatalf("SetLkw = generation %d, %v; want %d", gen, err, b.Generation)
+	}
+	if gen, err = lc.Set(ctx, "A", rng(ino, lockpb.LockType_UNLOCK, 0, 99, 1, 1), false); err != nil || gen != 0 {
+		t.Fatalf("unlock = generation %d, %v; want 0", gen, err)
+	}
+	if gen, err = lc.Set(ctx, "A", rng(1<<40, lockpb.LockType_EXCLUSIVE, 0, 9, 1, 1), false); err != nil || gen != 0 {
+		t.Fatalf("lock of an inode the filer does not have = generation %d, %v; want 0", gen, err)
+	}
 }

@@ -62,6 +62,7 @@ func TestMountLocks(t *testing.T) {
 	t.Run("OFD", func(t *testing.T) { testLocksOFD(t, a, b) })
 	t.Run("Handover", func(t *testing.T) { testLocksHandover(t, a, b) })
 	t.Run("InterruptedWait", func(t *testing.T) { testLocksInterruptedWait(t, a, b) })
+	t.Run("DataUnderLock", func(t *testing.T) { testLocksDataUnderLock(t, a, b) })
 	for _, m := range []*cluster.Mount{a, b} {
 		if st := m.FS.LockStats(); st.Lost != 0 {
 			t.Errorf("mount %s lost %d locks", m.Dir, st.Lost)
@@ -226,8 +227,8 @@ func testLocksOFD(t *testing.T, a, b *cluster.Mount) {
 }
 
 // testLocksHandover: F_SETLKW on B blocks while A holds the lock and is
-// granted after A unlocks; the time from A's unlock returning to B's
-// F_SETLKW returning is logged (median and worst of the samples).
+// granted after A unlocks; the time from A's unlock call to B's F_SETLKW
+// returning is logged (median and worst of the samples).
 func testLocksHandover(t *testing.T, a, b *cluster.Mount) {
 	const samples = 30
 	fa, fb := openRW(t, a.Path("handover")), openRW(t, b.Path("handover"))
@@ -251,10 +252,10 @@ func testLocksHandover(t *testing.T, a, b *cluster.Mount) {
 			t.Fatalf("sample %d: B's F_SETLKW returned (%v) while A holds the lock", i, g.err)
 		default:
 		}
+		unlocked := time.Now() // B may be granted before A's unlock returns
 		if err := setlk(fa, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
 			t.Fatal(err)
 		}
-		unlocked := time.Now()
 		var g grant
 		select {
 		case g = <-got:
@@ -272,6 +273,46 @@ func testLocksHandover(t *testing.T, a, b *cluster.Mount) {
 	slices.Sort(lat)
 	t.Logf("F_SETLKW hand-over from mount A to mount B: median %v, p90 %v, max %v (%d samples)",
 		lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)-1], len(lat))
+}
+
+// testLocksDataUnderLock: two mounts take turns updating one file in
+// place under an fcntl lock, each keeping the file open (and its pages
+// cached) throughout, as a database does: what one writes before it
+// unlocks is what the other reads once it holds the lock.
+func testLocksDataUnderLock(t *testing.T, a, b *cluster.Mount) {
+	fa, fb := openRW(t, a.Path("counter")), openRW(t, b.Path("counter"))
+	if _, err := fa.WriteAt([]byte(fmt.Sprintf("%08d", 0)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := fa.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	files := []*os.File{fa, fb}
+	const rounds = 40
+	for i := range rounds {
+		f := files[i%2]
+		if err := setlk(f, unix.F_SETLKW, unix.F_WRLCK, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 8)
+		if _, err := f.ReadAt(buf, 0); err != nil {
+			t.Fatalf("round %d: read: %v", i, err)
+		}
+		if got := string(buf); got != fmt.Sprintf("%08d", i) {
+			t.Fatalf("round %d on mount %d: read %q under the lock, want %08d (the other mount's last write)", i, i%2, got, i)
+		}
+		// A longer value in some rounds: the size changes too.
+		val := fmt.Sprintf("%08d", i+1)
+		if i%3 == 0 {
+			val += strings.Repeat("+", i)
+		}
+		if _, err := f.WriteAt([]byte(val), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := setlk(f, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // lockHolderPy takes a lock in a process of its own and obeys commands

@@ -244,11 +244,13 @@ func (f *file) reload(ctx context.Context, always bool) syscall.Errno {
 // this mount holds unflushed data, and drops the kernel's attributes and
 // pages if the file changed: what another mount wrote and flushed before
 // it unlocked is what the lock holder reads. (The watcher would tell the
-// same a little later; a lock must not wait for that.) A lock request
-// holds no page lock, so the kernel's pages can be dropped here.
-func (f *file) revalidate(ctx context.Context) syscall.Errno {
+// same a little later; a lock must not wait for that.) gen, if not 0, is
+// the file's generation as the filer granted the lock: a copy of that
+// generation is current as it is. A lock request holds no page lock, so
+// the kernel's pages can be dropped here.
+func (f *file) revalidate(ctx context.Context, gen uint64) syscall.Errno {
 	f.mu.Lock()
-	if f.hasLocalLocked() {
+	if f.hasLocalLocked() || (gen != 0 && f.loaded && !f.stale && f.attr.Generation == gen) {
 		f.mu.Unlock()
 		return 0
 	}

@@ -178,13 +178,10 @@ func (fs *FS) SetLk(ctx context.Context, fh, ino uint64, req LockRequest, wait b
 	if req.Type == locks.Unlock {
 		ls.forgetLost(ownerKey{ino, req.Owner}) // given up anyway
 	}
+	var gen uint64
 	errno := ls.do(ctx, ownerKey{ino, req.Owner}, func(ctx context.Context, session string) error {
 		var err error
-		if wait && req.Type != locks.Unlock {
-			err = ls.api.SetLkw(ctx, session, pl)
-		} else {
-			err = ls.api.SetLk(ctx, session, pl)
-		}
+		gen, err = ls.api.Set(ctx, session, pl, wait)
 		switch {
 		case err == nil && !ls.record(session, ino, req):
 			// Granted under a session replaced meanwhile, whose
@@ -201,7 +198,7 @@ func (fs *FS) SetLk(ctx context.Context, fh, ino uint64, req LockRequest, wait b
 	if errno == 0 && req.Type != locks.Unlock {
 		// And what another mount wrote under the lock before is what
 		// this one reads now.
-		errno = h.f.revalidate(ctx)
+		errno = h.f.revalidate(ctx, gen)
 	}
 	return errno
 }

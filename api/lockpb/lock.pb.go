@@ -671,7 +671,12 @@ func (x *GetLkResponse) GetPid() uint32 {
 }
 
 type SetLkResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// generation is the inode's change counter (filer Attr.generation) as
+	// the lock was set, for a lock (not an unlock) on an inode that exists;
+	// 0 otherwise. A mount whose copy of the file has this generation
+	// need not fetch it again to see what the previous holder wrote.
+	Generation    uint64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -704,6 +709,13 @@ func (x *SetLkResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use SetLkResponse.ProtoReflect.Descriptor instead.
 func (*SetLkResponse) Descriptor() ([]byte, []int) {
 	return file_api_lockpb_lock_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SetLkResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 type ReleaseOwnerRequest struct {
@@ -931,8 +943,11 @@ const file_api_lockpb_lock_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\x0e2\x13.kelp.lock.LockTypeR\x04type\x12\x14\n" +
 	"\x05start\x18\x03 \x01(\x03R\x05start\x12\x10\n" +
 	"\x03end\x18\x04 \x01(\x03R\x03end\x12\x10\n" +
-	"\x03pid\x18\x05 \x01(\rR\x03pid\"\x0f\n" +
-	"\rSetLkResponse\"[\n" +
+	"\x03pid\x18\x05 \x01(\rR\x03pid\"/\n" +
+	"\rSetLkResponse\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation\"[\n" +
 	"\x13ReleaseOwnerRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x14\n" +
