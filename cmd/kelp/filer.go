@@ -24,6 +24,8 @@ type filerFlags struct {
 	inlineLimit        int
 	logRetention       time.Duration
 	fsync              bool
+	lockSessionTTL     time.Duration
+	lockGrace          time.Duration
 }
 
 func (f *filerFlags) register(fs *flag.FlagSet, prefix string) {
@@ -39,6 +41,8 @@ func (f *filerFlags) register(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&f.inlineLimit, prefix+"inlineLimit", d.InlineLimit, "files up to this many bytes are kept in the metadata store instead of in blobs")
 	fs.DurationVar(&f.logRetention, prefix+"logRetention", d.LogRetention, "how long the metadata change log is kept for subscribers")
 	fs.BoolVar(&f.fsync, prefix+"fsync", false, "fsync every metadata commit, so it survives a power cut too (slower; without it a commit survives any process crash)")
+	fs.DurationVar(&f.lockSessionTTL, prefix+"lockSessionTTL", d.LockSessionTTL, "lease of a mount's lock session: how long the locks of a dead mount outlive it")
+	fs.DurationVar(&f.lockGrace, prefix+"lockGrace", d.LockGrace, "after a restart with lock sessions live, how long mounts have to re-assert their locks before new ones are granted (at least -"+prefix+"lockSessionTTL; 0 disables it, and such locks are lost)")
 }
 
 func (f *filerFlags) config(ip, masterGRPC string) (filerd.Config, error) {
@@ -60,6 +64,8 @@ func (f *filerFlags) config(ip, masterGRPC string) (filerd.Config, error) {
 	cfg.InlineLimit = f.inlineLimit
 	cfg.LogRetention = f.logRetention
 	cfg.Fsync = f.fsync
+	cfg.LockSessionTTL = f.lockSessionTTL
+	cfg.LockGrace = f.lockGrace
 	return cfg, cfg.Validate()
 }
 
