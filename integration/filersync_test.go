@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kelpfs/kelp/api/filerpb"
 	"github.com/kelpfs/kelp/filersync"
 	"github.com/kelpfs/kelp/integration/cluster"
 	"github.com/kelpfs/kelp/mount"
@@ -306,4 +307,251 @@ func TestFilerSync(t *testing.T) {
 		t.Fatalf("events still applied once in step (ping-pong?): %v -> %v", before, after)
 	}
 	t.Logf("sync stats: %+v", s.Stats())
+}
+
+// countEvents counts the events in c's change log from the beginning that
+// a subscriber with signature sig gets: what a sync into the filer of that
+// signature must apply, once each.
+func countEvents(t *testing.T, c *cluster.Cluster, sig int32) int64 {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sub, err := c.FilerClient().API().SubscribeMetadata(ctx, &filerpb.SubscribeMetadataRequest{ClientSignature: sig, ClientName: "test count"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{}, 1)
+	var n int64
+	go func() {
+		for {
+			if _, err := sub.Recv(); err != nil {
+				return
+			}
+			n++
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	for {
+		select {
+		case <-got:
+		case <-time.After(500 * time.Millisecond):
+			cancel()
+			return n
+		}
+	}
+}
+
+func filerSignature(t *testing.T, c *cluster.Cluster) int32 {
+	t.Helper()
+	conf, err := c.FilerClient().API().GetFilerConfiguration(context.Background(), &filerpb.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conf.Signature
+}
+
+// TestFilerSyncChain: A <-> B -> C. Changes made on A and on B reach
+// every cluster, and each direction applies exactly the events its source
+// has that its target has not signed: none goes round in a loop.
+func TestFilerSyncChain(t *testing.T) {
+	cluster.NeedFUSE(t)
+	ca, cb, cc := cluster.Start(t, cluster.Options{Filer: true}), cluster.Start(t, cluster.Options{Filer: true}),
+		cluster.Start(t, cluster.Options{Filer: true})
+	ma, mb, mc := ca.MountFiler(nil), cb.MountFiler(nil), cc.MountFiler(nil)
+	ab, _ := runSync(t, ca, cb, nil)
+	bc, _ := runSync(t, cb, cc, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+
+	makeTree(t, ma.Path(), "chain")
+	if err := os.MkdirAll(mb.Path("fromb"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mb.Path("fromb", "f"), randomBytes(t, 300<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(ma.Path("dir"), ma.Path("dir2")); err != nil {
+		t.Fatal(err)
+	}
+	waitSame(t, ma.Dir, mb.Dir)
+	waitSame(t, mb.Dir, mc.Dir)
+	time.Sleep(time.Second) // let the counters settle
+
+	sa, sb, sc := filerSignature(t, ca), filerSignature(t, cb), filerSignature(t, cc)
+	want := map[string]int64{
+		"A->B": countEvents(t, ca, sb), "B->A": countEvents(t, cb, sa), "B->C": countEvents(t, cb, sc),
+	}
+	got := map[string]int64{}
+	for _, d := range ab.Stats() {
+		got[map[string]string{"a->b": "A->B", "b->a": "B->A"}[d.Name]] = d.Applied
+	}
+	for _, d := range bc.Stats() {
+		got["B->C"] = d.Applied
+	}
+	t.Logf("events applied per direction %v, events each source has for its target %v", got, want)
+	for k, w := range want {
+		if got[k] != w || w == 0 {
+			t.Errorf("%s applied %d events, want %d (each once)", k, got[k], w)
+		}
+	}
+}
+
+// TestFilerSyncPathsAndExcludes: A's /x kept in step with B's /y, A to B
+// only, with /x/skip left out. Renames across the boundary become
+// deletes and creates (a directory moved in brings its contents); nothing
+// made on B goes back, nor anything outside /x.
+func TestFilerSyncPathsAndExcludes(t *testing.T) {
+	p := startSyncPair(t)
+	a, b := p.ma, p.mb
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(a.Path("x", "skip", "d", "e"), 0o755))
+	must(os.MkdirAll(a.Path("other"), 0o755))
+	must(os.MkdirAll(b.Path("y"), 0o755))
+	must(os.WriteFile(a.Path("x", "skip", "d", "e", "deep"), []byte("deep"), 0o644))
+	_, _ = runSync(t, p.a, p.b, func(cfg *filersync.Config) {
+		cfg.ActivePassive = true
+		cfg.A.Path, cfg.B.Path = "/x", "/y"
+		cfg.A.Exclude = []string{"/x/skip"}
+	})
+	must(os.WriteFile(a.Path("x", "a"), []byte("a"), 0o644))
+	must(os.WriteFile(a.Path("x", "skip", "b"), []byte("b"), 0o644))
+	must(os.WriteFile(a.Path("other", "c"), []byte("c"), 0o644))
+	must(os.WriteFile(b.Path("y", "onlyb"), []byte("b only"), 0o644))
+	waitTree := func(want map[string]string) {
+		t.Helper()
+		cluster.WaitFor(t, syncWithin, "B's /y", func() error {
+			got := map[string]string{}
+			err := filepath.WalkDir(b.Path("y"), func(p string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				rel := strings.TrimPrefix(p, b.Path("y"))
+				if rel == "" {
+					return nil
+				}
+				got[rel] = "dir"
+				if !d.IsDir() {
+					data, err := os.ReadFile(p)
+					if err != nil {
+						return err
+					}
+					got[rel] = string(data)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if d := diffTrees(want, got); len(d) > 0 {
+				return errors.New(strings.Join(d, "; "))
+			}
+			return nil
+		})
+	}
+	waitTree(map[string]string{"/a": "a", "/onlyb": "b only"})
+	must(os.Rename(a.Path("x", "a"), a.Path("x", "skip", "a"))) // out: a delete
+	must(os.Rename(a.Path("x", "skip", "b"), a.Path("x", "b"))) // in: a create
+	must(os.Rename(a.Path("x", "skip", "d"), a.Path("x", "d"))) // a directory in, with its contents
+	must(os.Rename(a.Path("other", "c"), a.Path("x", "c")))     // in from outside the tree
+	waitTree(map[string]string{"/b": "b", "/c": "c", "/d": "dir", "/d/e": "dir", "/d/e/deep": "deep", "/onlyb": "b only"})
+	if _, err := os.Stat(a.Path("x", "onlyb")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("B's file reached A in active-passive mode: %v", err)
+	}
+}
+
+// TestFilerSyncRestartMidBootstrap: a sync stopped while it copies a tree
+// of a few thousand files, and started again, finishes from its
+// checkpoint: nothing missing, nothing duplicated. The first, whole
+// bootstrap of the same tree into a third cluster is timed (files/s,
+// MB/s).
+func TestFilerSyncRestartMidBootstrap(t *testing.T) {
+	p := startSyncPair(t)
+	const dirs, perDir = 20, 100
+	bigs := 4
+	var total int64
+	for d := range dirs {
+		dir := p.ma.Path(fmt.Sprintf("d%02d", d))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f := range perDir {
+			data := []byte(fmt.Sprintf("file %d/%d %s", d, f, strings.Repeat("x", f*37)))
+			total += int64(len(data))
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", f)), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range bigs {
+		data := randomBytes(t, 3<<20+i)
+		total += int64(len(data))
+		if err := os.WriteFile(p.ma.Path(fmt.Sprintf("big%d", i)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := dirs*perDir + bigs
+
+	s1, stop1 := runSync(t, p.a, p.b, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+	cluster.WaitFor(t, syncWithin, "sync under way", func() error {
+		if n := s1.Stats()[0].Applied; n < int64(files)/4 {
+			return fmt.Errorf("%d events applied", n)
+		}
+		return nil
+	})
+	stop1()
+	st1 := s1.Stats()[0]
+	if st1.Checkpoint.IsZero() {
+		t.Fatalf("no checkpoint after %d events", st1.Applied)
+	}
+	s2, _ := runSync(t, p.a, p.b, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+	waitSame(t, p.ma.Dir, p.mb.Dir)
+	st2 := s2.Stats()[0]
+	t.Logf("first run applied %d events (checkpoint %v), the second %d", st1.Applied, st1.Checkpoint.Format(time.RFC3339Nano), st2.Applied)
+
+	// A whole bootstrap of the same tree, into a fresh cluster.
+	cc := cluster.Start(t, cluster.Options{Filer: true})
+	mc := cc.MountFiler(nil)
+	start := time.Now()
+	_, _ = runSync(t, p.a, cc, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+	waitSame(t, p.ma.Dir, mc.Dir)
+	el := time.Since(start)
+	t.Logf("bootstrap: %d files (%d dirs), %.1f MB in %v: %.0f files/s, %.1f MB/s",
+		files, dirs, float64(total)/1e6, el.Round(time.Millisecond), float64(files)/el.Seconds(), float64(total)/1e6/el.Seconds())
+}
+
+// TestFilerSyncLag: under a steady stream of small files written on A,
+// the time from close on A to the file's content on B, per file.
+func TestFilerSyncLag(t *testing.T) {
+	p := startSyncPair(t)
+	_, _ = runSync(t, p.a, p.b, nil)
+	const files = 50
+	var lags []time.Duration
+	for i := range files {
+		name := fmt.Sprintf("lag%03d", i)
+		data := []byte(fmt.Sprintf("content of %s", name))
+		if err := os.WriteFile(p.ma.Path(name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		closed := time.Now()
+		for {
+			if got, err := os.ReadFile(p.mb.Path(name)); err == nil && bytes.Equal(got, data) {
+				break
+			}
+			if time.Since(closed) > syncWithin {
+				t.Fatalf("%s not on B after %v", name, syncWithin)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		lags = append(lags, time.Since(closed))
+		time.Sleep(20 * time.Millisecond)
+	}
+	slices.Sort(lags)
+	t.Logf("close on A to content on B: median %v, p90 %v, max %v (%d files, one every ~20 ms)",
+		lags[len(lags)/2], lags[len(lags)*9/10], lags[len(lags)-1], files)
 }

@@ -1,5 +1,5 @@
 // Command kelp carries every Kelp daemon and tool as a subcommand:
-// kelp master | volume | filer | server | benchmark. Each subcommand parses its
+// kelp master | volume | filer | mount | filer.sync | server | benchmark. Each subcommand parses its
 // flags into the package's Config, starts the server and stops it cleanly
 // on SIGINT or SIGTERM.
 package main
@@ -33,6 +33,7 @@ func commands() []command {
 		{"filer", "start a filer (namespace, change log, gRPC and HTTP file APIs)", runFiler},
 		{"filer.fsck", "check the namespace of a stopped filer's store", runFsck},
 		{"mount", "mount a filer's namespace as a local directory through FUSE", runMount},
+		{"filer.sync", "keep a tree of one filer in step with a tree of another, both ways", runFilerSync},
 		{"server", "start master, volume server and filer in one process (one-machine cluster)", runServer},
 		{"benchmark", "measure the blob store (write, random read) or, with -filer, the filer's metadata operations", runBenchmark},
 		{"version", "print the version", runVersion},

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kelpfs/kelp/filersync"
+)
+
+// sideFlags are the -a.* or -b.* flags of filer.sync.
+type sideFlags struct {
+	filer    string
+	path     string
+	exclude  string
+	debug    bool
+	proxy    bool
+	fromTsMs int64
+}
+
+func (s *sideFlags) register(fs *flag.FlagSet, p string) {
+	fs.StringVar(&s.filer, p, "", "filer "+strings.ToUpper(p)+" as host:port (gRPC at port+10000) or host:port.grpcPort (required)")
+	fs.StringVar(&s.path, p+".path", "/", "the tree of filer "+strings.ToUpper(p)+" kept in step")
+	fs.StringVar(&s.exclude, p+".excludePaths", "", "comma-separated subtrees of filer "+strings.ToUpper(p)+" left alone")
+	fs.BoolVar(&s.debug, p+".debug", false, "log every event applied from filer "+strings.ToUpper(p))
+	fs.BoolVar(&s.proxy, p+".filerProxy", false, "not supported yet: chunk bytes always move between volume servers directly")
+	fs.Int64Var(&s.fromTsMs, p+".fromTsMs", 0, "without a checkpoint, follow filer "+strings.ToUpper(p)+"'s change log from this time (ms since the epoch; 0 = from the beginning)")
+}
+
+func (s *sideFlags) side(name string) (filersync.Side, error) {
+	if s.filer == "" {
+		return filersync.Side{}, fmt.Errorf("-%s is required: the address of filer %s", name, strings.ToUpper(name))
+	}
+	if s.proxy {
+		return filersync.Side{}, fmt.Errorf("-%s.filerProxy is not supported yet", name)
+	}
+	if s.fromTsMs < 0 {
+		return filersync.Side{}, fmt.Errorf("-%s.fromTsMs %d is negative", name, s.fromTsMs)
+	}
+	side := filersync.Side{Filer: s.filer, Path: s.path, Debug: s.debug, FromTsNs: s.fromTsMs * int64(time.Millisecond)}
+	for _, x := range strings.Split(s.exclude, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			side.Exclude = append(side.Exclude, x)
+		}
+	}
+	return side, nil
+}
+
+func runFilerSync(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := newFlagSet("filer.sync", "Keeps a tree of filer A and a tree of filer B in step, both ways (or A into B only with\n-isActivePassive), following each filer's change log from a checkpoint kept in the other.", stderr)
+	var a, b sideFlags
+	var df daemonFlags
+	a.register(fs, "a")
+	b.register(fs, "b")
+	d := filersync.DefaultConfig()
+	activePassive := fs.Bool("isActivePassive", false, "replicate A into B only")
+	concurrency := fs.Int("concurrency", d.Concurrency, "events applied at once per direction (events on related paths keep their order)")
+	chunkConcurrency := fs.Int("chunkConcurrency", d.ChunkConcurrency, "chunks copied at once per direction (bounds the memory copies hold)")
+	statusInterval := fs.Duration("statusInterval", 30*time.Second, "how often to log a status line per direction (0: never)")
+	metricsAddr := fs.String("metrics.addr", "", "serve Prometheus metrics under /metrics on this address, e.g. 127.0.0.1:9327 (off when empty)")
+	df.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg := d
+	var err error
+	if cfg.A, err = a.side("a"); err != nil {
+		return err
+	}
+	if cfg.B, err = b.side("b"); err != nil {
+		return err
+	}
+	cfg.ActivePassive = *activePassive
+	cfg.Concurrency, cfg.ChunkConcurrency, cfg.StatusInterval = *concurrency, *chunkConcurrency, *statusInterval
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log, stopDebug, err := df.start(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
+	cfg.Logger = log
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	if *metricsAddr != "" {
+		stop, err := serveMetrics(ctx, *metricsAddr, reg, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	s, err := filersync.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.Run(ctx)
+}
+
+// serveMetrics serves reg under /metrics until ctx ends.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-metrics.addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics listener stopped", "err", err)
+		}
+	}()
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	stopCtx, cancel := context.WithCancel(ctx)
+	go func() {
+		<-stopCtx.Done()
+		srv.Close()
+	}()
+	return func() { cancel(); <-done }, nil
+}
