@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -554,4 +555,99 @@ func TestFilerSyncLag(t *testing.T) {
 	slices.Sort(lags)
 	t.Logf("close on A to content on B: median %v, p90 %v, max %v (%d files, one every ~20 ms)",
 		lags[len(lags)/2], lags[len(lags)*9/10], lags[len(lags)-1], files)
+}
+
+// TestFilerSyncFilerDown: a filer unreachable when sync starts, and one
+// lost mid-run: sync retries, and once the filer is back everything made
+// meanwhile arrives.
+func TestFilerSyncFilerDown(t *testing.T) {
+	p := startSyncPair(t)
+	p.b.Filer.Stop()
+	s, _ := runSync(t, p.a, p.b, nil)
+	if err := os.WriteFile(p.ma.Path("while-b-down"), []byte("made while B's filer was down"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	p.b.Filer.Start()
+	waitSame(t, p.ma.Dir, p.mb.Dir)
+
+	// Now A's filer goes away mid-run while B changes.
+	p.a.Filer.Stop()
+	if err := os.WriteFile(p.mb.Path("while-a-down"), randomBytes(t, 200<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, syncWithin, "a failed attempt to apply on A", func() error {
+		for _, d := range s.Stats() {
+			if d.Name == "b->a" && d.Retries > 0 {
+				return nil
+			}
+		}
+		return errors.New("no retry yet")
+	})
+	p.a.Filer.Start()
+	waitSame(t, p.ma.Dir, p.mb.Dir)
+	t.Logf("sync stats: %+v", s.Stats())
+}
+
+// TestFilerSyncBinary: `kelp filer.sync` as users run it: it syncs, serves
+// its Prometheus metrics, and stops cleanly on SIGTERM; run again, it
+// resumes from its checkpoint.
+func TestFilerSyncBinary(t *testing.T) {
+	p := startSyncPair(t)
+	metrics := fmt.Sprintf("127.0.0.1:%d", cluster.FreePort(t))
+	args := []string{"filer.sync", "-a", p.a.Filer.MountAddr(), "-b", p.b.Filer.MountAddr(), "-metrics.addr", metrics,
+		"-statusInterval", "200ms", "-a.debug"}
+	proc := startKelp(t, args...)
+	if err := os.WriteFile(p.ma.Path("one"), []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitSame(t, p.ma.Dir, p.mb.Dir)
+	var body string
+	cluster.WaitFor(t, syncWithin, "metrics", func() error {
+		resp, err := http.Get("http://" + metrics + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		body = string(b)
+		if err != nil || !strings.Contains(body, `kelp_filersync_last_applied_timestamp_seconds{direction="a->b"}`) {
+			return fmt.Errorf("metrics: %v\n%s", err, body)
+		}
+		return nil
+	})
+	cluster.WaitFor(t, syncWithin, "a status line", func() error {
+		if !strings.Contains(proc.out.String(), "filer.sync: status") {
+			return errors.New("none yet")
+		}
+		return nil
+	})
+	if err := proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-proc.exited:
+		if proc.err != nil {
+			t.Fatalf("kelp filer.sync after SIGTERM: %v\n%s", proc.err, proc.out)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("kelp filer.sync did not stop within 10s of SIGTERM\n%s", proc.out)
+	}
+	for _, want := range []string{"filer.sync: applied", "filer.sync: status"} {
+		if !strings.Contains(proc.out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, proc.out)
+		}
+	}
+	// Again: it resumes from the checkpoint rather than the beginning.
+	if err := os.WriteFile(p.ma.Path("two"), []byte("two"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proc2 := startKelp(t, args[:len(args)-1]...)
+	waitSame(t, p.ma.Dir, p.mb.Dir)
+	cluster.WaitFor(t, syncWithin, "resume line", func() error {
+		if !strings.Contains(proc2.out.String(), "checkpoint=true") {
+			return fmt.Errorf("no resume from a checkpoint in:\n%s", proc2.out)
+		}
+		return nil
+	})
 }
