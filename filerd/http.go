@@ -10,6 +10,8 @@ package filerd
 //	GET  /a/b/                listing: JSON (Accept: application/json,
 //	                          ?format=json or ?pretty) or HTML; ?limit, ?lastFileName
 //	DELETE /a/b/file          unlink; a directory must be empty unless ?recursive=true
+//	GET  /?blob=<fid>         a blob's bytes by file id; POST /?blob writes one
+//	                          (the blob proxy, http_blob.go)
 //
 // Bodies stream: they are cut into blobs of Config.ChunkSizeMB, each written
 // to the cluster as it is read, and the file's chunk list is replaced in one
@@ -62,6 +64,7 @@ var (
 	errBadRequest = errors.New("bad request")
 	errMethod     = errors.New("method not allowed")
 	errTooLarge   = errors.New("request body too large")
+	errNotFound   = errors.New("not found")
 )
 
 // httpHandler returns the HTTP file API.
@@ -77,7 +80,7 @@ func httpStatus(err error) int {
 	case errors.Is(err, errBadRequest), errors.Is(err, meta.ErrInvalid), errors.Is(err, meta.ErrNameTooLong),
 		errors.Is(err, meta.ErrLoop), errors.Is(err, meta.ErrXattrTooBig), errors.Is(err, client.ErrInvalid):
 		return http.StatusBadRequest
-	case errors.Is(err, meta.ErrNotFound), errors.Is(err, meta.ErrStale):
+	case errors.Is(err, errNotFound), errors.Is(err, meta.ErrNotFound), errors.Is(err, meta.ErrStale):
 		return http.StatusNotFound
 	case errors.Is(err, meta.ErrExists), errors.Is(err, meta.ErrNotEmpty), errors.Is(err, meta.ErrNotDir),
 		errors.Is(err, meta.ErrIsDir):
@@ -95,6 +98,10 @@ func httpStatus(err error) int {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if isBlobRequest(r) {
+		s.serveBlob(w, r)
+		return
+	}
 	p, err := parseHTTPPath(r.URL.Path, s.ns.Config().MaxNameLen)
 	if err != nil {
 		s.httpError(w, r, err)
