@@ -28,6 +28,10 @@ type Side struct {
 	Exclude []string
 	// Debug logs every event applied from this side.
 	Debug bool
+	// FilerProxy moves this side's chunk bytes through its filer's HTTP
+	// API (GET /?blob=, POST /?blob) instead of straight to and from its
+	// volume servers, for volume servers the sync cannot reach.
+	FilerProxy bool
 	// FromTsNs is where to start following this side's change log when no
 	// checkpoint exists yet: 0 replays it from the beginning.
 	FromTsNs int64

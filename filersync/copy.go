@@ -8,7 +8,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kelpfs/kelp/api/filerpb"
-	"github.com/kelpfs/kelp/client"
 )
 
 // copier moves chunk bytes from the source cluster's volume servers to the
@@ -22,9 +21,10 @@ type copier struct {
 
 // copyChunks stores every chunk of want in the target cluster and returns
 // the target's chunk list (same offsets, sizes, times and ETags, the
-// target's file ids). A chunk whose bytes the target file already has
-// (same ETag) keeps its target file id. An error wrapping
-// client.ErrNotFound means a source blob is gone.
+// target's file ids; a chunk larger than the target's proxy takes is
+// split). A chunk whose bytes the target file already has (same ETag)
+// keeps its target file id. An error wrapping client.ErrNotFound means a
+// source blob is gone.
 func (c *copier) copyChunks(ctx context.Context, want, have []*filerpb.Chunk) ([]*filerpb.Chunk, error) {
 	byEtag := make(map[string]string, len(have))
 	for _, h := range have {
@@ -32,72 +32,91 @@ func (c *copier) copyChunks(ctx context.Context, want, have []*filerpb.Chunk) ([
 			byEtag[h.Etag] = h.FileId
 		}
 	}
-	out := make([]*filerpb.Chunk, len(want))
 	// The same blob may be listed twice (a manifest clipped, a chunk
 	// split by a later write): copy it once.
 	copies := make(map[string]*blobCopy)
 	var wg sync.WaitGroup
-	for i, w := range want {
-		o := proto.Clone(w).(*filerpb.Chunk)
-		out[i] = o
-		if fid, ok := byEtag[w.Etag]; ok && w.Etag != "" {
-			o.FileId = fid
+	for _, w := range want {
+		if _, ok := byEtag[w.Etag]; (ok && w.Etag != "") || copies[w.FileId] != nil {
 			continue
 		}
-		bc := copies[w.FileId]
-		if bc == nil {
-			bc = &blobCopy{fid: w.FileId, done: make(chan struct{})}
-			copies[w.FileId] = bc
-			select {
-			case c.sem <- struct{}{}:
-			case <-ctx.Done():
-				close(bc.done)
-				bc.err = ctx.Err()
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-c.sem }()
-				defer close(bc.done)
-				bc.newFid, bc.etag, bc.err = c.copyBlob(ctx, bc.fid)
-			}()
+		bc := &blobCopy{}
+		copies[w.FileId] = bc
+		select {
+		case c.sem <- struct{}{}:
+		case <-ctx.Done():
+			bc.err = ctx.Err()
+			continue
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-c.sem }()
+			bc.pieces, bc.err = c.copyBlob(ctx, w.FileId)
+		}()
 	}
 	wg.Wait()
-	for i, w := range want {
-		bc := copies[w.FileId]
-		if bc == nil {
+	var out []*filerpb.Chunk
+	for _, w := range want {
+		if fid, ok := byEtag[w.Etag]; ok && w.Etag != "" {
+			o := proto.Clone(w).(*filerpb.Chunk)
+			o.FileId = fid
+			out = append(out, o)
 			continue
 		}
+		bc := copies[w.FileId]
 		if bc.err != nil {
 			return nil, bc.err
 		}
-		out[i].FileId = bc.newFid
-		if out[i].Etag == "" {
-			out[i].Etag = bc.etag
+		for _, p := range bc.pieces {
+			if p.off >= w.Size {
+				break
+			}
+			o := proto.Clone(w).(*filerpb.Chunk)
+			o.FileId, o.Offset, o.Size = p.fid, w.Offset+p.off, min(p.size, w.Size-p.off)
+			if len(bc.pieces) > 1 || o.Etag == "" {
+				o.Etag = p.etag
+			}
+			out = append(out, o)
 		}
 	}
 	return out, nil
 }
 
 type blobCopy struct {
-	fid          string
-	done         chan struct{}
-	newFid, etag string
-	err          error
+	pieces []piece
+	err    error
 }
 
-// copyBlob reads a whole blob from the source and writes it to the target.
-func (c *copier) copyBlob(ctx context.Context, fid string) (newFid, etag string, err error) {
+// piece is part of a copied blob stored as a blob of its own.
+type piece struct {
+	off, size int64
+	fid, etag string
+}
+
+// copyBlob reads a whole blob from the source and writes it to the
+// target, in pieces if the target takes less at once.
+func (c *copier) copyBlob(ctx context.Context, fid string) ([]piece, error) {
 	data, err := c.src.blobs.Read(ctx, fid)
 	if err != nil {
-		return "", "", fmt.Errorf("read chunk %s from %s: %w", fid, c.src.addr, err)
+		return nil, fmt.Errorf("read chunk %s from %s: %w", fid, c.src.addr, err)
 	}
-	newFid, res, err := c.dst.blobs.Write(ctx, data, client.WriteOptions{})
-	if err != nil {
-		return "", "", fmt.Errorf("write chunk %s to %s: %w", fid, c.dst.addr, err)
+	step := int64(len(data))
+	if m := c.dst.maxWrite(); m > 0 && step > m {
+		step = m
+	}
+	var out []piece
+	for off := int64(0); off < int64(len(data)) || off == 0; off += step {
+		end := min(off+step, int64(len(data)))
+		newFid, etag, err := c.dst.blobs.Write(ctx, data[off:end])
+		if err != nil {
+			return nil, fmt.Errorf("write chunk %s to %s: %w", fid, c.dst.addr, err)
+		}
+		out = append(out, piece{off: off, size: end - off, fid: newFid, etag: etag})
+		if end == int64(len(data)) {
+			break
+		}
 	}
 	c.stats.chunks.Add(1)
-	return newFid, res.ETag, nil
+	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path"
 	"strings"
 	"sync"
@@ -18,11 +19,13 @@ import (
 // endpoint is one filer: its gRPC API, its cluster's volumes (through the
 // filer) and its signature.
 type endpoint struct {
-	addr  string
-	fc    *client.FilerClient
-	api   filerpb.FilerClient
-	blobs *client.Cluster
-	sig   int32
+	addr     string
+	fc       *client.FilerClient
+	api      filerpb.FilerClient
+	blobs    blobStore
+	sig      int32
+	proxied  bool
+	maxChunk int64 // the filer's chunk size: the most its blob proxy takes at once
 
 	manifestMu sync.Mutex
 	manifests  map[string][]*filerpb.Chunk // resolved manifest blobs (immutable), bounded
@@ -34,7 +37,31 @@ const rootInode = 1
 // maxManifestCache bounds the resolved manifests kept.
 const maxManifestCache = 256
 
-func dialEndpoint(addr string) (*endpoint, error) {
+// blobStore reads and writes whole blobs of one cluster: straight from
+// its volume servers, or through its filer's HTTP blob proxy.
+type blobStore interface {
+	Read(ctx context.Context, fid string) ([]byte, error)
+	Write(ctx context.Context, data []byte) (fid, etag string, err error)
+	Close() error
+}
+
+// direct reaches the volume servers, which the filer locates.
+type direct struct{ c *client.Cluster }
+
+func (d direct) Read(ctx context.Context, fid string) ([]byte, error) { return d.c.Read(ctx, fid) }
+func (d direct) Write(ctx context.Context, data []byte) (string, string, error) {
+	fid, res, err := d.c.Write(ctx, data, client.WriteOptions{})
+	return fid, res.ETag, err
+}
+func (d direct) Close() error { return d.c.Close() }
+
+// proxied goes through the filer's HTTP API.
+type proxied struct{ *client.FilerBlobs }
+
+func (proxied) Close() error { return nil }
+
+func dialEndpoint(side Side) (*endpoint, error) {
+	addr := side.Filer
 	gaddr, err := client.GRPCAddress(addr)
 	if err != nil {
 		return nil, fmt.Errorf("filer %s: %w", addr, err)
@@ -43,9 +70,20 @@ func dialEndpoint(addr string) (*endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("filer %s: %w", addr, err)
 	}
-	return &endpoint{addr: addr, fc: fc, api: fc.API(),
-		blobs:     client.NewClusterVia(client.NewFilerVolumes(fc, 0), client.NewBlobClient(client.BlobClientConfig{})),
-		manifests: make(map[string][]*filerpb.Chunk)}, nil
+	e := &endpoint{addr: addr, fc: fc, api: fc.API(), manifests: make(map[string][]*filerpb.Chunk)}
+	if side.FilerProxy {
+		// The HTTP API is the port users name; a ".grpcPort" suffix
+		// only names the gRPC port.
+		haddr, _, _ := strings.Cut(addr, ".")
+		if h, p, err := net.SplitHostPort(addr); err == nil {
+			port, _, _ := strings.Cut(p, ".")
+			haddr = net.JoinHostPort(h, port)
+		}
+		e.blobs, e.proxied = proxied{client.NewFilerBlobs(haddr, nil)}, true
+	} else {
+		e.blobs = direct{client.NewClusterVia(client.NewFilerVolumes(fc, 0), client.NewBlobClient(client.BlobClientConfig{}))}
+	}
+	return e, nil
 }
 
 // identify asks the filer for its signature.
@@ -57,8 +95,16 @@ func (e *endpoint) identify(ctx context.Context) error {
 	if conf.Signature == 0 {
 		return fmt.Errorf("filer %s has no signature", e.addr)
 	}
-	e.sig = conf.Signature
+	e.sig, e.maxChunk = conf.Signature, int64(conf.MaxChunkMb)<<20
 	return nil
+}
+
+// maxWrite is the largest blob one write may carry; 0 for no limit.
+func (e *endpoint) maxWrite() int64 {
+	if e.proxied {
+		return e.maxChunk
+	}
+	return 0
 }
 
 func (e *endpoint) close() {

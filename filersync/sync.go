@@ -29,11 +29,11 @@ func New(cfg Config) (*Syncer, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	a, err := dialEndpoint(cfg.A.Filer)
+	a, err := dialEndpoint(cfg.A)
 	if err != nil {
 		return nil, fmt.Errorf("filersync: %w", err)
 	}
-	b, err := dialEndpoint(cfg.B.Filer)
+	b, err := dialEndpoint(cfg.B)
 	if err != nil {
 		a.close()
 		return nil, fmt.Errorf("filersync: %w", err)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kelpfs/kelp/api/filerpb"
+	"github.com/kelpfs/kelp/filerd"
 	"github.com/kelpfs/kelp/filersync"
 	"github.com/kelpfs/kelp/integration/cluster"
 	"github.com/kelpfs/kelp/mount"
@@ -321,9 +322,10 @@ func countEvents(t *testing.T, c *cluster.Cluster, sig int32) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan struct{}, 1)
+	got, ended := make(chan struct{}, 1), make(chan struct{})
 	var n int64
 	go func() {
+		defer close(ended)
 		for {
 			if _, err := sub.Recv(); err != nil {
 				return
@@ -340,6 +342,7 @@ func countEvents(t *testing.T, c *cluster.Cluster, sig int32) int64 {
 		case <-got:
 		case <-time.After(500 * time.Millisecond):
 			cancel()
+			<-ended
 			return n
 		}
 	}
@@ -650,4 +653,29 @@ func TestFilerSyncBinary(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestFilerSyncFilerProxy: chunk bytes moved through both filers' HTTP
+// APIs instead of their volume servers; the target's filer takes smaller
+// chunks than the source writes, so chunks are split on the way.
+func TestFilerSyncFilerProxy(t *testing.T) {
+	cluster.NeedFUSE(t)
+	ca := cluster.Start(t, cluster.Options{Filer: true})
+	cb := cluster.Start(t, cluster.Options{Filer: true, FilerConfig: func(cfg *filerd.Config) { cfg.ChunkSizeMB = 1 }})
+	ma := ca.MountFiler(func(cfg *mount.Config) { cfg.ChunkSizeMB = 4 })
+	mb := cb.MountFiler(nil)
+	s, _ := runSync(t, ca, cb, func(cfg *filersync.Config) { cfg.A.FilerProxy, cfg.B.FilerProxy = true, true })
+	makeTree(t, ma.Path(), "proxy")
+	if err := os.WriteFile(ma.Path("big"), randomBytes(t, 9<<20+3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mb.Path("fromb"), randomBytes(t, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitSame(t, ma.Dir, mb.Dir)
+	chunks := cb.FileChunks("/big")
+	if len(chunks) < 10 {
+		t.Fatalf("B holds /big in %d chunks, want the 4 MiB chunks split into 1 MiB ones", len(chunks))
+	}
+	t.Logf("sync stats: %+v", s.Stats())
 }

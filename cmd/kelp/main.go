@@ -34,6 +34,7 @@ func commands() []command {
 		{"filer.fsck", "check the namespace of a stopped filer's store", runFsck},
 		{"mount", "mount a filer's namespace as a local directory through FUSE", runMount},
 		{"filer.sync", "keep a tree of one filer in step with a tree of another, both ways", runFilerSync},
+		{"filer.sync.verify", "compare a tree of one filer with a tree of another", runFilerSyncVerify},
 		{"server", "start master, volume server and filer in one process (one-machine cluster)", runServer},
 		{"benchmark", "measure the blob store (write, random read) or, with -filer, the filer's metadata operations", runBenchmark},
 		{"version", "print the version", runVersion},
@@ -92,7 +93,7 @@ func usage(w io.Writer) {
 	cs := commands()
 	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
 	for _, c := range cs {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.short)
+		fmt.Fprintf(w, "  %-18s %s\n", c.name, c.short)
 	}
 	fmt.Fprintln(w, "\nRun 'kelp <command> -h' for the flags of a command.")
 }
