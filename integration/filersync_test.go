@@ -218,6 +218,23 @@ func waitSame(t *testing.T, dirA, dirB string) {
 	})
 }
 
+// verifyClean runs filersync.Verify between the two clusters' filers and
+// fails on any difference.
+func verifyClean(t *testing.T, a, b *cluster.Cluster) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := filersync.Verify(ctx, filersync.VerifySide{Filer: a.FilerClient().API(), Path: "/"},
+		filersync.VerifySide{Filer: b.FilerClient().API(), Path: "/"}, filersync.VerifyOptions{})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if !rep.Clean() {
+		t.Fatalf("verify: missing %v, extra %v, differing %v", rep.Missing, rep.Extra, rep.Differ)
+	}
+	t.Logf("verify: %d entries compared, clean", rep.Compared)
+}
+
 // makeTree writes a varied tree under root: files of several sizes
 // (inline, one chunk, several), directories, a symlink, a hard link, an
 // xattr, a fifo.
@@ -294,6 +311,7 @@ func TestFilerSync(t *testing.T) {
 	must(<-done)
 	must(<-done)
 	waitSame(t, a.Dir, b.Dir)
+	verifyClean(t, p.a, p.b)
 
 	// Settled: nothing more is applied, in either direction.
 	applied := func() []int64 {
@@ -515,6 +533,7 @@ func TestFilerSyncRestartMidBootstrap(t *testing.T) {
 	}
 	s2, _ := runSync(t, p.a, p.b, func(cfg *filersync.Config) { cfg.ActivePassive = true })
 	waitSame(t, p.ma.Dir, p.mb.Dir)
+	verifyClean(t, p.a, p.b)
 	st2 := s2.Stats()[0]
 	t.Logf("first run applied %d events (checkpoint %v), the second %d", st1.Applied, st1.Checkpoint.Format(time.RFC3339Nano), st2.Applied)
 
