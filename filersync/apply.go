@@ -199,7 +199,7 @@ func (r *replicator) upsert(ctx context.Context, src, dst string, e *filerpb.Ent
 		if err != nil {
 			return err
 		}
-		return r.setMeta(ctx, a, e)
+		return r.setMeta(ctx, a, e, false)
 	}
 	dir, name := parentOf(dst)
 	parent, err := r.dst.ensureDir(ctx, dir)
@@ -208,6 +208,7 @@ func (r *replicator) upsert(ctx context.Context, src, dst string, e *filerpb.Ent
 	}
 	typ := e.Attr.Mode & syscall.S_IFMT
 	var a *filerpb.Attr
+	fresh := false // made just now: empty, no xattrs
 	ent, err := r.dst.api.Lookup(ctx, &filerpb.LookupRequest{Parent: parent, Name: name})
 	switch {
 	case err == nil && ent.Attr.Mode&syscall.S_IFMT == typ && !(typ == syscall.S_IFLNK && !r.sameTarget(ctx, ent.Attr.Inode, e.SymlinkTarget)):
@@ -218,18 +219,18 @@ func (r *replicator) upsert(ctx context.Context, src, dst string, e *filerpb.Ent
 		}
 		fallthrough
 	case notFound(err):
-		if a, err = r.create(ctx, parent, name, e); err != nil {
+		if a, fresh, err = r.create(ctx, parent, name, e); err != nil {
 			return err
 		}
 	default:
 		return err
 	}
-	if typ == syscall.S_IFREG {
-		if err := r.syncContent(ctx, src, a, e); err != nil {
+	if typ == syscall.S_IFREG && !(fresh && len(e.Chunks) == 0 && len(e.Inline) == 0 && e.Attr.Size == 0) {
+		if a, err = r.syncContent(ctx, src, a, e); err != nil {
 			return err
 		}
 	}
-	if err := r.setMeta(ctx, a, e); err != nil {
+	if err := r.setMeta(ctx, a, e, fresh); err != nil {
 		return err
 	}
 	if typ == syscall.S_IFREG {
@@ -249,10 +250,9 @@ func (r *replicator) sameTarget(ctx context.Context, ino uint64, target string) 
 // create makes the entry e (its type; content and attributes follow) as
 // name in parent. A regular file whose source inode has other names
 // already on the target becomes a hard link to it.
-func (r *replicator) create(ctx context.Context, parent uint64, name string, e *filerpb.EntryState) (*filerpb.Attr, error) {
+func (r *replicator) create(ctx context.Context, parent uint64, name string, e *filerpb.EntryState) (a *filerpb.Attr, fresh bool, err error) {
 	at := e.Attr
 	var resp *filerpb.EntryResponse
-	var err error
 	switch at.Mode & syscall.S_IFMT {
 	case syscall.S_IFDIR:
 		resp, err = r.dst.api.Mkdir(ctx, &filerpb.MkdirRequest{Parent: parent, Name: name, Mode: at.Mode & 0o7777, Uid: at.Uid, Gid: at.Gid})
@@ -263,7 +263,7 @@ func (r *replicator) create(ctx context.Context, parent uint64, name string, e *
 			if ino := r.linkedInode(ctx, at.Inode); ino != 0 {
 				resp, err = r.dst.api.Link(ctx, &filerpb.LinkRequest{Inode: ino, NewParent: parent, NewName: name})
 				if err == nil {
-					return resp.Attr, nil
+					return resp.Attr, false, nil
 				}
 				r.log.Debug("hard link on the target failed; copying instead", "name", name, "err", err)
 			}
@@ -272,9 +272,9 @@ func (r *replicator) create(ctx context.Context, parent uint64, name string, e *
 			Rdev: at.Rdev, Exclusive: true})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", name, err)
+		return nil, false, fmt.Errorf("create %s: %w", name, err)
 	}
-	return resp.Attr, nil
+	return resp.Attr, true, nil
 }
 
 // linkKey is the target's KV record of the target inode that holds a
@@ -312,8 +312,9 @@ func (r *replicator) linkedInode(ctx context.Context, srcIno uint64) uint64 {
 	return ino
 }
 
-// setMeta sets owner, mode, times and xattrs where they differ.
-func (r *replicator) setMeta(ctx context.Context, a *filerpb.Attr, e *filerpb.EntryState) error {
+// setMeta sets owner, mode, times and xattrs where they differ (fresh:
+// the entry was made just now and has no xattrs).
+func (r *replicator) setMeta(ctx context.Context, a *filerpb.Attr, e *filerpb.EntryState, fresh bool) error {
 	at := e.Attr
 	if a.Uid != at.Uid || a.Gid != at.Gid {
 		resp, err := r.dst.api.SetAttr(ctx, &filerpb.SetAttrRequest{Inode: a.Inode, Uid: &at.Uid, Gid: &at.Gid})
@@ -338,6 +339,9 @@ func (r *replicator) setMeta(ctx context.Context, a *filerpb.Attr, e *filerpb.En
 		if _, err := r.dst.api.SetAttr(ctx, req); err != nil {
 			return fmt.Errorf("setattr: %w", err)
 		}
+	}
+	if fresh && len(e.Xattrs) == 0 {
+		return nil
 	}
 	return r.syncXattrs(ctx, a.Inode, e.Xattrs)
 }
@@ -372,26 +376,30 @@ func (r *replicator) syncXattrs(ctx context.Context, ino uint64, want map[string
 // inline bytes, or chunks copied into the target's cluster (those the
 // target already has are reused). The chunk list is committed only once
 // every chunk is stored on the target.
-func (r *replicator) syncContent(ctx context.Context, src string, a *filerpb.Attr, e *filerpb.EntryState) error {
+// It returns the target's attributes after the change.
+func (r *replicator) syncContent(ctx context.Context, src string, a *filerpb.Attr, e *filerpb.EntryState) (*filerpb.Attr, error) {
 	have, err := r.dst.api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: a.Inode})
 	if err != nil {
-		return fmt.Errorf("target chunks: %w", err)
+		return nil, fmt.Errorf("target chunks: %w", err)
 	}
 	size := e.Attr.Size
 	if len(e.Chunks) == 0 {
 		if have.Attr.Size == size && len(have.Chunks) == 0 && bytes.Equal(have.Inline, e.Inline) {
-			return nil
+			return have.Attr, nil
 		}
-		_, err := r.dst.api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: a.Inode, Inline: e.Inline, Size: size,
+		resp, err := r.dst.api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: a.Inode, Inline: e.Inline, Size: size,
 			MtimeNs: e.Attr.MtimeNs, Replace: true})
-		return err
+		if err != nil {
+			return nil, fmt.Errorf("commit content: %w", err)
+		}
+		return resp.Attr, nil
 	}
 	want, err := r.src.resolve(ctx, e.Chunks)
 	if err != nil {
-		return fmt.Errorf("source chunks: %w", err)
+		return nil, fmt.Errorf("source chunks: %w", err)
 	}
 	if have.Attr.Size == size && len(have.Inline) == 0 && sameChunks(have.Chunks, want) {
-		return nil
+		return have.Attr, nil
 	}
 	copied, err := r.copier.copyChunks(ctx, want, have.Chunks)
 	if errors.Is(err, client.ErrNotFound) {
@@ -399,20 +407,20 @@ func (r *replicator) syncContent(ctx context.Context, src string, a *filerpb.Att
 		// them): take what the source has now, if it is still the
 		// same file there.
 		if e, err = r.current(ctx, src, e.Attr.Inode); err != nil {
-			return err
+			return nil, err
 		}
 		return r.syncContent(ctx, src, a, e)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = r.dst.api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: a.Inode, Chunks: copied, Size: size,
+	resp, err := r.dst.api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: a.Inode, Chunks: copied, Size: size,
 		MtimeNs: e.Attr.MtimeNs, Replace: true})
 	if err != nil {
-		return fmt.Errorf("commit chunks: %w", err)
+		return nil, fmt.Errorf("commit chunks: %w", err)
 	}
 	r.stats.bytes.Add(int64(size))
-	return nil
+	return resp.Attr, nil
 }
 
 // current fetches the source's present state of the file at src, if it is
