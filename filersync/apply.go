@@ -378,6 +378,12 @@ func (r *replicator) syncXattrs(ctx context.Context, ino uint64, want map[string
 // every chunk is stored on the target.
 // It returns the target's attributes after the change.
 func (r *replicator) syncContent(ctx context.Context, src string, a *filerpb.Attr, e *filerpb.EntryState) (*filerpb.Attr, error) {
+	return r.syncContentOnce(ctx, src, a, e, false)
+}
+
+// syncContentOnce is syncContent; refreshed says e is already the
+// source's present state, fetched after its chunks could not be read.
+func (r *replicator) syncContentOnce(ctx context.Context, src string, a *filerpb.Attr, e *filerpb.EntryState, refreshed bool) (*filerpb.Attr, error) {
 	have, err := r.dst.api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: a.Inode})
 	if err != nil {
 		return nil, fmt.Errorf("target chunks: %w", err)
@@ -402,14 +408,16 @@ func (r *replicator) syncContent(ctx context.Context, src string, a *filerpb.Att
 		return have.Attr, nil
 	}
 	copied, err := r.copier.copyChunks(ctx, want, have.Chunks)
-	if errors.Is(err, client.ErrNotFound) {
+	if errors.Is(err, client.ErrNotFound) && !refreshed {
 		// The source replaced these chunks since (and collected
 		// them): take what the source has now, if it is still the
-		// same file there.
+		// same file there. (If that too cannot be read, the event
+		// fails and is retried: a file is never committed with
+		// bytes missing.)
 		if e, err = r.current(ctx, src, e.Attr.Inode); err != nil {
 			return nil, err
 		}
-		return r.syncContent(ctx, src, a, e)
+		return r.syncContentOnce(ctx, src, a, e, true)
 	}
 	if err != nil {
 		return nil, err

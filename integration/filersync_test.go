@@ -595,6 +595,7 @@ func TestFilerSyncFilerDown(t *testing.T) {
 
 	// Now A's filer goes away mid-run while B changes.
 	p.a.Filer.Stop()
+	written := time.Now()
 	if err := os.WriteFile(p.mb.Path("while-a-down"), randomBytes(t, 200<<10), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -606,6 +607,12 @@ func TestFilerSyncFilerDown(t *testing.T) {
 		}
 		return errors.New("no retry yet")
 	})
+	time.Sleep(500 * time.Millisecond) // checkpoints are written every 200 ms
+	for _, d := range s.Stats() {
+		if d.Name == "b->a" && !d.Checkpoint.Before(written) {
+			t.Fatalf("b->a checkpoint %v passed an event it could not apply (written at %v)", d.Checkpoint, written)
+		}
+	}
 	p.a.Filer.Start()
 	waitSame(t, p.ma.Dir, p.mb.Dir)
 	t.Logf("sync stats: %+v", s.Stats())
@@ -697,4 +704,45 @@ func TestFilerSyncFilerProxy(t *testing.T) {
 		t.Fatalf("B holds /big in %d chunks, want the 4 MiB chunks split into 1 MiB ones", len(chunks))
 	}
 	t.Logf("sync stats: %+v", s.Stats())
+}
+
+// TestFilerSyncUnreadableChunk: a file whose chunk cannot be read from the
+// source (its blob deleted behind the filer's back) is never committed on
+// the target with bytes missing: the event is retried, the rest of the
+// tree goes on, and once the file is rewritten on the source the new
+// content arrives.
+func TestFilerSyncUnreadableChunk(t *testing.T) {
+	p := startSyncPair(t)
+	good, bad := randomBytes(t, 100<<10), randomBytes(t, 2<<20+5)
+	if err := os.WriteFile(p.ma.Path("good"), good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.ma.Path("bad"), bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chunks := p.a.FileChunks("/bad")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.a.Client().Delete(ctx, chunks[1].FileId); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := runSync(t, p.a, p.b, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+	cluster.WaitFor(t, syncWithin, "good on B, and bad retried", func() error {
+		got, err := os.ReadFile(p.mb.Path("good"))
+		if err != nil || !bytes.Equal(got, good) {
+			return fmt.Errorf("good: %v", err)
+		}
+		if s.Stats()[0].Retries == 0 {
+			return errors.New("no retry yet")
+		}
+		return nil
+	})
+	if st, err := os.Stat(p.mb.Path("bad")); err == nil && st.Size() != 0 {
+		t.Fatalf("B has bad with %d bytes while one of its chunks cannot be read on A", st.Size())
+	}
+	fresh := randomBytes(t, 1<<20+9)
+	if err := os.WriteFile(p.ma.Path("bad"), fresh, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitSame(t, p.ma.Dir, p.mb.Dir)
 }
