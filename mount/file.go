@@ -217,27 +217,11 @@ func (f *file) attrChanged(newer bool) {
 // must win (unflushed data). With always unset, only a stale or never
 // loaded file is fetched.
 func (f *file) reload(ctx context.Context, always bool) syscall.Errno {
-	f.mu.Lock()
-	if f.hasLocalLocked() || (!always && f.loaded && !f.stale) {
-		f.mu.Unlock()
-		return 0
+	newer, _, errno := f.fetch(ctx, func() bool { return !always && f.loaded && !f.stale })
+	if errno == 0 {
+		f.attrChanged(newer)
 	}
-	f.mu.Unlock()
-	resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.GetChunksResponse, error) {
-		return f.fs.api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: f.ino})
-	})
-	if err != nil {
-		return toErrno(err)
-	}
-	f.mu.Lock()
-	if f.hasLocalLocked() {
-		f.mu.Unlock()
-		return 0 // a write got in first; it builds on what we had
-	}
-	newer := f.applyContentLocked(resp)
-	f.mu.Unlock()
-	f.attrChanged(newer)
-	return 0
+	return errno
 }
 
 // revalidate fetches the file's content after a lock was granted, unless
@@ -249,10 +233,26 @@ func (f *file) reload(ctx context.Context, always bool) syscall.Errno {
 // generation is current as it is. A lock request holds no page lock, so
 // the kernel's pages can be dropped here.
 func (f *file) revalidate(ctx context.Context, gen uint64) syscall.Errno {
+	_, changed, errno := f.fetch(ctx, func() bool { return gen != 0 && f.loaded && !f.stale && f.attr.Generation == gen })
+	if errno == 0 && changed {
+		f.fs.pages.forget(f.ino)
+		if inv := f.fs.invalidator(); inv != nil {
+			inv.InvalidateInode(f.ino)
+		}
+	}
+	return errno
+}
+
+// fetch installs the filer's content of the file unless the mount holds
+// unflushed data (which wins: writes build on what the mount had) or
+// current (called with f.mu held) says the copy is current. newer says
+// the attributes are newer than any the mount answered before; changed
+// that the generation moved (or nothing was loaded).
+func (f *file) fetch(ctx context.Context, current func() bool) (newer, changed bool, errno syscall.Errno) {
 	f.mu.Lock()
-	if f.hasLocalLocked() || (gen != 0 && f.loaded && !f.stale && f.attr.Generation == gen) {
+	if f.hasLocalLocked() || current() {
 		f.mu.Unlock()
-		return 0
+		return false, false, 0
 	}
 	prev, loaded := f.attr.Generation, f.loaded
 	f.mu.Unlock()
@@ -260,23 +260,15 @@ func (f *file) revalidate(ctx context.Context, gen uint64) syscall.Errno {
 		return f.fs.api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: f.ino})
 	})
 	if err != nil {
-		return toErrno(err)
+		return false, false, toErrno(err)
 	}
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.hasLocalLocked() {
-		f.mu.Unlock()
-		return 0
+		return false, false, 0 // a write got in first; it builds on what we had
 	}
-	f.applyContentLocked(resp)
-	changed := !loaded || f.attr.Generation != prev
-	f.mu.Unlock()
-	if changed {
-		f.fs.pages.forget(f.ino)
-		if inv := f.fs.invalidator(); inv != nil {
-			inv.InvalidateInode(f.ino)
-		}
-	}
-	return 0
+	newer = f.applyContentLocked(resp)
+	return newer, !loaded || f.attr.Generation != prev, 0
 }
 
 // applyContentLocked installs content the filer answered; newer says

@@ -26,25 +26,31 @@ func (d *debugFlags) start(ctx context.Context, log *slog.Logger) (stop func(), 
 	if d.addr == "" {
 		return func() {}, nil
 	}
-	ln, err := net.Listen("tcp", d.addr)
-	if err != nil {
-		return nil, fmt.Errorf("-debug.addr: %w", err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return serveHTTP(ctx, "pprof", "-debug.addr", d.addr, mux, log)
+}
+
+// serveHTTP serves h (what, for the log) on addr (given with flag) until
+// ctx ends or stop is called; stop waits for the listener to close.
+func serveHTTP(ctx context.Context, what, flag, addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("debug listener stopped", "err", err)
+			log.Warn("listener stopped", "flag", flag, "err", err)
 		}
 	}()
-	log.Info("serving pprof", "addr", ln.Addr().String())
+	log.Info("serving "+what, "addr", ln.Addr().String())
 	stopCtx, cancel := context.WithCancel(ctx)
 	go func() {
 		<-stopCtx.Done()

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -108,27 +106,9 @@ func runFilerSync(ctx context.Context, args []string, _, stderr io.Writer) error
 
 // serveMetrics serves reg under /metrics until ctx ends.
 func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("-metrics.addr: %w", err)
-	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("metrics listener stopped", "err", err)
-		}
-	}()
-	log.Info("serving metrics", "addr", ln.Addr().String())
-	stopCtx, cancel := context.WithCancel(ctx)
-	go func() {
-		<-stopCtx.Done()
-		srv.Close()
-	}()
-	return func() { cancel(); <-done }, nil
+	return serveHTTP(ctx, "metrics", "-metrics.addr", addr, mux, log)
 }
 
 func runFilerSyncVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
