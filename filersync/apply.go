@@ -75,6 +75,19 @@ func (r *replicator) applyRename(ctx context.Context, ev *filerpb.MetadataEvent)
 		switch {
 		case err == nil:
 			return r.upsert(ctx, ev.NewPath, np, ev.NewEntry)
+		case errors.Is(err, errAppliedBefore):
+			// np holds what the source moved there (copied from the
+			// source's present state, merged with anything of the
+			// target's own), and what is at op on the target came
+			// later: replayed events that made entries at op again
+			// before this rename moved them, or an entry made after
+			// the rename, whose own events follow this one and make
+			// it again.
+			r.log.Debug("filer.sync: rename found in place; merging", "old", op, "new", np)
+			if err := r.copyIn(ctx, ev.NewPath, np, ev.NewEntry); err != nil {
+				return err
+			}
+			return r.remove(ctx, op)
 		case notFound(err):
 			// Not on the target (applied before, or never there):
 			// make it from the source.
@@ -114,13 +127,35 @@ func (r *replicator) renameOnTarget(ctx context.Context, op, np string, flags ui
 		return err
 	}
 	_, err = r.dst.api.Rename(ctx, &filerpb.RenameRequest{OldParent: oa.Inode, OldName: on, NewParent: nino, NewName: nn, Flags: flags})
-	if client.PosixErrno(err) == "ENOTEMPTY" || client.PosixErrno(err) == "EEXIST" || client.PosixErrno(err) == "EISDIR" || client.PosixErrno(err) == "ENOTDIR" {
-		// Something of another kind, or a non-empty directory, is in
-		// the way: it goes, as it did on the source.
-		if rerr := r.remove(ctx, np); rerr != nil {
+	switch client.PosixErrno(err) {
+	case "ENOTEMPTY":
+		// The source cannot have replaced a non-empty directory: the
+		// one at np is this rename applied before (an event replayed
+		// after a restart, with op made anew since) or the target's
+		// own. Either way it stays; upsert makes it match.
+		return errAppliedBefore
+	case "EEXIST", "EISDIR", "ENOTDIR":
+		// Something of another kind is in the way: it goes, as it did
+		// on the source (a non-empty directory stays, as above).
+		if rerr := r.removeIfNotDir(ctx, np); rerr != nil {
 			return rerr
 		}
 		_, err = r.dst.api.Rename(ctx, &filerpb.RenameRequest{OldParent: oa.Inode, OldName: on, NewParent: nino, NewName: nn, Flags: flags})
+		if client.PosixErrno(err) == "ENOTEMPTY" {
+			return errAppliedBefore
+		}
+	}
+	return err
+}
+
+// errAppliedBefore: a rename found its destination already in place.
+var errAppliedBefore = errors.New("rename applied before")
+
+// removeIfNotDir removes dst unless it is a non-empty directory.
+func (r *replicator) removeIfNotDir(ctx context.Context, dst string) error {
+	err := r.removePath(ctx, dst, false)
+	if client.PosixErrno(err) == "ENOTEMPTY" {
+		return nil
 	}
 	return err
 }
@@ -128,6 +163,12 @@ func (r *replicator) renameOnTarget(ctx context.Context, op, np string, flags ui
 // remove deletes dst on the target, a directory with everything in it;
 // a missing one is no error.
 func (r *replicator) remove(ctx context.Context, dst string) error {
+	return r.removePath(ctx, dst, true)
+}
+
+// removePath is remove; without recursive a non-empty directory stays
+// and the error says ENOTEMPTY.
+func (r *replicator) removePath(ctx context.Context, dst string, recursive bool) error {
 	if dst == "/" {
 		return nil // never the root itself
 	}
@@ -144,6 +185,13 @@ func (r *replicator) remove(ctx context.Context, dst string) error {
 		return nil
 	}
 	if err != nil {
+		return err
+	}
+	if !recursive && ent.Attr.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		_, err := r.dst.api.Rmdir(ctx, &filerpb.RmdirRequest{Parent: pa.Inode, Name: name})
+		if notFound(err) {
+			return nil
+		}
 		return err
 	}
 	return r.removeEntry(ctx, pa.Inode, name, ent.Attr)
@@ -401,14 +449,14 @@ func (r *replicator) syncContentOnce(ctx context.Context, src string, a *filerpb
 		return resp.Attr, nil
 	}
 	want, err := r.src.resolve(ctx, e.Chunks)
-	if err != nil {
-		return nil, fmt.Errorf("source chunks: %w", err)
+	var copied []*filerpb.Chunk
+	if err == nil {
+		if have.Attr.Size == size && len(have.Inline) == 0 && sameChunks(have.Chunks, want) {
+			return have.Attr, nil
+		}
+		copied, err = r.copier.copyChunks(ctx, want, have.Chunks)
 	}
-	if have.Attr.Size == size && len(have.Inline) == 0 && sameChunks(have.Chunks, want) {
-		return have.Attr, nil
-	}
-	copied, err := r.copier.copyChunks(ctx, want, have.Chunks)
-	if errors.Is(err, client.ErrNotFound) && !refreshed {
+	if (errors.Is(err, client.ErrNotFound) || notFound(err)) && !refreshed {
 		// The source replaced these chunks since (and collected
 		// them): take what the source has now, if it is still the
 		// same file there. (If that too cannot be read, the event

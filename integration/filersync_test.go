@@ -746,3 +746,56 @@ func TestFilerSyncUnreadableChunk(t *testing.T) {
 	}
 	waitSame(t, p.ma.Dir, p.mb.Dir)
 }
+
+// TestFilerSyncReplay: applying the whole history again (the checkpoint
+// lost) changes nothing, even where a name was renamed away and made
+// anew afterwards, and where a directory replaced another by rename.
+func TestFilerSyncReplay(t *testing.T) {
+	p := startSyncPair(t)
+	a := p.ma
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	makeTree(t, a.Path(), "replay")
+	must(os.Rename(a.Path("dir"), a.Path("dir.1")))
+	must(os.MkdirAll(a.Path("dir", "new"), 0o755))
+	must(os.WriteFile(a.Path("dir", "new", "x"), []byte("made after the rename"), 0o644))
+	must(os.Mkdir(a.Path("empty"), 0o755))
+	must(unix.Rename(a.Path("dir.1", "sub"), a.Path("empty"))) // a directory replacing an empty one (os.Rename refuses)
+	must(os.WriteFile(a.Path("f"), []byte("first"), 0o644))
+	must(os.Rename(a.Path("f"), a.Path("g")))
+	must(os.WriteFile(a.Path("f"), []byte("second, made after f was renamed"), 0o644))
+	_, stop := runSync(t, p.a, p.b, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+	waitSame(t, a.Dir, p.mb.Dir)
+	stop()
+	before, err := treeState(t, p.mb.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Forget the checkpoint: the next sync replays from the beginning.
+	key := fmt.Sprintf("filer.sync.checkpoint.%d:/>/", filerSignature(t, p.a))
+	if _, err := p.b.FilerClient().API().KvDelete(context.Background(), &filerpb.KvDeleteRequest{Key: []byte(key)}); err != nil {
+		t.Fatal(err)
+	}
+	history := countEvents(t, p.a, filerSignature(t, p.b))
+	s, _ := runSync(t, p.a, p.b, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+	cluster.WaitFor(t, syncWithin, "the replay", func() error {
+		if st := s.Stats()[0]; st.Applied < history {
+			return fmt.Errorf("%d of %d events applied again", st.Applied, history)
+		}
+		return nil
+	})
+	waitSame(t, a.Dir, p.mb.Dir)
+	after, err := treeState(t, p.mb.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diffTrees(before, after); len(d) > 0 {
+		t.Fatalf("the replay changed B: %v", d)
+	}
+	verifyClean(t, p.a, p.b)
+	t.Logf("replayed %d events", s.Stats()[0].Applied)
+}

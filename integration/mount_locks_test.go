@@ -63,6 +63,7 @@ func TestMountLocks(t *testing.T) {
 	t.Run("Handover", func(t *testing.T) { testLocksHandover(t, a, b) })
 	t.Run("InterruptedWait", func(t *testing.T) { testLocksInterruptedWait(t, a, b) })
 	t.Run("DataUnderLock", func(t *testing.T) { testLocksDataUnderLock(t, a, b) })
+	t.Run("ReleaseOfAnotherDescription", func(t *testing.T) { testLocksReleaseOfAnotherDescription(t, a, b) })
 	for _, m := range []*cluster.Mount{a, b} {
 		if st := m.FS.LockStats(); st.Lost != 0 {
 			t.Errorf("mount %s lost %d locks", m.Dir, st.Lost)
@@ -312,6 +313,56 @@ func testLocksDataUnderLock(t *testing.T, a, b *cluster.Mount) {
 		if err := setlk(f, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// testLocksReleaseOfAnotherDescription: the late release of an open file
+// description a process once locked through (a child kept it open) does
+// not take the lock the process now holds through another description.
+func testLocksReleaseOfAnotherDescription(t *testing.T, a, b *cluster.Mount) {
+	py := needProgram(t, "python3")
+	const script = `
+import fcntl, os, sys, time
+p = sys.argv[1]
+fd1 = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.lockf(fd1, fcntl.LOCK_EX, 10, 0)
+fcntl.lockf(fd1, fcntl.LOCK_UN, 10, 0)
+pid = os.fork()
+if pid == 0:
+    time.sleep(0.5)
+    os._exit(0)  # the child's copy of fd1 is the description's last
+os.close(fd1)
+fd2 = os.open(p, os.O_RDWR)
+fcntl.lockf(fd2, fcntl.LOCK_EX, 10, 0)
+os.waitpid(pid, 0)
+time.sleep(0.5)  # the kernel sends the release after the child's exit
+print("locked", flush=True)
+sys.stdin.readline()
+`
+	cmd := exec.Command(py, "-c", script, a.Path("released"))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		in.Close()
+		_ = cmd.Wait()
+	}()
+	sc := bufio.NewScanner(out)
+	if line := cluster.Within(t, 30*time.Second, "holder", func() string { sc.Scan(); return sc.Text() }); line != "locked" {
+		t.Fatalf("holder: %q", line)
+	}
+	fb := openRW(t, b.Path("released"))
+	if err := setlk(fb, unix.F_SETLK, unix.F_WRLCK, 0, 10); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("B's lock while the process holds it through its second descriptor: %v, want EAGAIN", err)
 	}
 }
 

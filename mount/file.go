@@ -62,6 +62,11 @@ type file struct {
 	err       error // first upload error since the last flush
 	lastMod   int64
 	writeEnd  int64 // where the last write ended
+	// lockOwners are the owners that asked for record locks on the
+	// file, each with the handles it asked through: a close by the
+	// owner (Flush) releases its locks and forgets it, so what is left
+	// at a handle's release belongs to its open file description.
+	lockOwners map[uint64]map[uint64]struct{}
 }
 
 type handle struct {
@@ -69,9 +74,6 @@ type handle struct {
 	f       *file
 	mu      sync.Mutex
 	lastEnd int64 // where the last read ended, for read-ahead
-	// lockOwners are the owners of record locks set through the
-	// handle, released with it (see Release).
-	lockOwners map[uint64]struct{}
 }
 
 // fileFor returns ino's file state, creating it.
@@ -377,11 +379,8 @@ func (fs *FS) Release(fh uint64, flockOwner uint64, releaseFlock bool) {
 	// closed it by now, and its close (Flush) dropped them; what is left
 	// belongs to the open file description itself: OFD locks, which the
 	// kernel sends as record locks owned by the file and never unlocks.
-	h.mu.Lock()
-	owners := h.lockOwners
-	h.mu.Unlock()
-	for owner := range owners {
-		fs.releaseOwner(ctx, h.f.ino, owner)
+	for _, owner := range h.f.releasedHandle(fh) {
+		fs.releaseOwner(ctx, h.f.ino, owner, true)
 	}
 	fs.dropOpen(h.f)
 }
@@ -481,8 +480,47 @@ func (fs *FS) Flush(ctx context.Context, fh, lockOwner uint64) syscall.Errno {
 		return syscall.EBADF
 	}
 	errno := h.f.flush(ctx)
-	fs.releaseOwner(ctx, h.f.ino, lockOwner)
+	fs.releaseOwner(ctx, h.f.ino, lockOwner, h.f.closedBy(lockOwner))
 	return errno
+}
+
+// lockedThrough records that owner asked for a record lock on the file
+// through handle fh.
+func (f *file) lockedThrough(owner, fh uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lockOwners == nil {
+		f.lockOwners = make(map[uint64]map[uint64]struct{})
+	}
+	if f.lockOwners[owner] == nil {
+		f.lockOwners[owner] = make(map[uint64]struct{})
+	}
+	f.lockOwners[owner][fh] = struct{}{}
+}
+
+// closedBy forgets owner, which closed the file, and says whether it had
+// asked for record locks on it.
+func (f *file) closedBy(owner uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.lockOwners[owner]
+	delete(f.lockOwners, owner)
+	return ok
+}
+
+// releasedHandle forgets handle fh and returns the owners that asked for
+// record locks through it and never closed the file: its OFD owners.
+func (f *file) releasedHandle(fh uint64) []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []uint64
+	for owner, fhs := range f.lockOwners {
+		if _, ok := fhs[fh]; ok {
+			out = append(out, owner)
+			delete(f.lockOwners, owner)
+		}
+	}
+	return out
 }
 
 // Fsync: the volume servers hold every replica once it returns.

@@ -157,14 +157,7 @@ func (fs *FS) SetLk(ctx context.Context, fh, ino uint64, req LockRequest, wait b
 		return syscall.EBADF
 	}
 	if req.Kind == locks.Fcntl && req.Type != locks.Unlock {
-		// Remembered so that the handle's release drops what an
-		// open-file-description (OFD) lock left (see Release).
-		h.mu.Lock()
-		if h.lockOwners == nil {
-			h.lockOwners = make(map[uint64]struct{})
-		}
-		h.lockOwners[req.Owner] = struct{}{}
-		h.mu.Unlock()
+		h.f.lockedThrough(req.Owner, fh)
 	}
 	if req.Type != locks.Exclusive {
 		// What was written under the lock reaches the filer before
@@ -197,19 +190,24 @@ func (fs *FS) SetLk(ctx context.Context, fh, ino uint64, req LockRequest, wait b
 	}, !wait)
 	if errno == 0 && req.Type != locks.Unlock {
 		// And what another mount wrote under the lock before is what
-		// this one reads now.
-		errno = h.f.revalidate(ctx, gen)
+		// this one reads now. The lock is held whatever happens here:
+		// a failure is logged, not reported (the next open or read
+		// fetches the file anyway).
+		if e := h.f.revalidate(context.WithoutCancel(ctx), gen); e != 0 {
+			fs.log.Warn("mount: refreshing a file after a lock grant failed", "inode", ino, "errno", e)
+		}
 	}
 	return errno
 }
 
 // releaseOwner drops owner's fcntl locks on ino (any close(2) of the file
 // by the process, or the last close of an OFD), if the record says it
-// holds any: most closes cost nothing.
-func (fs *FS) releaseOwner(ctx context.Context, ino, owner uint64) {
+// holds any or touched says it asked for one on the file (the record may
+// miss a grant whose answer was lost): most closes cost nothing.
+func (fs *FS) releaseOwner(ctx context.Context, ino, owner uint64, touched bool) {
 	ls := fs.locks
 	ls.forgetLost(ownerKey{ino, owner})
-	if !ls.holds(ino, owner, locks.Fcntl) {
+	if !touched && !ls.holds(ino, owner, locks.Fcntl) {
 		return
 	}
 	errno := ls.do(ctx, ownerKey{}, func(ctx context.Context, session string) error {
@@ -225,13 +223,11 @@ func (fs *FS) releaseOwner(ctx context.Context, ino, owner uint64) {
 	}
 }
 
-// releaseFlock drops owner's flock lock on ino: the last close of the
-// open file description that holds it.
+// releaseFlock drops owner's flock lock on ino: the last close of an
+// open file description that used flock (the kernel says so), whatever
+// the record says.
 func (fs *FS) releaseFlock(ctx context.Context, ino, owner uint64) {
 	ls := fs.locks
-	if !ls.holds(ino, owner, locks.Flock) {
-		return
-	}
 	errno := fs.locks.do(ctx, ownerKey{}, func(ctx context.Context, session string) error {
 		err := ls.api.SetLk(ctx, session, &lockpb.Lock{Inode: ino, Kind: lockpb.LockKind_FLOCK,
 			Type: lockpb.LockType_UNLOCK, End: locks.MaxOffset, Owner: owner})
@@ -274,8 +270,12 @@ func (ls *lockService) do(ctx context.Context, key ownerKey, fn func(ctx context
 	ctx = ls.fs.opCtx(ctx)
 	var giveUp time.Time // set at the first failure to reach the filer
 	backoff := 20 * time.Millisecond
+	// Opening and replacing sessions run to their end: cut short, they
+	// would leave a half re-asserted session behind.
+	sctx := context.WithoutCancel(ctx)
 	for {
-		session, err := ls.ensure(ctx)
+		session, err := ls.ensure(sctx)
+		attempt := time.Now()
 		if err == nil {
 			cctx, cancel := ctx, context.CancelFunc(func() {})
 			if bounded {
@@ -284,7 +284,7 @@ func (ls *lockService) do(ctx context.Context, key ownerKey, fn func(ctx context
 			err = fn(cctx, session)
 			cancel()
 			if errors.Is(err, client.ErrSessionExpired) {
-				_, rerr := ls.replace(ctx, session)
+				_, rerr := ls.replace(sctx, session)
 				switch {
 				case ls.takeLost(key):
 					return syscall.ENOLCK
@@ -312,7 +312,12 @@ func (ls *lockService) do(ctx context.Context, key ownerKey, fn func(ctx context
 			ls.fs.log.Warn("mount: lock call failed", "err", err)
 			return syscall.EIO
 		}
-		// Grace period or filer away: retry, within OpTimeout.
+		// Grace period or filer away: retry, within OpTimeout of the
+		// first failure (a wait that went on a while before failing
+		// starts the count again).
+		if time.Since(attempt) > time.Second {
+			giveUp, backoff = time.Time{}, 20*time.Millisecond
+		}
 		if giveUp.IsZero() {
 			giveUp = time.Now().Add(ls.fs.cfg.OpTimeout)
 		} else if time.Now().After(giveUp) {
@@ -434,9 +439,13 @@ func (ls *lockService) keepAlive(ctx context.Context) {
 	defer ls.fs.bg.Done()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	retrySoon := false
 	for {
 		ls.mu.Lock()
 		session, every := ls.session, ls.ttl/3
+		if retrySoon {
+			every = ls.ttl / 10
+		}
 		pending, closed := len(ls.held) > 0, ls.closed
 		ls.mu.Unlock()
 		if closed {
@@ -463,10 +472,16 @@ func (ls *lockService) keepAlive(ctx context.Context) {
 		rctx, cancel := context.WithTimeout(ls.fs.opCtx(ctx), every)
 		err := ls.api.Renew(rctx, session)
 		cancel()
-		if errors.Is(err, client.ErrSessionExpired) {
+		retrySoon = false
+		switch {
+		case errors.Is(err, client.ErrSessionExpired):
 			if _, err := ls.replace(ctx, session); err != nil {
 				ls.fs.log.Warn("mount: replacing the lock session", "err", err)
 			}
+		case err != nil:
+			// Try again well before the lease runs out.
+			ls.fs.log.Warn("mount: renewing the lock session failed", "err", err)
+			retrySoon = true
 		}
 	}
 }
