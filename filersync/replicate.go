@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -226,12 +227,21 @@ func (r *replicator) stream(ctx context.Context, since int64, sched *scheduler) 
 	}
 }
 
-// eventPaths are the source paths an event touches.
+// eventPaths are the source paths an event touches, and for a regular
+// file a key of its inode, so that the names of one hard-linked file
+// (made concurrently, say `echo > a; ln a b`) apply in order and the
+// link finds the first name's copy.
 func eventPaths(ev *filerpb.MetadataEvent) []string {
 	var ps []string
 	for _, p := range []string{ev.OldPath, ev.NewPath} {
 		if p != "" {
 			ps = append(ps, p)
+		}
+	}
+	for _, e := range []*filerpb.EntryState{ev.OldEntry, ev.NewEntry} {
+		if a := e.GetAttr(); a != nil && a.Mode&syscall.S_IFMT == syscall.S_IFREG {
+			// Not a path: no path starts with a NUL, nor lies below it.
+			ps = append(ps, "\x00inode/"+strconv.FormatUint(a.Inode, 10))
 		}
 	}
 	return ps
