@@ -28,5 +28,6 @@ func TransportServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.InitialWindowSize(streamWindow),
 		grpc.InitialConnWindowSize(connWindow),
+		grpc.NumStreamWorkers(16),
 	}
 }
