@@ -2831,7 +2831,8 @@ func (x *SubscribeMetadataRequest) GetClientName() string {
 }
 
 // EntryState is a file's whole state, so a subscriber can apply an event
-// without another call.
+// without another call; except that what went away (a DELETE's old_entry,
+// a RENAME's replaced) carries attributes only.
 type EntryState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`

@@ -381,7 +381,7 @@ func (n *Namespace) Unlink(ctx context.Context, parent Inode, name string) error
 		if err != nil {
 			return err
 		}
-		old, err := t.state(ino)
+		old, err := t.attrState(ino)
 		if err != nil {
 			return err
 		}
@@ -433,7 +433,7 @@ func (n *Namespace) Rmdir(ctx context.Context, parent Inode, name string) error 
 		if err != nil {
 			return err
 		}
-		old, err := t.state(ino)
+		old, err := t.attrState(ino)
 		if err != nil {
 			return err
 		}

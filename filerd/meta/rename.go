@@ -115,7 +115,7 @@ func (n *Namespace) Rename(ctx context.Context, oldParent Inode, oldName string,
 				case !sa.IsDir() && da.IsDir():
 					return fmt.Errorf("over directory %q: %w", newName, ErrIsDir)
 				}
-				if ev.Replaced, err = t.state(dst); err != nil {
+				if ev.Replaced, err = t.attrState(dst); err != nil {
 					return err
 				}
 				if da.IsDir() {

@@ -142,7 +142,8 @@ type Event struct {
 	// OldEntry is the state before (delete, rename); NewEntry after
 	// (create, update, rename). For a rename with Exchange set, OldEntry is
 	// the inode that moved from OldPath to NewPath and NewEntry the one
-	// that moved from NewPath to OldPath.
+	// that moved from NewPath to OldPath. A delete's OldEntry (and a
+	// rename's Replaced) carries attributes only, no content or xattrs.
 	OldEntry, NewEntry *EntryState
 	// Exchange marks a RENAME_EXCHANGE.
 	Exchange bool
