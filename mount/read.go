@@ -93,10 +93,14 @@ func (f *file) intervalsLocked() []needle.Interval {
 // unsealed writes to lay over them afterwards. It fails only if bytes
 // spilled to disk cannot be read back.
 func (f *file) gatherLocked(p []byte, off int64) (remote []piece, overlay []overlayPiece, err error) {
-	clear(p)
 	end := off + int64(len(p))
+	// Only the holes are zeroed (p is a reused buffer): every other
+	// byte is copied below or filled by a remote piece, which fills its
+	// whole range or fails. Intervals are sorted and disjoint.
+	filled := off // bytes before it are copied or zeroed
 	if n := int64(len(f.inline)); off < n {
 		copy(p, f.inline[off:min(n, end)])
+		filled = min(n, end)
 	}
 	ivs := f.intervalsLocked()
 	i := firstInterval(ivs, off)
@@ -106,6 +110,10 @@ func (f *file) gatherLocked(p []byte, off int64) (remote []piece, overlay []over
 		if s >= e {
 			continue
 		}
+		if s > filled {
+			clear(p[filled-off : s-off])
+		}
+		filled = max(filled, e)
 		r := f.refs[iv.Index]
 		co := iv.ChunkOffset + (s - iv.Start)
 		dst := p[s-off : e-off]
@@ -120,6 +128,9 @@ func (f *file) gatherLocked(p []byte, off int64) (remote []piece, overlay []over
 			continue
 		}
 		remote = append(remote, piece{fid: r.fid, chunkOff: co, chunkSize: r.size, dst: dst})
+	}
+	if filled < end {
+		clear(p[filled-off:])
 	}
 	if len(f.dirty) == 0 {
 		return remote, nil, nil
