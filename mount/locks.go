@@ -313,9 +313,10 @@ func (ls *lockService) do(ctx context.Context, key ownerKey, fn func(ctx context
 			return syscall.EIO
 		}
 		// Grace period or filer away: retry, within OpTimeout of the
-		// first failure (a wait that went on a while before failing
-		// starts the count again).
-		if time.Since(attempt) > time.Second {
+		// first failure (a lock wait that went on a while before it
+		// failed starts the count again; a bounded call that timed out
+		// does not).
+		if !bounded && time.Since(attempt) > time.Second {
 			giveUp, backoff = time.Time{}, 20*time.Millisecond
 		}
 		if giveUp.IsZero() {
