@@ -19,6 +19,7 @@ import (
 
 	"github.com/kelpfs/kelp/filerd"
 	"github.com/kelpfs/kelp/integration/cluster"
+	"github.com/kelpfs/kelp/mount"
 )
 
 // Locks across mounts (issue 5): two mounts of one filer stand for two
@@ -736,4 +737,36 @@ func BenchmarkMountLockUnlock(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+}
+
+// TestMountLocksFilerAway: a lock request while the filer is away fails
+// with EIO once the mount's OpTimeout has passed, rather than hanging;
+// with the filer back, locks work again.
+func TestMountLocksFilerAway(t *testing.T) {
+	cluster.NeedFUSE(t)
+	c := cluster.Start(t, cluster.Options{Filer: true, FilerConfig: func(cfg *filerd.Config) {
+		cfg.LockSessionTTL, cfg.LockGrace = time.Second, 2*time.Second
+	}})
+	const opTimeout = time.Second
+	m := c.MountFiler(func(cfg *mount.Config) { cfg.OpTimeout = opTimeout })
+	f := openRW(t, m.Path("away"))
+	if err := setlk(f, unix.F_SETLK, unix.F_WRLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := setlk(f, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	c.Filer.Stop()
+	start := time.Now()
+	err := cluster.Within(t, 30*opTimeout, "F_SETLK with the filer away", func() error {
+		return setlk(f, unix.F_SETLK, unix.F_WRLCK, 0, 0)
+	})
+	if !errors.Is(err, unix.EIO) {
+		t.Fatalf("F_SETLK with the filer away: %v, want EIO", err)
+	}
+	t.Logf("F_SETLK with the filer away failed after %v (OpTimeout %v)", time.Since(start).Round(time.Millisecond), opTimeout)
+	c.Filer.Start()
+	cluster.WaitFor(t, 30*time.Second, "a lock with the filer back", func() error {
+		return setlk(f, unix.F_SETLK, unix.F_WRLCK, 0, 0)
+	})
 }
