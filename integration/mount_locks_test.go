@@ -321,7 +321,6 @@ func testLocksDataUnderLock(t *testing.T, a, b *cluster.Mount) {
 // description a process once locked through (a child kept it open) does
 // not take the lock the process now holds through another description.
 func testLocksReleaseOfAnotherDescription(t *testing.T, a, b *cluster.Mount) {
-	py := needProgram(t, "python3")
 	const script = `
 import fcntl, os, sys, time
 p = sys.argv[1]
@@ -340,25 +339,8 @@ time.sleep(0.5)  # the kernel sends the release after the child's exit
 print("locked", flush=True)
 sys.stdin.readline()
 `
-	cmd := exec.Command(py, "-c", script, a.Path("released"))
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		in.Close()
-		_ = cmd.Wait()
-	}()
-	sc := bufio.NewScanner(out)
-	if line := cluster.Within(t, 30*time.Second, "holder", func() string { sc.Scan(); return sc.Text() }); line != "locked" {
+	h := startPython(t, script, a.Path("released"))
+	if line := h.read(t); line != "locked" {
 		t.Fatalf("holder: %q", line)
 	}
 	fb := openRW(t, b.Path("released"))
@@ -404,8 +386,21 @@ type pyHolder struct {
 
 func startPyHolder(t *testing.T, path string) *pyHolder {
 	t.Helper()
+	h := startPython(t, lockHolderPy, path)
+	if line := h.read(t); !strings.HasPrefix(line, "pid ") {
+		t.Fatalf("lock holder: %q", line)
+	} else if _, err := fmt.Sscan(strings.TrimPrefix(line, "pid "), &h.pid); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// startPython runs a python3 script with args, its stdin and stdout
+// piped to the returned holder; it is killed at cleanup.
+func startPython(t *testing.T, script string, args ...string) *pyHolder {
+	t.Helper()
 	py := needProgram(t, "python3")
-	cmd := exec.Command(py, "-c", lockHolderPy, path)
+	cmd := exec.Command(py, append([]string{"-c", script}, args...)...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -422,13 +417,7 @@ func startPyHolder(t *testing.T, path string) *pyHolder {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	h := &pyHolder{cmd: cmd, in: in, out: bufio.NewScanner(stdout)}
-	if line := h.read(t); !strings.HasPrefix(line, "pid ") {
-		t.Fatalf("lock holder: %q", line)
-	} else if _, err := fmt.Sscan(strings.TrimPrefix(line, "pid "), &h.pid); err != nil {
-		t.Fatal(err)
-	}
-	return h
+	return &pyHolder{cmd: cmd, in: in, out: bufio.NewScanner(stdout)}
 }
 
 func (h *pyHolder) read(t *testing.T) string {
