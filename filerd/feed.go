@@ -27,7 +27,8 @@ const feedQueue = 64
 // watermark advances, each later range (last sent, watermark]. Since
 // history and live events are one loop over the watermark, there is no gap
 // and no duplicate between them. Events outside req.PathPrefix and events
-// already signed by req.ClientSignature are skipped.
+// already signed by req.ClientSignature are skipped. With
+// req.MarkCaughtUp, a caught_up marker follows the first pass.
 //
 // It ends with FailedPrecondition if the requested range has been trimmed,
 // with ResourceExhausted if one event waits longer than SubscriberTimeout
@@ -84,6 +85,7 @@ func (s *Server) subscribe(ctx context.Context, req *filerpb.SubscribeMetadataRe
 	}
 
 	last := req.SinceNs
+	markPending := req.MarkCaughtUp // after the first pass, which covers the history
 	batch := make([]meta.Event, 0, feedBatch)
 	for {
 		changed := s.ns.Changes() // before the watermark, so no advance is missed
@@ -112,6 +114,12 @@ func (s *Server) subscribe(ctx context.Context, req *filerpb.SubscribeMetadataRe
 			}
 			if len(batch) < feedBatch {
 				last = wm
+			}
+		}
+		if markPending {
+			markPending = false
+			if err := enqueue(&filerpb.MetadataEvent{CaughtUp: true, TsNs: last}); err != nil {
+				return s.feedError(err, last)
 			}
 		}
 		select {

@@ -193,6 +193,62 @@ func TestSubscribeResumeAfterDisconnect(t *testing.T) {
 	sameEvents(t, got, want)
 }
 
+// TestSubscribeMarksCaughtUp: with mark_caught_up, exactly one marker
+// comes, after every event logged before the subscription and before any
+// later one; an empty history is marked at once, and a subscriber that
+// did not ask gets no marker.
+func TestSubscribeMarksCaughtUp(t *testing.T) {
+	tf := startFiler(t, nil)
+	ns, ctx := tf.s.ns, tf.ctx
+	empty := subscribe(t, tf.api, &filerpb.SubscribeMetadataRequest{SinceNs: time.Now().UnixNano(), MarkCaughtUp: true})
+	eventually(t, "marker of an empty history", func() bool { evs, _ := empty.snapshot(); return len(evs) == 1 })
+	if evs, _ := empty.snapshot(); !evs[0].CaughtUp {
+		t.Fatalf("first event of an empty history is %v, not the marker", evs[0])
+	}
+	for i := range 300 { // more than one log batch
+		if _, err := ns.Create(ctx, meta.RootInode, fmt.Sprintf("before%d", i), meta.CreateRequest{Mode: 0o644}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	history := readLog(t, tf.s, 0)
+	marked := subscribe(t, tf.api, &filerpb.SubscribeMetadataRequest{MarkCaughtUp: true})
+	plain := subscribe(t, tf.api, &filerpb.SubscribeMetadataRequest{})
+	eventually(t, "history and marker", func() bool { evs, _ := marked.snapshot(); return len(evs) > len(history) })
+	if _, err := ns.Create(ctx, meta.RootInode, "after", meta.CreateRequest{Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	want := readLog(t, tf.s, 0)
+	got := marked.waitFor(t, want[len(want)-1].TsNs)
+	var changes []*filerpb.MetadataEvent
+	markers := 0
+	for i, ev := range got {
+		if !ev.CaughtUp {
+			changes = append(changes, ev)
+			continue
+		}
+		markers++
+		if i < len(history) || ev.TsNs < history[len(history)-1].TsNs {
+			t.Fatalf("marker at %d (ts %d) comes before the end of the history (%d events, last ts %d)",
+				i, ev.TsNs, len(history), history[len(history)-1].TsNs)
+		}
+		if ev.NewPath != "" || ev.OldPath != "" || ev.NewEntry != nil {
+			t.Fatalf("marker carries a change: %v", ev)
+		}
+	}
+	if markers != 1 {
+		t.Fatalf("%d markers, want 1", markers)
+	}
+	sameEvents(t, changes, want)
+	for _, ev := range plain.waitFor(t, want[len(want)-1].TsNs) {
+		if ev.CaughtUp {
+			t.Fatal("a subscriber that did not ask got a caught_up marker")
+		}
+	}
+	if evs := empty.waitFor(t, want[len(want)-1].TsNs); len(evs) != 1+len(want) {
+		t.Fatalf("the first subscriber got %d events, want its marker and %d changes", len(evs), len(want))
+	}
+}
+
 func TestSubscribeFilters(t *testing.T) {
 	tf := startFiler(t, nil)
 	ns, ctx := tf.s.ns, tf.ctx

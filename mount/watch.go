@@ -59,20 +59,24 @@ func (fs *FS) follow(since int64) (int64, error) {
 		prefix = ""
 	}
 	stream, err := fs.api.SubscribeMetadata(ctx, &filerpb.SubscribeMetadataRequest{SinceNs: since, PathPrefix: prefix,
-		ClientSignature: fs.sig, ClientName: "mount " + fs.session})
+		ClientSignature: fs.sig, ClientName: "mount " + fs.session, MarkCaughtUp: true})
 	if err != nil {
 		return since, err
 	}
-	// Events since the last one applied come first, so the metadata
-	// cache is as current as the stream from here on.
-	fs.meta.setLive(true)
+	// Events missed while the stream was down come first; the metadata
+	// cache is trusted again only once they are applied (the filer marks
+	// that point), or it could answer with what they change.
 	defer fs.meta.setLive(false)
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
 			return since, err
 		}
-		fs.apply(ev)
+		if ev.CaughtUp {
+			fs.meta.setLive(true)
+		} else {
+			fs.apply(ev)
+		}
 		since = ev.TsNs
 	}
 }

@@ -2768,8 +2768,12 @@ type SubscribeMetadataRequest struct {
 	PathPrefix      string                 `protobuf:"bytes,2,opt,name=path_prefix,json=pathPrefix,proto3" json:"path_prefix,omitempty"`
 	ClientSignature int32                  `protobuf:"varint,3,opt,name=client_signature,json=clientSignature,proto3" json:"client_signature,omitempty"` // events already signed by it are skipped
 	ClientName      string                 `protobuf:"bytes,4,opt,name=client_name,json=clientName,proto3" json:"client_name,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// mark_caught_up asks for one caught_up marker once every event logged
+	// before the subscription began has been sent, so a client that caches
+	// what the stream tells it knows when its cache is current again.
+	MarkCaughtUp  bool `protobuf:"varint,5,opt,name=mark_caught_up,json=markCaughtUp,proto3" json:"mark_caught_up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubscribeMetadataRequest) Reset() {
@@ -2828,6 +2832,13 @@ func (x *SubscribeMetadataRequest) GetClientName() string {
 		return x.ClientName
 	}
 	return ""
+}
+
+func (x *SubscribeMetadataRequest) GetMarkCaughtUp() bool {
+	if x != nil {
+		return x.MarkCaughtUp
+	}
+	return false
 }
 
 // EntryState is a file's whole state, so a subscriber can apply an event
@@ -2937,8 +2948,12 @@ type MetadataEvent struct {
 	// mount can invalidate the kernel's (parent, name) entries without
 	// resolving paths. An UPDATE names the directory of the name its path
 	// uses (for a hard-linked file, one of its names).
-	OldParent     uint64 `protobuf:"varint,11,opt,name=old_parent,json=oldParent,proto3" json:"old_parent,omitempty"`
-	NewParent     uint64 `protobuf:"varint,12,opt,name=new_parent,json=newParent,proto3" json:"new_parent,omitempty"`
+	OldParent uint64 `protobuf:"varint,11,opt,name=old_parent,json=oldParent,proto3" json:"old_parent,omitempty"`
+	NewParent uint64 `protobuf:"varint,12,opt,name=new_parent,json=newParent,proto3" json:"new_parent,omitempty"`
+	// caught_up marks the marker a mark_caught_up subscription asked for: it
+	// is not a change, and carries no other field but ts_ns (the last
+	// timestamp covered, to resume from).
+	CaughtUp      bool `protobuf:"varint,13,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3055,6 +3070,13 @@ func (x *MetadataEvent) GetNewParent() uint64 {
 		return x.NewParent
 	}
 	return 0
+}
+
+func (x *MetadataEvent) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
 }
 
 type KvGetRequest struct {
@@ -3529,14 +3551,15 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\tlocations\x18\x02 \x03(\v2\x14.kelp.filer.LocationR\tlocations\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\"M\n" +
 	"\x14LookupVolumeResponse\x125\n" +
-	"\avolumes\x18\x01 \x03(\v2\x1b.kelp.filer.VolumeLocationsR\avolumes\"\xa2\x01\n" +
+	"\avolumes\x18\x01 \x03(\v2\x1b.kelp.filer.VolumeLocationsR\avolumes\"\xc8\x01\n" +
 	"\x18SubscribeMetadataRequest\x12\x19\n" +
 	"\bsince_ns\x18\x01 \x01(\x03R\asinceNs\x12\x1f\n" +
 	"\vpath_prefix\x18\x02 \x01(\tR\n" +
 	"pathPrefix\x12)\n" +
 	"\x10client_signature\x18\x03 \x01(\x05R\x0fclientSignature\x12\x1f\n" +
 	"\vclient_name\x18\x04 \x01(\tR\n" +
-	"clientName\"\xa7\x02\n" +
+	"clientName\x12$\n" +
+	"\x0emark_caught_up\x18\x05 \x01(\bR\fmarkCaughtUp\"\xa7\x02\n" +
 	"\n" +
 	"EntryState\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12$\n" +
@@ -3547,7 +3570,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x06xattrs\x18\x06 \x03(\v2\".kelp.filer.EntryState.XattrsEntryR\x06xattrs\x1a9\n" +
 	"\vXattrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x94\x04\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xb1\x04\n" +
 	"\rMetadataEvent\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.kelp.filer.MetadataEvent.KindR\x04kind\x12\x13\n" +
 	"\x05ts_ns\x18\x02 \x01(\x03R\x04tsNs\x12\x19\n" +
@@ -3565,7 +3588,8 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\n" +
 	"old_parent\x18\v \x01(\x04R\toldParent\x12\x1d\n" +
 	"\n" +
-	"new_parent\x18\f \x01(\x04R\tnewParent\"6\n" +
+	"new_parent\x18\f \x01(\x04R\tnewParent\x12\x1b\n" +
+	"\tcaught_up\x18\r \x01(\bR\bcaughtUp\"6\n" +
 	"\x04Kind\x12\n" +
 	"\n" +
 	"\x06CREATE\x10\x00\x12\n" +
