@@ -9,7 +9,7 @@ RUN_DIR       ?= /tmp/kelp
 RUN_MNT       ?= /tmp/kelp-mnt
 TEST_FLAGS    ?= -race -timeout 15m
 
-.PHONY: build test test-short bench bench-filer proto proto-check proto-tools run vet clean install
+.PHONY: build test test-short bench bench-filer bench-fuse-ceiling proto proto-check proto-tools run vet clean install
 
 build:
 	$(GO) build -o $(BIN)/kelp ./cmd/kelp
@@ -30,6 +30,12 @@ bench: build
 # Filer metadata benchmark (gRPC) and bytes per inode (see docs/benchmarks.md).
 bench-filer: build
 	bash scripts/bench_filer.sh
+
+# fsbench on local disk, go-fuse's loopback and loopback with passthrough
+# (and on KELP_MOUNT if set): what FUSE itself costs here (root; see
+# docs/benchmarks.md, "The FUSE ceiling").
+bench-fuse-ceiling:
+	bash scripts/bench_fuse_ceiling.sh
 
 proto-tools:
 	@mkdir -p $(TOOLS)
