@@ -6,16 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
 
 	"github.com/kelpfs/kelp/api/masterpb"
 	"github.com/kelpfs/kelp/client"
@@ -46,36 +42,6 @@ func (m *assignLog) last(t *testing.T) *masterpb.AssignRequest {
 	return m.reqs[len(m.reqs)-1]
 }
 
-// startBlobHTTP is startHTTP (1 MiB chunks, a fake volume keeping blobs)
-// with a master that logs its Assign requests.
-func startBlobHTTP(t *testing.T, mutate func(*Config)) (*httpEnv, *assignLog) {
-	t.Helper()
-	vol := &httpFakeVolume{blobs: map[string][]byte{}}
-	vol.srv = httptest.NewServer(vol)
-	t.Cleanup(vol.srv.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &assignLog{httpFakeMaster: &httpFakeMaster{url: strings.TrimPrefix(vol.srv.URL, "http://")}}
-	gs := grpc.NewServer()
-	masterpb.RegisterMasterServer(gs, m)
-	go gs.Serve(ln)
-	t.Cleanup(gs.Stop)
-
-	cfg := DefaultConfig()
-	cfg.HTTPAddr, cfg.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Dir = t.TempDir()
-	cfg.MasterAddr = ln.Addr().String()
-	cfg.ChunkSizeMB = 1
-	cfg.Logger = nil
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	s := serve(t, cfg)
-	return &httpEnv{srv: s, vol: vol, base: "http://" + s.HTTPAddr()}, m
-}
-
 // postBlob writes data through POST /?blob and checks the answer.
 func postBlob(t *testing.T, e *httpEnv, data []byte) blobResult {
 	t.Helper()
@@ -100,14 +66,14 @@ func postBlob(t *testing.T, e *httpEnv, data []byte) blobResult {
 // answer names, placed with the filer's defaults, and GET /?blob=<fid>
 // serves its bytes with the volume servers' ETag.
 func TestHTTPBlobRoundTrip(t *testing.T) {
-	e, m := startBlobHTTP(t, func(c *Config) {
+	e := startHTTP(t, func(c *Config) {
 		c.DefaultReplication = "001"
 		c.Collection = "sync"
 	})
 	for _, size := range []int{0, 1, 5000, 1 << 20} {
 		data := randBytes(t, size)
 		res := postBlob(t, e, data)
-		if req := m.last(t); req.Replication != "001" || req.Collection != "sync" {
+		if req := e.master.last(t); req.Replication != "001" || req.Collection != "sync" {
 			t.Fatalf("assign %+v, want the filer's replication 001 and collection sync", req)
 		}
 		if !e.vol.has(res.FileID) {
@@ -138,7 +104,7 @@ func TestHTTPBlobRoundTrip(t *testing.T) {
 	if a.code != http.StatusCreated {
 		t.Fatalf("POST with overrides: %d %s", a.code, a.body)
 	}
-	if req := m.last(t); req.Replication != "010" || req.Collection != "other" {
+	if req := e.master.last(t); req.Replication != "010" || req.Collection != "other" {
 		t.Fatalf("assign %+v, want the request's replication and collection", req)
 	}
 	var res blobResult

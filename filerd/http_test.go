@@ -135,13 +135,15 @@ func (m *httpFakeMaster) LookupVolume(_ context.Context, req *masterpb.LookupVol
 }
 
 type httpEnv struct {
-	srv  *Server
-	vol  *httpFakeVolume
-	base string // http://host:port
+	srv    *Server
+	vol    *httpFakeVolume
+	master *assignLog
+	base   string // http://host:port
 }
 
-// startHTTP runs a filer against a fake master and volume server; chunks
-// are 1 MiB so multi-chunk files stay small.
+// startHTTP runs a filer against a fake master (which logs the Assign
+// requests it answers) and a fake volume server; chunks are 1 MiB so
+// multi-chunk files stay small.
 func startHTTP(t *testing.T, mutate func(*Config)) *httpEnv {
 	t.Helper()
 	vol := &httpFakeVolume{blobs: map[string][]byte{}}
@@ -152,8 +154,9 @@ func startHTTP(t *testing.T, mutate func(*Config)) *httpEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := &assignLog{httpFakeMaster: &httpFakeMaster{url: strings.TrimPrefix(vol.srv.URL, "http://")}}
 	gs := grpc.NewServer()
-	masterpb.RegisterMasterServer(gs, &httpFakeMaster{url: strings.TrimPrefix(vol.srv.URL, "http://")})
+	masterpb.RegisterMasterServer(gs, m)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
 
@@ -166,24 +169,8 @@ func startHTTP(t *testing.T, mutate func(*Config)) *httpEnv {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(context.Background()) }()
-	t.Cleanup(func() {
-		s.Close()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	select {
-	case <-s.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("filer not ready")
-	}
-	return &httpEnv{srv: s, vol: vol, base: "http://" + s.HTTPAddr()}
+	s := serve(t, cfg)
+	return &httpEnv{srv: s, vol: vol, master: m, base: "http://" + s.HTTPAddr()}
 }
 
 type answer struct {
