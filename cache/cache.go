@@ -101,6 +101,15 @@ func (c *Cache) Put(fid string, data []byte) {
 	}
 }
 
+// PutMemory caches data as the blob fid in the memory tier only (see
+// Put), for blobs kept on local disk elsewhere.
+func (c *Cache) PutMemory(fid string, data []byte) {
+	if c.closed.Load() || c.mem == nil {
+		return
+	}
+	c.mem.add(fid, data)
+}
+
 // ReadAt copies the bytes of blob fid at offset off into p. ok is false on
 // a miss, and then p's contents are unspecified. On a hit n < len(p) only
 // where the blob ends (n is 0 when off is at or past its end). A memory hit

@@ -29,6 +29,12 @@ type Config struct {
 	CacheCapacityMB int64
 	// CacheMemoryMB is the memory tier's budget. Default 128.
 	CacheMemoryMB int64
+	// ImageCapacityMB bounds the local images of written files kept in
+	// CacheDir for FUSE passthrough (the kernel reads an image directly
+	// when a file is opened read-only and its image is current); 0
+	// keeps none. Used only where the kernel offers passthrough and the
+	// mount runs as root. Default 2048.
+	ImageCapacityMB int64
 	// WriteBufferMB caps the memory all open files' unflushed data may
 	// take. A writer over it starts uploads and waits; meanwhile chunks
 	// still waiting for an upload slot move to CacheDir (up to
@@ -83,6 +89,7 @@ func DefaultConfig() Config {
 		ChunkSizeMB:       4,
 		CacheCapacityMB:   1024,
 		CacheMemoryMB:     128,
+		ImageCapacityMB:   2048,
 		WriteBufferMB:     256,
 		ConcurrentWriters: 16,
 		ConcurrentReaders: 16,
@@ -107,7 +114,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("mount: config: FilerPath %q is not clean (try %q)", c.FilerPath, path.Clean(c.FilerPath))
 	case c.ChunkSizeMB < 1 || c.ChunkSizeMB > 256:
 		return fmt.Errorf("mount: config: ChunkSizeMB %d must be within 1..256", c.ChunkSizeMB)
-	case c.CacheCapacityMB < 0 || c.CacheMemoryMB < 0:
+	case c.CacheCapacityMB < 0 || c.CacheMemoryMB < 0 || c.ImageCapacityMB < 0:
 		return errors.New("mount: config: cache capacities must not be negative")
 	case c.WriteBufferMB < int64(c.ChunkSizeMB):
 		return fmt.Errorf("mount: config: WriteBufferMB %d must hold at least one chunk (%d MiB)", c.WriteBufferMB, c.ChunkSizeMB)

@@ -72,6 +72,7 @@ type file struct {
 type handle struct {
 	fh      uint64
 	f       *file
+	backing bool // opened naming the file's image as its backing file
 	mu      sync.Mutex
 	lastEnd int64 // where the last read ended, for read-ahead
 }
@@ -92,11 +93,11 @@ func (fs *FS) fileFor(ino uint64) *file {
 	return f
 }
 
-func (fs *FS) newHandle(f *file) uint64 {
+func (fs *FS) newHandle(f *file, backing bool) uint64 {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	fs.nextFh++
-	fs.handles[fs.nextFh] = &handle{fh: fs.nextFh, f: f}
+	fs.handles[fs.nextFh] = &handle{fh: fs.nextFh, f: f, backing: backing}
 	return fs.nextFh
 }
 
@@ -106,26 +107,39 @@ func (fs *FS) handle(fh uint64) *handle {
 	return fs.handles[fh]
 }
 
-// Open opens regular file ino. keepCache says the kernel's cached pages
-// of the file are still current.
-func (fs *FS) Open(ctx context.Context, ino uint64, flags uint32) (fh uint64, keepCache bool, errno syscall.Errno) {
+// Open opens regular file ino and says how the kernel should do its IO
+// (see OpenMode).
+func (fs *FS) Open(ctx context.Context, ino uint64, flags uint32) (fh uint64, mode OpenMode, errno syscall.Errno) {
 	if fs.cfg.ReadOnly && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
-		return 0, false, syscall.EROFS
+		return 0, OpenMode{}, syscall.EROFS
 	}
 	f := fs.fileFor(ino)
 	if errno := f.open(ctx); errno != 0 {
 		fs.dropOpen(f)
-		return 0, false, errno
+		return 0, OpenMode{}, errno
 	}
-	return fs.newHandle(f), f.keepCache(), 0
+	fh, mode = fs.newHandleMode(f, flags&syscall.O_ACCMODE == syscall.O_RDONLY)
+	if mode.BackingID == 0 {
+		mode.KeepCache = f.keepCache()
+	}
+	return fh, mode, 0
+}
+
+// newHandleMode makes a handle on f, passing it through to f's image
+// when the image store says so.
+func (fs *FS) newHandleMode(f *file, readOnly bool) (uint64, OpenMode) {
+	f.mu.Lock()
+	id, direct := fs.images.open(f, readOnly)
+	f.mu.Unlock()
+	return fs.newHandle(f, id != 0), OpenMode{BackingID: id, DirectIO: direct}
 }
 
 // Create makes and opens a regular file.
 // Create makes and opens a regular file for a caller whose umask the
 // kernel left to the file system (see umask).
-func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, mode, umask, flags uint32) (Attr, uint64, syscall.Errno) {
+func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, mode, umask, flags uint32) (Attr, uint64, OpenMode, syscall.Errno) {
 	if e := fs.writable(); e != 0 {
-		return Attr{}, 0, e
+		return Attr{}, 0, OpenMode{}, e
 	}
 	defer fs.meta.changing(parent)()
 	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
@@ -134,19 +148,23 @@ func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, 
 			Exclusive: flags&syscall.O_EXCL != 0, Open: true})
 	})
 	if err != nil {
-		return Attr{}, 0, fs.failed(err, []uint64{parent})
+		return Attr{}, 0, OpenMode{}, fs.failed(err, []uint64{parent})
 	}
 	a := fs.entryMade(parent, name, resp)
+	if a.Size == 0 {
+		fs.images.emptyAt(a.Ino, a.Generation)
+	}
 	// A new inode has no file capabilities; the kernel asks before
 	// every write.
 	fs.xattrs.remember(a.Ino, capabilityXattr, fs.cfg.AttrTimeout)
 	f := fs.fileFor(a.Ino)
 	if errno := f.created(ctx, resp.Attr); errno != 0 {
 		fs.dropOpen(f)
-		return Attr{}, 0, errno
+		return Attr{}, 0, OpenMode{}, errno
 	}
 	f.overlayAttr(&a)
-	return a, fs.newHandle(f), 0
+	fh, om := fs.newHandleMode(f, false)
+	return a, fh, om, 0
 }
 
 // created records the filer's handle a Create took with the file. An
@@ -381,6 +399,9 @@ func (fs *FS) Release(fh uint64, flockOwner uint64, releaseFlock bool) {
 	// kernel sends as record locks owned by the file and never unlocks.
 	for _, owner := range h.f.releasedHandle(fh) {
 		fs.releaseOwner(ctx, h.f.ino, owner, true)
+	}
+	if h.backing {
+		fs.images.released(h.f.ino)
 	}
 	fs.dropOpen(h.f)
 }

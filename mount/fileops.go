@@ -107,6 +107,7 @@ func (fs *FS) Fallocate(ctx context.Context, fh uint64, mode uint32, off, length
 		if off+length > f.size {
 			f.size = off + length
 			f.metaDirty = true
+			f.fs.images.resized(f.ino, 0, f.size)
 		}
 		f.mu.Unlock()
 		return 0

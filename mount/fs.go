@@ -94,6 +94,7 @@ type FS struct {
 
 	wbuf      *budget
 	spill     *spillStore // nil without a cache directory
+	images    *imageStore // nil without a cache directory or ImageCapacityMB
 	uploadSem chan struct{}
 	fetchSem  chan struct{}
 	fetchMu   sync.Mutex
@@ -165,6 +166,17 @@ func New(cfg Config) (*FS, error) {
 			return nil, fmt.Errorf("mount: %w", err)
 		}
 	}
+	if cfg.CacheDir != "" && cfg.ImageCapacityMB > 0 {
+		if fs.images, err = newImageStore(filepath.Join(cfg.CacheDir, "images"), cfg.ImageCapacityMB<<20, log); err != nil {
+			if fs.spill != nil {
+				_ = fs.spill.close()
+			}
+			fs.cache.Close()
+			fs.blobs.Close()
+			fc.Close()
+			return nil, fmt.Errorf("mount: %w", err)
+		}
+	}
 	fs.bgCtx, fs.bgCancel = context.WithCancel(context.Background())
 	fs.locks = newLockService(fs)
 	fs.startWatcher()
@@ -206,6 +218,22 @@ func (fs *FS) Config() Config { return fs.cfg }
 // invalidations are dropped (nothing is cached yet).
 func (fs *FS) SetInvalidator(inv Invalidator) { fs.inv.Store(&invalidatorBox{inv}) }
 
+// SetBacker turns on FUSE passthrough: from then on the mount keeps local
+// images of the files it writes (with a cache directory and
+// ImageCapacityMB) and lets the kernel read them directly.
+func (fs *FS) SetBacker(b Backer) { fs.images.setBacker(b) }
+
+// ImageStats reports what passthrough did.
+func (fs *FS) ImageStats() ImageStats { return fs.images.Stats() }
+
+// OpenHandles counts the file handles the kernel holds (released
+// asynchronously after close(2) returns).
+func (fs *FS) OpenHandles() int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return len(fs.handles)
+}
+
 // Close flushes every file's unflushed data (best effort, errors logged),
 // releases the filer's handles, stops background work and disconnects.
 // Call it after the kernel has let go of the mount. Idempotent.
@@ -239,6 +267,7 @@ func (fs *FS) Close() error {
 	if fs.spill != nil {
 		errs = append(errs, fs.spill.close())
 	}
+	errs = append(errs, fs.images.close())
 	errs = append(errs, fs.cache.Close())
 	fs.blobs.Close()
 	errs = append(errs, fs.filer.Close())

@@ -63,6 +63,18 @@ func (fs *FS) changed(attrs []*filerpb.Attr, removed []uint64) {
 	for _, ino := range removed {
 		fs.meta.invalidate(ino, goneGen)
 		fs.meta.forgetDir(ino)
+		fs.images.changed(ino)
+	}
+}
+
+// contentKept tells the file images about inodes a namespace operation
+// of this mount changed without touching their content (a link count, a
+// ctime), so an image current before stays current.
+func (fs *FS) contentKept(attrs []*filerpb.Attr) {
+	for _, a := range attrs {
+		if a != nil && a.Mode&syscall.S_IFMT == syscall.S_IFREG {
+			fs.images.committed(a.Inode, a.Generation)
+		}
 	}
 }
 
@@ -142,6 +154,13 @@ func (fs *FS) SetAttr(ctx context.Context, ino uint64, in SetAttrIn) (Attr, sysc
 	a := attrFromPB(resp.Attr)
 	fs.changed(resp.Changed, nil)
 	fs.meta.putAttr(a)
+	// Under f's write lock (held for a truncate), so the image takes
+	// the new size in order with the writes.
+	if in.Size != nil {
+		fs.images.resized(ino, a.Generation, int64(a.Size))
+	} else {
+		fs.images.committed(ino, a.Generation)
+	}
 	if f != nil {
 		if in.Size != nil {
 			// Writes after the truncate commit the whole chunk
@@ -249,6 +268,8 @@ func (fs *FS) Link(ctx context.Context, ino, newParent uint64, newName string) (
 	if err != nil {
 		return Attr{}, fs.failed(err, []uint64{newParent}, ino)
 	}
+	fs.contentKept(resp.Changed)
+	fs.contentKept([]*filerpb.Attr{resp.Attr})
 	return fs.overlay(fs.entryMade(newParent, newName, resp)), 0
 }
 
@@ -267,6 +288,7 @@ func (fs *FS) Unlink(ctx context.Context, parent uint64, name string) syscall.Er
 		return fs.failed(err, []uint64{parent}, ino)
 	}
 	fs.meta.named(parent, name, 0)
+	fs.contentKept(resp.Changed)
 	fs.changed(resp.Changed, resp.Removed)
 	return 0
 }
@@ -322,6 +344,7 @@ func (fs *FS) Rename(ctx context.Context, oldParent uint64, oldName string, newP
 	if flags&RenameExchange == 0 {
 		fs.meta.invalidateChanged(replaced)
 	}
+	fs.contentKept(resp.Changed)
 	fs.changed(resp.Changed, resp.Removed)
 	return 0
 }

@@ -35,6 +35,10 @@ func (fs *FS) Read(ctx context.Context, fh uint64, p []byte, off int64) (int, sy
 		return 0, 0
 	}
 	p = p[:min(int64(len(p)), f.size-off)]
+	if fs.images.readAt(f, p, off) {
+		f.mu.Unlock()
+		return len(p), 0
+	}
 	remote, overlay, err := f.gatherLocked(p, off)
 	if err != nil {
 		f.mu.Unlock()

@@ -4,34 +4,47 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/kelpfs/kelp/mount"
 )
 
 func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
 	start := r.guard.start()
-	a, fh, errno := r.fs.Create(opCtx(&in.InHeader), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Umask, in.Flags)
+	a, fh, mode, errno := r.fs.Create(opCtx(&in.InHeader), caller(&in.InHeader), r.ino(in.NodeId), name, in.Mode, in.Umask, in.Flags)
 	if errno != 0 {
 		return status(errno)
 	}
 	r.fillEntry(start, r.ino(in.NodeId), name, &a, &out.EntryOut)
 	out.Fh = fh
-	if in.Flags&syscall.O_DIRECT != 0 {
-		out.OpenFlags |= fuse.FOPEN_DIRECT_IO
-	}
+	setOpenFlags(&out.OpenOut, in.Flags, mode)
 	return fuse.OK
 }
 
+// setOpenFlags tells the kernel how to do a handle's IO: passthrough to
+// a backing file (with nothing the kernel refuses beside it), direct,
+// or through its page cache, kept if still current.
+func setOpenFlags(out *fuse.OpenOut, flags uint32, mode mount.OpenMode) {
+	switch {
+	case mode.BackingID != 0:
+		out.OpenFlags |= fuse.FOPEN_PASSTHROUGH
+		out.BackingID = mode.BackingID
+		if mode.DirectIO {
+			out.OpenFlags |= fuse.FOPEN_DIRECT_IO
+		}
+	case flags&syscall.O_DIRECT != 0:
+		out.OpenFlags |= fuse.FOPEN_DIRECT_IO
+	case mode.KeepCache:
+		out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
+	}
+}
+
 func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	fh, keep, errno := r.fs.Open(opCtx(&in.InHeader), r.ino(in.NodeId), in.Flags)
+	fh, mode, errno := r.fs.Open(opCtx(&in.InHeader), r.ino(in.NodeId), in.Flags)
 	if errno != 0 {
 		return status(errno)
 	}
 	out.Fh = fh
-	switch {
-	case in.Flags&syscall.O_DIRECT != 0:
-		out.OpenFlags |= fuse.FOPEN_DIRECT_IO
-	case keep:
-		out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
-	}
+	setOpenFlags(out, in.Flags, mode)
 	return fuse.OK
 }
 
@@ -88,4 +101,14 @@ func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) 
 		return 0, status(errno)
 	}
 	return uint32(n), fuse.OK
+}
+
+// RegisterBacking hands fd to the kernel as a passthrough backing file.
+func (r *rawFS) RegisterBacking(fd int) (int32, syscall.Errno) {
+	return r.server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
+}
+
+// UnregisterBacking gives a backing id back.
+func (r *rawFS) UnregisterBacking(id int32) syscall.Errno {
+	return r.server.UnregisterBackingFd(id)
 }

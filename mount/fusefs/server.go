@@ -86,19 +86,23 @@ func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
 	// or not; but a parent's default ACL replaces the umask, which only
 	// the filer knows about, so the mount takes the umask along unapplied.
 	extra := uint64(fuse.CAP_DONT_MASK)
+	var disabled uint64
 	if opts.WritebackCache {
 		extra |= fuse.CAP_WRITEBACK_CACHE
+		// The kernel does not pass through with a writeback cache.
+		disabled |= fuse.CAP_PASSTHROUGH
 	}
 	server, err := fuse.NewServer(raw, dir, &fuse.MountOptions{
-		ExtraCapabilities: extra,
-		AllowOther:        opts.AllowOther,
-		Options:           mopts,
-		MaxWrite:          opts.MaxWriteKB << 10,
-		MaxReadAhead:      opts.MaxWriteKB << 10,
-		FsName:            opts.FsName,
-		Name:              "kelp",
-		Debug:             opts.Debug,
-		EnableAcl:         true,
+		ExtraCapabilities:    extra,
+		DisabledCapabilities: disabled,
+		AllowOther:           opts.AllowOther,
+		Options:              mopts,
+		MaxWrite:             opts.MaxWriteKB << 10,
+		MaxReadAhead:         opts.MaxWriteKB << 10,
+		FsName:               opts.FsName,
+		Name:                 "kelp",
+		Debug:                opts.Debug,
+		EnableAcl:            true,
 		// flock and fcntl locks go to the filer's lock service, so
 		// they hold across every mount of the cluster (locks.go).
 		EnableLocks:          true,
@@ -129,6 +133,9 @@ func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
 		_ = server.Unmount()
 		<-m.done
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	if !opts.WritebackCache && server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0 {
+		fsys.SetBacker(raw)
 	}
 	if opts.ReadAheadKB > 0 {
 		// Best effort: not root, or no sysfs, keeps the kernel's value.

@@ -1,0 +1,600 @@
+package mount
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+)
+
+// Backer hands files to the kernel as FUSE passthrough backing files, so
+// it reads them itself instead of asking the mount (mount/fusefs
+// implements it when the kernel offers passthrough; registering needs
+// CAP_SYS_ADMIN).
+type Backer interface {
+	RegisterBacking(fd int) (id int32, errno syscall.Errno)
+	UnregisterBacking(id int32) syscall.Errno
+}
+
+// OpenMode tells the kernel how to do a new handle's IO.
+type OpenMode struct {
+	// KeepCache: the kernel's cached pages of the file are current.
+	KeepCache bool
+	// BackingID, if not 0, is the passthrough backing file: the kernel
+	// reads it directly (and maps it for mmap).
+	BackingID int32
+	// DirectIO with a BackingID: reads and writes still come to the
+	// mount; only mmap uses the backing file. The kernel wants every open
+	// of an inode to name its backing file while one open does, so a
+	// handle that must not read the image gets this.
+	DirectIO bool
+}
+
+// imageMinWrite: a file gets an image only if its first write, at offset
+// 0, is at least this long. Small files are not worth a local file each
+// (their cost is the open, not the reads), and programs writing big
+// files write in big pieces.
+const imageMinWrite = 64 << 10
+
+// errImageDropped: the image was evicted or invalidated meanwhile.
+var errImageDropped = errors.New("image dropped")
+
+// maxFresh bounds the inodes remembered as eligible for an image.
+const maxFresh = 4096
+
+// imageStore keeps local images of files this mount wrote: a whole copy
+// of the file's content at offset 0 in a local file, which the kernel can
+// read through FUSE passthrough with no round trip to the mount. An image
+// is written through as the file is written, from the moment the file is
+// known to be empty, and is trusted for an inode generation: the
+// generation the filer answered to this mount's own commit or truncate
+// when the image mirrored that change. Any other change of the inode (by
+// another client, or one the image did not mirror) makes the generation
+// move past it and the image unusable. Images are a cache: bounded by
+// bytes, evicted least recently used, removed at start.
+type imageStore struct {
+	dir    string
+	budget int64
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	backer   Backer // nil: passthrough unavailable, nothing kept
+	used     int64
+	images   map[uint64]*image
+	idle     *list.List // images no handle passes through to, most recent first
+	fresh    map[uint64]freshFile
+	seq      uint64
+	stats    ImageStats
+	disabled bool
+}
+
+// freshFile is a file known empty at generation gen, written since only
+// sequentially from offset 0, up to end: it may still get an image.
+type freshFile struct {
+	gen uint64
+	end int64
+}
+
+// image is one file's local copy.
+type image struct {
+	ino    uint64
+	path   string
+	gen    uint64 // the inode generation whose content it holds (plus unflushed local writes)
+	valid  bool   // false: out of date; kept only while the kernel uses it
+	length int64  // the image file's length, also what it is charged
+	pt     int    // passthrough handles open on it
+	id     int32  // backing id while pt > 0
+	elem   *list.Element
+
+	mu sync.Mutex // held around IO on fd and its close
+	fd *os.File   // nil once dropped
+}
+
+// ImageStats counts what passthrough did.
+type ImageStats struct {
+	// Passthrough: the kernel offers passthrough and the mount may use
+	// it (it has a cache directory and an image budget, and the kernel
+	// did not refuse a registration).
+	Passthrough bool
+	// Images is how many images exist, Bytes their length.
+	Images int
+	Bytes  int64
+	// PassthroughOpens counts opens the kernel reads through an image;
+	// DirectOpens opens that got the backing file only because another
+	// handle of the inode passes through (their IO comes to the mount).
+	PassthroughOpens, DirectOpens int64
+	// Evicted counts images dropped for room, Invalidated images found
+	// out of date.
+	Evicted, Invalidated int64
+}
+
+func newImageStore(dir string, budget int64, log *slog.Logger) (*imageStore, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, fmt.Errorf("clear image dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create image dir: %w", err)
+	}
+	return &imageStore{dir: dir, budget: budget, log: log, images: make(map[uint64]*image),
+		idle: list.New(), fresh: make(map[uint64]freshFile)}, nil
+}
+
+// setBacker turns passthrough on.
+func (s *imageStore) setBacker(b Backer) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.backer = b
+}
+
+func (s *imageStore) onLocked() bool { return s.backer != nil && !s.disabled }
+
+// emptyAt records that ino is empty at generation gen with nothing written
+// since (created, or truncated to 0, by this mount): its next write may
+// start an image.
+func (s *imageStore) emptyAt(ino, gen uint64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.onLocked() {
+		return
+	}
+	if len(s.fresh) >= maxFresh {
+		clear(s.fresh)
+	}
+	s.fresh[ino] = freshFile{gen: gen}
+}
+
+// written mirrors a write f just took (called with f.mu held, after the
+// write, so images see writes in the file's order). A file known empty
+// that is written sequentially from offset 0 gets an image once it
+// reaches imageMinWrite bytes: what it holds so far is copied in from
+// the mount's buffers.
+func (s *imageStore) written(f *file, data []byte, off int64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	img := s.images[f.ino]
+	if img == nil {
+		fr, ok := s.fresh[f.ino]
+		if !ok {
+			s.mu.Unlock()
+			return
+		}
+		end := off + int64(len(data))
+		if fr.gen != f.attr.Generation || off != fr.end || !s.onLocked() {
+			delete(s.fresh, f.ino)
+			s.mu.Unlock()
+			return
+		}
+		if end < imageMinWrite {
+			s.fresh[f.ino] = freshFile{gen: fr.gen, end: end}
+			s.mu.Unlock()
+			return
+		}
+		delete(s.fresh, f.ino)
+		prefix := make([]byte, end)
+		remote, overlay, err := f.gatherLocked(prefix, 0)
+		if err != nil || len(remote) > 0 {
+			// Part of it is on a volume server only: no image.
+			s.mu.Unlock()
+			return
+		}
+		for _, o := range overlay {
+			copy(prefix[o.at:], o.data)
+		}
+		if img, err = s.createLocked(f.ino, fr.gen); err != nil {
+			s.mu.Unlock()
+			s.log.Warn("mount: cannot start a file image", "inode", f.ino, "err", err)
+			return
+		}
+		data, off = prefix, 0
+	}
+	victims, ok := s.reserveLocked(img, f.size)
+	if !ok {
+		victims = append(victims, s.invalidateLocked(img)...)
+	} else if img.elem != nil {
+		s.idle.MoveToFront(img.elem)
+	}
+	s.mu.Unlock()
+	closeImages(victims)
+	if !ok {
+		return
+	}
+	img.mu.Lock()
+	err := img.writeAt(data, off, f.size)
+	img.mu.Unlock()
+	if err != nil && !errors.Is(err, errImageDropped) {
+		s.log.Warn("mount: file image write failed; dropping the image", "inode", f.ino, "err", err)
+		s.invalidate(img)
+	}
+}
+
+// readAt reads p at off from f's image if it holds f's current content
+// (called with f.mu held, so no write gets in between); false if not.
+func (s *imageStore) readAt(f *file, p []byte, off int64) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	img := s.images[f.ino]
+	ok := img != nil && img.valid && img.gen == f.attr.Generation && img.length == f.size
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if img.fd == nil {
+		return false
+	}
+	n, err := img.fd.ReadAt(p, off)
+	return n == len(p) || (err == io.EOF && off+int64(n) == img.length)
+}
+
+// has says whether ino has an image kept current.
+func (s *imageStore) has(ino uint64) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img := s.images[ino]
+	return img != nil && img.valid
+}
+
+// resized mirrors a change of the file's size that wrote no bytes: a
+// truncate, or an extension by fallocate. gen, if not 0, is the
+// generation the filer answered to it: the image holds that generation
+// if it held the one before. With gen 0 the change is still local.
+func (s *imageStore) resized(ino, gen uint64, size int64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if fr, ok := s.fresh[ino]; ok {
+		// Still zeros past what was written, and nothing past size.
+		fr.end = min(fr.end, size)
+		switch {
+		case gen == 0 || fr.gen+1 == gen:
+			fr.gen = max(fr.gen, gen)
+			s.fresh[ino] = fr
+		case size == 0:
+			s.fresh[ino] = freshFile{gen: gen}
+		default:
+			delete(s.fresh, ino)
+		}
+	} else if size == 0 && gen != 0 && s.images[ino] == nil && s.onLocked() {
+		s.fresh[ino] = freshFile{gen: gen}
+	}
+	img := s.images[ino]
+	if img == nil || !img.valid || (gen != 0 && img.gen+1 != gen) {
+		var victims []*image
+		if img != nil {
+			victims = s.invalidateLocked(img)
+		}
+		s.mu.Unlock()
+		closeImages(victims)
+		return
+	}
+	victims, ok := s.reserveLocked(img, size)
+	if ok && gen != 0 {
+		img.gen = gen
+	}
+	if !ok {
+		victims = append(victims, s.invalidateLocked(img)...)
+	}
+	s.mu.Unlock()
+	closeImages(victims)
+	if !ok {
+		return
+	}
+	img.mu.Lock()
+	err := img.truncate(size)
+	img.mu.Unlock()
+	if err != nil && !errors.Is(err, errImageDropped) {
+		s.log.Warn("mount: file image truncate failed; dropping the image", "inode", ino, "err", err)
+		s.invalidate(img)
+	}
+}
+
+// committed records the generation the filer answered to a commit of the
+// file's writes by this mount: the image, which mirrored them, holds it
+// if it held the one before; otherwise something else changed the file.
+func (s *imageStore) committed(ino, gen uint64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if fr, ok := s.fresh[ino]; ok {
+		if fr.gen+1 == gen {
+			fr.gen = gen
+			s.fresh[ino] = fr
+		} else {
+			delete(s.fresh, ino)
+		}
+	}
+	img := s.images[ino]
+	var victims []*image
+	switch {
+	case img == nil:
+	case img.valid && img.gen+1 == gen:
+		img.gen = gen
+	default:
+		victims = s.invalidateLocked(img)
+	}
+	s.mu.Unlock()
+	closeImages(victims)
+}
+
+// changed: ino changed in a way its image does not mirror (removed,
+// rewritten by another client, changed by an operation that does not
+// keep images).
+func (s *imageStore) changed(ino uint64) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	delete(s.fresh, ino)
+	var victims []*image
+	if img := s.images[ino]; img != nil {
+		victims = s.invalidateLocked(img)
+	}
+	s.mu.Unlock()
+	closeImages(victims)
+}
+
+// open decides how the kernel does a new handle's IO on f (called with
+// f.mu held, after the open counted itself in f.opens). A read-only open
+// of a file whose image holds its current content, with no other handle
+// open, passes through to the image. While any handle passes through,
+// every open must name the same backing file: those that may not read
+// the image get direct IO.
+func (s *imageStore) open(f *file, readOnly bool) (id int32, direct bool) {
+	if s == nil {
+		return 0, false
+	}
+	s.mu.Lock()
+	img := s.images[f.ino]
+	if img == nil {
+		s.mu.Unlock()
+		return 0, false
+	}
+	local := f.hasLocalLocked()
+	current := img.valid && img.gen == f.attr.Generation && img.length == f.size && !local
+	if img.pt > 0 {
+		img.pt++
+		if current && readOnly {
+			s.stats.PassthroughOpens++
+		} else {
+			s.stats.DirectOpens++
+		}
+		s.mu.Unlock()
+		return img.id, !(current && readOnly)
+	}
+	if !current {
+		var victims []*image
+		if !local && f.attr.Generation > img.gen {
+			// The file moved on without the image (another client
+			// changed it): it will never be current again.
+			victims = s.invalidateLocked(img)
+		}
+		s.mu.Unlock()
+		closeImages(victims)
+		return 0, false
+	}
+	if !readOnly || f.opens != 1 || !s.onLocked() {
+		s.mu.Unlock()
+		return 0, false
+	}
+	id, errno := s.backer.RegisterBacking(int(img.fd.Fd()))
+	if errno != 0 {
+		// What refuses one registration refuses them all: no
+		// CAP_SYS_ADMIN (EPERM), an image directory on a stacked file
+		// system such as overlayfs (ELOOP)... This mount will not pass
+		// through, so it keeps no images.
+		s.log.Info("mount: FUSE passthrough refused; reads go through the mount", "errno", errno.Error(), "dir", s.dir)
+		s.disabled = true
+		clear(s.fresh)
+		var victims []*image
+		for e := s.idle.Front(); e != nil; e = s.idle.Front() {
+			victims = append(victims, s.dropLocked(e.Value.(*image))...)
+		}
+		s.mu.Unlock()
+		closeImages(victims)
+		return 0, false
+	}
+	img.pt, img.id = 1, id
+	if img.elem != nil {
+		s.idle.Remove(img.elem)
+		img.elem = nil
+	}
+	s.stats.PassthroughOpens++
+	s.mu.Unlock()
+	return id, false
+}
+
+// released: a handle that named ino's backing file is gone (the kernel
+// let go of its file before telling the mount). The last one gives the
+// backing id back.
+func (s *imageStore) released(ino uint64) {
+	s.mu.Lock()
+	img := s.images[ino]
+	if img == nil || img.pt == 0 {
+		s.mu.Unlock()
+		return
+	}
+	img.pt--
+	if img.pt > 0 {
+		s.mu.Unlock()
+		return
+	}
+	if errno := s.backer.UnregisterBacking(img.id); errno != 0 {
+		s.log.Warn("mount: passthrough unregistration failed", "inode", ino, "errno", errno)
+	}
+	img.id = 0
+	var victims []*image
+	if img.valid {
+		img.elem = s.idle.PushFront(img)
+	} else {
+		victims = s.dropLocked(img)
+	}
+	s.mu.Unlock()
+	closeImages(victims)
+}
+
+// Stats returns the counters.
+func (s *imageStore) Stats() ImageStats {
+	if s == nil {
+		return ImageStats{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Images, st.Bytes, st.Passthrough = len(s.images), s.used, s.onLocked()
+	return st
+}
+
+// close drops every image.
+func (s *imageStore) close() error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	var victims []*image
+	for _, img := range s.images {
+		victims = append(victims, img)
+	}
+	clear(s.images)
+	s.idle.Init()
+	s.used = 0
+	s.mu.Unlock()
+	closeImages(victims)
+	return nil
+}
+
+func (s *imageStore) createLocked(ino, gen uint64) (*image, error) {
+	s.seq++
+	p := filepath.Join(s.dir, strconv.FormatUint(ino, 10)+"-"+strconv.FormatUint(s.seq, 10))
+	fd, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", p, err)
+	}
+	img := &image{ino: ino, path: p, gen: gen, valid: true, fd: fd}
+	img.elem = s.idle.PushFront(img)
+	s.images[ino] = img
+	return img, nil
+}
+
+// reserveLocked charges img for growing to length, evicting idle images
+// (least recently used first) to stay within the budget. It returns the
+// images evicted, for the caller to close once s.mu is released, and
+// false if even that leaves no room.
+func (s *imageStore) reserveLocked(img *image, length int64) ([]*image, bool) {
+	need := length - img.length
+	if need <= 0 {
+		s.used += need
+		img.length = length
+		return nil, true
+	}
+	var victims []*image
+	for s.used+need > s.budget {
+		e := s.idle.Back()
+		for e != nil && e.Value.(*image) == img {
+			e = e.Prev()
+		}
+		if e == nil {
+			return victims, false
+		}
+		s.stats.Evicted++
+		victims = append(victims, s.dropLocked(e.Value.(*image))...)
+	}
+	s.used += need
+	// The file grows on the write itself; the charge moves now, so
+	// two writers never both count on the same room.
+	img.length = length
+	return victims, true
+}
+
+// invalidateLocked marks img out of date: dropped at once unless the
+// kernel passes through to it, then when the last such handle goes.
+func (s *imageStore) invalidateLocked(img *image) []*image {
+	if img.valid {
+		img.valid = false
+		s.stats.Invalidated++
+	}
+	if img.pt > 0 {
+		return nil
+	}
+	return s.dropLocked(img)
+}
+
+func (s *imageStore) invalidate(img *image) {
+	s.mu.Lock()
+	var victims []*image
+	if s.images[img.ino] == img {
+		victims = s.invalidateLocked(img)
+	}
+	s.mu.Unlock()
+	closeImages(victims)
+}
+
+// dropLocked forgets img; the caller closes it (closeImages) after
+// releasing s.mu.
+func (s *imageStore) dropLocked(img *image) []*image {
+	if s.images[img.ino] != img {
+		return nil
+	}
+	delete(s.images, img.ino)
+	if img.elem != nil {
+		s.idle.Remove(img.elem)
+		img.elem = nil
+	}
+	s.used -= img.length
+	return []*image{img}
+}
+
+func closeImages(imgs []*image) {
+	for _, img := range imgs {
+		img.mu.Lock()
+		if img.fd != nil {
+			_ = img.fd.Close()
+			img.fd = nil
+			_ = os.Remove(img.path)
+		}
+		img.mu.Unlock()
+	}
+}
+
+// writeAt writes data at off and makes the file size long (a write may
+// land past an extension the image already has, or inside one).
+func (img *image) writeAt(data []byte, off, size int64) error {
+	if img.fd == nil {
+		return errImageDropped
+	}
+	if _, err := img.fd.WriteAt(data, off); err != nil {
+		return err
+	}
+	if end := off + int64(len(data)); size > end {
+		return img.fd.Truncate(size)
+	}
+	return nil
+}
+
+func (img *image) truncate(size int64) error {
+	if img.fd == nil {
+		return errImageDropped
+	}
+	return img.fd.Truncate(size)
+}

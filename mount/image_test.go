@@ -1,0 +1,337 @@
+package mount
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// fakeBacker records what the image store registers.
+type fakeBacker struct {
+	mu      sync.Mutex
+	next    int32
+	live    map[int32]int // id -> fd
+	fail    syscall.Errno
+	unregs  int
+	badFree int // unregistrations of ids not registered
+}
+
+func (b *fakeBacker) RegisterBacking(fd int) (int32, syscall.Errno) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.fail != 0 {
+		return 0, b.fail
+	}
+	if b.live == nil {
+		b.live = make(map[int32]int)
+	}
+	b.next++
+	b.live[b.next] = fd
+	return b.next, 0
+}
+
+func (b *fakeBacker) UnregisterBacking(id int32) syscall.Errno {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.live[id]; !ok {
+		b.badFree++
+		return syscall.EINVAL
+	}
+	delete(b.live, id)
+	b.unregs++
+	return 0
+}
+
+func (b *fakeBacker) registered() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.live)
+}
+
+func newTestImages(t *testing.T, budget int64) (*imageStore, *fakeBacker) {
+	t.Helper()
+	s, err := newImageStore(filepath.Join(t.TempDir(), "images"), budget, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &fakeBacker{}
+	s.setBacker(b)
+	t.Cleanup(func() { _ = s.close() })
+	return s, b
+}
+
+// imageFS is an FS with just what writes into buffers need, and images.
+func imageFS(s *imageStore) *FS {
+	return &FS{cfg: Config{ChunkSizeMB: 16}, log: s.log, wbuf: newBudget(256 << 20), images: s}
+}
+
+// writer is a file of fs being written, empty at generation gen.
+func writer(fs *FS, ino, gen uint64) *file {
+	f := &file{fs: fs, ino: ino, attr: Attr{Ino: ino, Generation: gen}, dirty: make(map[int64]*slot), loaded: true}
+	f.cond = sync.NewCond(&f.mu)
+	fs.images.emptyAt(ino, gen)
+	return f
+}
+
+// write puts data at off into f's buffers as Write does (no slot fills
+// up in these tests, so nothing uploads).
+func write(t *testing.T, f *file, data []byte, off int64) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	need := f.growthLocked(off, int64(len(data)))
+	if !f.fs.wbuf.tryAcquire(need) {
+		t.Fatal("write buffer full")
+	}
+	f.writeLocked(data, off, need)
+}
+
+// commit stands for a commit by this mount answered with generation gen.
+func commit(f *file, gen uint64) {
+	f.mu.Lock()
+	f.attr.Generation = gen
+	f.fs.images.committed(f.ino, gen)
+	f.mu.Unlock()
+}
+
+// testFile is a file as open sees it: clean, at gen, size bytes, with
+// opens handles counting the one being opened.
+func testFile(ino, gen uint64, size int64, opens int) *file {
+	return &file{ino: ino, attr: Attr{Ino: ino, Generation: gen}, size: size, opens: opens, dirty: make(map[int64]*slot)}
+}
+
+func imageBytes(t *testing.T, s *imageStore, ino uint64) []byte {
+	t.Helper()
+	s.mu.Lock()
+	img := s.images[ino]
+	s.mu.Unlock()
+	if img == nil {
+		t.Fatalf("inode %d has no image", ino)
+	}
+	b, err := os.ReadFile(img.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i%251)
+	}
+	return b
+}
+
+func TestImageStartsOnSequentialWritesFromZero(t *testing.T) {
+	s, _ := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	big := pattern(imageMinWrite, 1)
+
+	f1 := writer(fs, 1, 5)
+	write(t, f1, big[:100], 100) // not from offset 0
+	write(t, f1, big, 0)
+	f2 := writer(fs, 2, 5)
+	write(t, f2, big[:4096], 0)
+	write(t, f2, big, 8192) // a jump: not sequential
+	f3 := writer(fs, 3, 5)
+	f3.attr.Generation = 6 // changed since it was empty
+	write(t, f3, big, 0)
+	f4 := writer(fs, 4, 1)
+	fs.images.changed(4) // never known empty
+	write(t, f4, big, 0)
+	if st := s.Stats(); st.Images != 0 {
+		t.Fatalf("images = %d, want none", st.Images)
+	}
+
+	// Small sequential writes (as fio lays a file out) start an image
+	// once they add up; a jump past the end leaves a hole of zeros.
+	f5 := writer(fs, 5, 7)
+	var want []byte
+	for off := 0; off < 2*imageMinWrite; off += 4096 {
+		write(t, f5, big[:4096], int64(off))
+		want = append(want, big[:4096]...)
+	}
+	if st := s.Stats(); st.Images != 1 {
+		t.Fatalf("images = %d after %d sequential bytes, want 1", st.Images, len(want))
+	}
+	write(t, f5, []byte("tail"), int64(len(want))+10)
+	want = append(append(want, make([]byte, 10)...), "tail"...)
+	if got := imageBytes(t, s, 5); !bytes.Equal(got, want) {
+		t.Fatalf("image holds %d bytes, want %d (the writes, a hole of zeros between)", len(got), len(want))
+	}
+	if st := s.Stats(); st.Images != 1 || st.Bytes != int64(len(want)) {
+		t.Fatalf("stats = %+v, want 1 image of %d bytes", st, len(want))
+	}
+	// What a handle that does not pass through reads comes from the
+	// image while it is current.
+	p := make([]byte, 14)
+	f5.mu.Lock()
+	ok := s.readAt(f5, p, int64(len(want))-14)
+	f5.mu.Unlock()
+	if !ok || !bytes.Equal(p, want[len(want)-14:]) {
+		t.Fatalf("readAt = %v %q, want the last 14 bytes", ok, p)
+	}
+}
+
+func TestImageFollowsOwnCommitsAndTruncates(t *testing.T) {
+	s, b := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	data := pattern(1<<20, 3)
+	f := writer(fs, 9, 1)
+	// An extension by fallocate before the first write keeps the file
+	// all zeros, so it stays eligible, and the image takes the size.
+	f.size = 2 << 20
+	s.resized(9, 0, 2<<20)
+	write(t, f, data, 0)
+	commit(f, 2)
+	if got := imageBytes(t, s, 9); len(got) != 2<<20 || !bytes.Equal(got[:1<<20], data) || !bytes.Equal(got[1<<20:], make([]byte, 1<<20)) {
+		t.Fatal("image is not the write followed by the zeros of the extension")
+	}
+	// A truncate by this mount, answered with the next generation.
+	s.resized(9, 3, 1000)
+	// A rename (a ctime change) by this mount.
+	s.committed(9, 4)
+	if id, direct := s.open(testFile(9, 4, 1000, 1), true); id == 0 || direct {
+		t.Fatalf("open of a current image: id %d direct %v, want passthrough", id, direct)
+	}
+	if got := imageBytes(t, s, 9); !bytes.Equal(got, data[:1000]) {
+		t.Fatalf("image after truncate holds %d bytes, want the first 1000 of the write", len(got))
+	}
+	s.released(9)
+	if b.registered() != 0 || b.unregs != 1 {
+		t.Fatalf("after the last release: %d registered, %d unregistered, want 0 and 1", b.registered(), b.unregs)
+	}
+
+	// A generation that skips one: someone else changed the file.
+	s.committed(9, 6)
+	if st := s.Stats(); st.Images != 0 || st.Invalidated != 1 || st.Bytes != 0 {
+		t.Fatalf("after a foreign change: %+v, want the image dropped", st)
+	}
+	if id, _ := s.open(testFile(9, 6, 1000, 1), true); id != 0 {
+		t.Fatal("open passed through to a dropped image")
+	}
+}
+
+func TestImageOpenRules(t *testing.T) {
+	s, b := newTestImages(t, 64<<20)
+	data := pattern(imageMinWrite, 5)
+	write(t, writer(imageFS(s), 1, 1), data, 0)
+	s.committed(1, 2)
+	n := int64(len(data))
+
+	for _, c := range []struct {
+		name     string
+		f        *file
+		readOnly bool
+	}{
+		{"writer", testFile(1, 2, n, 1), false},
+		{"another handle open", testFile(1, 2, n, 2), true},
+		{"older generation", testFile(1, 1, n, 1), true},
+		{"other size", testFile(1, 2, n+1, 1), true},
+	} {
+		if id, _ := s.open(c.f, c.readOnly); id != 0 {
+			t.Fatalf("%s: passed through", c.name)
+		}
+	}
+	dirty := testFile(1, 2, n, 1)
+	dirty.metaDirty = true
+	if id, _ := s.open(dirty, true); id != 0 {
+		t.Fatal("passed through with unflushed local changes")
+	}
+
+	id, direct := s.open(testFile(1, 2, n, 1), true)
+	if id == 0 || direct {
+		t.Fatalf("reader: id %d direct %v, want passthrough", id, direct)
+	}
+	// While one handle passes through, every open names the backing
+	// file; those that may not read the image get direct IO.
+	if id2, direct2 := s.open(testFile(1, 2, n, 2), true); id2 != id || direct2 {
+		t.Fatalf("second reader: id %d direct %v, want id %d passthrough", id2, direct2, id)
+	}
+	if id3, direct3 := s.open(testFile(1, 2, n, 3), false); id3 != id || !direct3 {
+		t.Fatalf("writer beside readers: id %d direct %v, want id %d direct", id3, direct3, id)
+	}
+	// Changed elsewhere while in use: kept for the kernel, unusable.
+	s.changed(1)
+	if id4, direct4 := s.open(testFile(1, 3, n, 4), true); id4 != id || !direct4 {
+		t.Fatalf("reader after a change: id %d direct %v, want id %d direct", id4, direct4, id)
+	}
+	for range 3 {
+		s.released(1)
+	}
+	if b.registered() != 1 || s.Stats().Images != 1 {
+		t.Fatal("backing file let go of while a handle still names it")
+	}
+	s.released(1)
+	if b.registered() != 0 || b.badFree != 0 {
+		t.Fatalf("after the last release: %d still registered, %d bad unregistrations", b.registered(), b.badFree)
+	}
+	if st := s.Stats(); st.Images != 0 || st.PassthroughOpens != 2 || st.DirectOpens != 2 {
+		t.Fatalf("stats = %+v, want the stale image gone, 2 passthrough and 2 direct opens", st)
+	}
+	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
+		t.Fatalf("%d files left in the image directory", len(entries))
+	}
+}
+
+func TestImageBudgetEvictsIdleImages(t *testing.T) {
+	s, _ := newTestImages(t, 3<<20)
+	fs := imageFS(s)
+	mb := pattern(1<<20, 7)
+	for ino := uint64(1); ino <= 3; ino++ {
+		write(t, writer(fs, ino, 1), mb, 0)
+		s.committed(ino, 2)
+	}
+	// Inode 1 is in use: it must survive whatever the others need.
+	if id, _ := s.open(testFile(1, 2, 1<<20, 1), true); id == 0 {
+		t.Fatal("no passthrough")
+	}
+	f4 := writer(fs, 4, 1)
+	write(t, f4, mb, 0)
+	st := s.Stats()
+	if st.Images != 3 || st.Evicted != 1 || st.Bytes != 3<<20 {
+		t.Fatalf("stats = %+v, want 3 images of 3 MiB after one eviction", st)
+	}
+	s.mu.Lock()
+	_, has1 := s.images[1]
+	_, has2 := s.images[2]
+	s.mu.Unlock()
+	if !has1 || has2 {
+		t.Fatalf("evicted the wrong image: has 1 %v, has 2 %v (want the least recently used idle one, 2)", has1, has2)
+	}
+	// Growing past what eviction can free drops the growing image.
+	write(t, f4, pattern(3<<20, 8), 1<<20)
+	if st := s.Stats(); st.Bytes > 3<<20 {
+		t.Fatalf("%d bytes of images over a %d budget", st.Bytes, 3<<20)
+	}
+	s.mu.Lock()
+	_, has4 := s.images[4]
+	s.mu.Unlock()
+	if has4 {
+		t.Fatal("an image grew past the budget")
+	}
+}
+
+func TestImageRegistrationRefusedTurnsImagesOff(t *testing.T) {
+	s, b := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	data := pattern(imageMinWrite, 9)
+	write(t, writer(fs, 1, 1), data, 0)
+	b.fail = syscall.EPERM
+	if id, _ := s.open(testFile(1, 1, int64(len(data)), 1), true); id != 0 {
+		t.Fatal("passed through without a registration")
+	}
+	write(t, writer(fs, 2, 1), data, 0)
+	if st := s.Stats(); st.Images != 0 {
+		t.Fatalf("images = %d, want none once passthrough was refused", st.Images)
+	}
+	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
+		t.Fatalf("%d files left in the image directory", len(entries))
+	}
+}
