@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kelpfs/kelp/integration/cluster"
 	"github.com/kelpfs/kelp/mount"
 )
@@ -48,12 +50,16 @@ func needPassthrough(t *testing.T, m *cluster.Mount) {
 // the image itself. Each step checks the bytes read, and what the image
 // store counted:
 //   - read(2) and mmap of a passthrough handle return what was written;
+//   - a truncate, a hard link and a rename through the mount keep the
+//     image current;
+//   - a lock taken through a passthrough handle lets it read what another
+//     mount wrote meanwhile (the image is rewritten in place);
 //   - a writer opened beside a passthrough reader goes through the mount
-//     (its writes reach the cluster), and the reader sees its bytes;
-//   - once the writer closed, the image is current again;
-//   - a truncate through the mount keeps it current;
-//   - a change made through another mount is read from the cluster, never
-//     from the stale image.
+//     (its writes reach the cluster), the reader sees its bytes, and the
+//     image is dropped once both close (a writer's mmap could have written
+//     it behind the mount's back);
+//   - a file changed through another mount is read from the cluster,
+//     never from the stale image.
 func TestMountPassthrough(t *testing.T) {
 	c, a := mountCluster(t, func(cfg *mount.Config) { cfg.ChunkSizeMB = 1 })
 	needPassthrough(t, a)
@@ -66,10 +72,7 @@ func TestMountPassthrough(t *testing.T) {
 	if st := a.FS.ImageStats(); st.Images != 1 || st.Bytes != int64(len(want)) {
 		t.Fatalf("after writing %d bytes: %+v, want one image of them", len(want), st)
 	}
-	opens := func() (int64, int64) {
-		st := a.FS.ImageStats()
-		return st.PassthroughOpens, st.DirectOpens
-	}
+	stats := a.FS.ImageStats
 	// The kernel releases a closed file's handle after close(2)
 	// returns; a passthrough open needs every other handle gone.
 	settle := func() {
@@ -82,7 +85,7 @@ func TestMountPassthrough(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	readAll := func(what string, want []byte) {
+	readAll := func(what, path string, want []byte) {
 		t.Helper()
 		settle()
 		got, err := os.ReadFile(path)
@@ -93,10 +96,35 @@ func TestMountPassthrough(t *testing.T) {
 			t.Fatalf("%s: read %d bytes that differ from the %d expected", what, len(got), len(want))
 		}
 	}
+	wantOpens := func(what string, pt, direct int64) {
+		t.Helper()
+		if st := stats(); st.PassthroughOpens != pt || st.DirectOpens != direct {
+			t.Fatalf("%s: %d passthrough and %d direct opens, want %d and %d", what, st.PassthroughOpens, st.DirectOpens, pt, direct)
+		}
+	}
 
-	readAll("read", want)
-	if pt, _ := opens(); pt != 1 {
-		t.Fatalf("passthrough opens = %d after a read-only open of a current image, want 1", pt)
+	readAll("read", path, want)
+	wantOpens("a read-only open of a current image", 1, 0)
+
+	if err := os.Truncate(path, 2<<20+5); err != nil {
+		t.Fatal(err)
+	}
+	want = want[:2<<20+5]
+	readAll("read after a truncate", path, want)
+	wantOpens("after a truncate through the mount", 2, 0)
+
+	// A hard link and a rename change the inode (nlink, ctime), not
+	// its content.
+	if err := os.Link(path, a.Path("link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(a.Path("link"), a.Path("renamed")); err != nil {
+		t.Fatal(err)
+	}
+	readAll("read through a renamed hard link", a.Path("renamed"), want)
+	wantOpens("after a link and a rename through the mount", 3, 0)
+	if err := os.Remove(a.Path("renamed")); err != nil {
+		t.Fatal(err)
 	}
 
 	// mmap of a passthrough handle maps the image.
@@ -106,6 +134,7 @@ func TestMountPassthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	wantOpens("open kept for the lock and writer steps", 4, 0)
 	mm, err := syscall.Mmap(int(r.Fd()), 0, len(want), syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		t.Fatalf("mmap: %v", err)
@@ -114,8 +143,25 @@ func TestMountPassthrough(t *testing.T) {
 		t.Fatal("mmap of a passthrough handle differs from what was written")
 	}
 	_ = syscall.Munmap(mm)
-	if pt, _ := opens(); pt != 2 {
-		t.Fatalf("passthrough opens = %d, want 2", pt)
+
+	// Mount B rewrites the file while r passes through; a read lock
+	// taken through r must let it read B's bytes.
+	want = randomBytes(t, len(want))
+	if err := os.WriteFile(b.Path("big"), want, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := setlk(r, unix.F_SETLKW, unix.F_RDLCK, 0, 0); err != nil {
+		t.Fatalf("read lock: %v", err)
+	}
+	got := make([]byte, len(want))
+	if _, err := r.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("passthrough reader under a lock, after another mount's write: %v, bytes differ: %v", err, !bytes.Equal(got, want))
+	}
+	if st := stats(); st.Refreshed != 1 {
+		t.Fatalf("refreshed images = %d, want 1", st.Refreshed)
+	}
+	if err := setlk(r, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+		t.Fatal(err)
 	}
 
 	// A writer while r passes through: its IO goes through the mount,
@@ -124,60 +170,54 @@ func TestMountPassthrough(t *testing.T) {
 	if err != nil {
 		t.Fatalf("open for writing beside a passthrough reader: %v", err)
 	}
+	wantOpens("a writer beside a passthrough reader", 4, 1)
 	patch := []byte("written beside a passthrough reader")
 	if _, err := w.WriteAt(patch, 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	copy(want[1<<20:], patch)
-	got := make([]byte, len(patch))
+	got = make([]byte, len(patch))
 	if _, err := r.ReadAt(got, 1<<20); err != nil || !bytes.Equal(got, patch) {
 		t.Fatalf("passthrough reader after a write: %q, %v; want %q", got, err, patch)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, direct := opens(); direct != 1 {
-		t.Fatalf("direct opens = %d, want 1 (the writer)", direct)
-	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// Mount B reads the writer's bytes from the cluster.
-	if got, err := os.ReadFile(b.Path("big")); err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("mount B reads %d bytes (%v) that differ from what mount A wrote", len(got), err)
-	}
-	readAll("read after the writer closed", want)
-	if pt, _ := opens(); pt != 3 {
-		t.Fatalf("passthrough opens = %d, want 3: the image is current after its own writer's commit", pt)
+	readAll("mount B after the writer closed", b.Path("big"), want)
+	readAll("read after the writer closed", path, want)
+	if st := stats(); st.PassthroughOpens != 4 || st.Images != 0 {
+		t.Fatalf("after a writer shared the backing file: %+v, want its image dropped, no new passthrough open", st)
 	}
 
-	// A truncate through the mount.
-	if err := os.Truncate(path, 2<<20); err != nil {
+	// A file changed through mount B while A has nothing open: A reads
+	// it from the cluster, and drops the image.
+	path2 := a.Path("other")
+	first := randomBytes(t, 1<<20)
+	if err := os.WriteFile(path2, first, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want = want[:2<<20]
-	readAll("read after a truncate", want)
-	if pt, _ := opens(); pt != 4 {
-		t.Fatalf("passthrough opens = %d, want 4: the image is current after a truncate", pt)
+	if st := stats(); st.Images != 1 {
+		t.Fatalf("images = %d after writing a second file, want 1", st.Images)
 	}
-
-	// A change through mount B: A must read it from the cluster.
-	other := randomBytes(t, 1<<20)
-	if err := os.WriteFile(b.Path("big"), other, 0o644); err != nil {
+	second := randomBytes(t, 1<<20)
+	if err := os.WriteFile(b.Path("other"), second, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(visibilityWithin)
 	for {
-		got, err := os.ReadFile(path)
-		if err == nil && bytes.Equal(got, other) {
+		got, err := os.ReadFile(path2)
+		if err == nil && bytes.Equal(got, second) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mount A still reads %d bytes (%v), not mount B's %d", len(got), err, len(other))
+			t.Fatalf("mount A still reads %d bytes (%v), not mount B's %d", len(got), err, len(second))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if st := a.FS.ImageStats(); st.PassthroughOpens != 4 || st.Images != 0 {
-		t.Fatalf("after mount B rewrote the file: %+v, want no new passthrough open and the image dropped", st)
+	if st := stats(); st.PassthroughOpens != 4 || st.Images != 0 {
+		t.Fatalf("after mount B rewrote a file: %+v, want no new passthrough open and the image dropped", st)
 	}
 }

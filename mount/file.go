@@ -118,18 +118,18 @@ func (fs *FS) Open(ctx context.Context, ino uint64, flags uint32) (fh uint64, mo
 		fs.dropOpen(f)
 		return 0, OpenMode{}, errno
 	}
-	fh, mode = fs.newHandleMode(f, flags&syscall.O_ACCMODE == syscall.O_RDONLY)
+	fh, mode = fs.newHandleMode(f, flags)
 	if mode.BackingID == 0 {
 		mode.KeepCache = f.keepCache()
 	}
 	return fh, mode, 0
 }
 
-// newHandleMode makes a handle on f, passing it through to f's image
-// when the image store says so.
-func (fs *FS) newHandleMode(f *file, readOnly bool) (uint64, OpenMode) {
+// newHandleMode makes a handle on f opened with flags, passing it
+// through to f's image when the image store says so.
+func (fs *FS) newHandleMode(f *file, flags uint32) (uint64, OpenMode) {
 	f.mu.Lock()
-	id, direct := fs.images.open(f, readOnly)
+	id, direct := fs.images.open(f, flags)
 	f.mu.Unlock()
 	return fs.newHandle(f, id != 0), OpenMode{BackingID: id, DirectIO: direct}
 }
@@ -151,19 +151,21 @@ func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, 
 		return Attr{}, 0, OpenMode{}, fs.failed(err, []uint64{parent})
 	}
 	a := fs.entryMade(parent, name, resp)
-	if a.Size == 0 {
-		fs.images.emptyAt(a.Ino, a.Generation)
-	}
 	// A new inode has no file capabilities; the kernel asks before
 	// every write.
 	fs.xattrs.remember(a.Ino, capabilityXattr, fs.cfg.AttrTimeout)
 	f := fs.fileFor(a.Ino)
+	f.mu.Lock()
+	if a.Size == 0 && !f.hasLocalLocked() {
+		fs.images.emptyAt(a.Ino, a.Generation)
+	}
+	f.mu.Unlock()
 	if errno := f.created(ctx, resp.Attr); errno != 0 {
 		fs.dropOpen(f)
 		return Attr{}, 0, OpenMode{}, errno
 	}
 	f.overlayAttr(&a)
-	fh, om := fs.newHandleMode(f, false)
+	fh, om := fs.newHandleMode(f, flags|syscall.O_RDWR)
 	return a, fh, om, 0
 }
 
@@ -259,6 +261,10 @@ func (f *file) revalidate(ctx context.Context, gen uint64) syscall.Errno {
 		if inv := f.fs.invalidator(); inv != nil {
 			inv.InvalidateInode(f.ino)
 		}
+	}
+	if errno == 0 {
+		// Handles passing through read the image, not the pages.
+		errno = f.refreshImage(ctx)
 	}
 	return errno
 }

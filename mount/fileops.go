@@ -115,6 +115,9 @@ func (fs *FS) Fallocate(ctx context.Context, fh uint64, mode uint32, off, length
 		f.mu.Lock()
 		end := min(off+length, f.size)
 		f.mu.Unlock()
+		if end <= off {
+			return 0 // all past the end: nothing to zero
+		}
 		zeros := make([]byte, min(end-off, 1<<20))
 		for pos := off; pos < end; {
 			n := min(int64(len(zeros)), end-pos)

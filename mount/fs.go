@@ -166,7 +166,8 @@ func New(cfg Config) (*FS, error) {
 			return nil, fmt.Errorf("mount: %w", err)
 		}
 	}
-	if cfg.CacheDir != "" && cfg.ImageCapacityMB > 0 {
+	if cfg.CacheDir != "" && cfg.CacheCapacityMB > 0 && cfg.ImageCapacityMB > 0 {
+		// Inside the cache's directory, which the cache has locked.
 		if fs.images, err = newImageStore(filepath.Join(cfg.CacheDir, "images"), cfg.ImageCapacityMB<<20, log); err != nil {
 			if fs.spill != nil {
 				_ = fs.spill.close()

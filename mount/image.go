@@ -2,6 +2,7 @@ package mount
 
 import (
 	"container/list"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -83,14 +84,18 @@ type freshFile struct {
 
 // image is one file's local copy.
 type image struct {
-	ino    uint64
-	path   string
-	gen    uint64 // the inode generation whose content it holds (plus unflushed local writes)
-	valid  bool   // false: out of date; kept only while the kernel uses it
-	length int64  // the image file's length, also what it is charged
-	pt     int    // passthrough handles open on it
-	id     int32  // backing id while pt > 0
-	elem   *list.Element
+	ino   uint64
+	path  string
+	gen   uint64 // the inode generation whose content it holds (plus unflushed local writes)
+	valid bool   // false: out of date; kept only while the kernel uses it
+	// tainted: a writable handle got it as its backing file, so a
+	// shared writable mmap may write it behind the mount's back: never
+	// valid again.
+	tainted bool
+	length  int64 // the image file's length, also what it is charged
+	pt      int   // passthrough handles open on it
+	id      int32 // backing id while pt > 0
+	elem    *list.Element
 
 	mu sync.Mutex // held around IO on fd and its close
 	fd *os.File   // nil once dropped
@@ -110,8 +115,8 @@ type ImageStats struct {
 	// handle of the inode passes through (their IO comes to the mount).
 	PassthroughOpens, DirectOpens int64
 	// Evicted counts images dropped for room, Invalidated images found
-	// out of date.
-	Evicted, Invalidated int64
+	// out of date, Refreshed images in use rewritten after a lock grant.
+	Evicted, Invalidated, Refreshed int64
 }
 
 func newImageStore(dir string, budget int64, log *slog.Logger) (*imageStore, error) {
@@ -157,9 +162,10 @@ func (s *imageStore) emptyAt(ino, gen uint64) {
 
 // written mirrors a write f just took (called with f.mu held, after the
 // write, so images see writes in the file's order). A file known empty
-// that is written sequentially from offset 0 gets an image once it
-// reaches imageMinWrite bytes: what it holds so far is copied in from
-// the mount's buffers.
+// gets an image when a write makes it imageMinWrite bytes long or more:
+// at its first write (a file sized by truncate or fallocate and then
+// written anywhere), or once sequential writes from offset 0 add up to
+// that (what it holds so far is copied in from the mount's buffers).
 func (s *imageStore) written(f *file, data []byte, off int64) {
 	if s == nil {
 		return
@@ -173,33 +179,40 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			return
 		}
 		end := off + int64(len(data))
-		if fr.gen != f.attr.Generation || off != fr.end || !s.onLocked() {
+		// (f.attr may lag behind fr.gen: this mount's own chmod or
+		// rename moved fr.gen, not the file's content.)
+		first := fr.end == 0 && f.size >= imageMinWrite
+		sequential := off == fr.end
+		if f.attr.Generation > fr.gen || !(first || sequential) || !s.onLocked() {
 			delete(s.fresh, f.ino)
 			s.mu.Unlock()
 			return
 		}
-		if end < imageMinWrite {
+		if !first && end < imageMinWrite {
 			s.fresh[f.ino] = freshFile{gen: fr.gen, end: end}
 			s.mu.Unlock()
 			return
 		}
 		delete(s.fresh, f.ino)
-		prefix := make([]byte, end)
-		remote, overlay, err := f.gatherLocked(prefix, 0)
-		if err != nil || len(remote) > 0 {
-			// Part of it is on a volume server only: no image.
-			s.mu.Unlock()
-			return
+		if !first {
+			prefix := make([]byte, end)
+			remote, overlay, err := f.gatherLocked(prefix, 0)
+			if err != nil || len(remote) > 0 {
+				// Part of it is on a volume server only: no image.
+				s.mu.Unlock()
+				return
+			}
+			for _, o := range overlay {
+				copy(prefix[o.at:], o.data)
+			}
+			data, off = prefix, 0
 		}
-		for _, o := range overlay {
-			copy(prefix[o.at:], o.data)
-		}
+		var err error
 		if img, err = s.createLocked(f.ino, fr.gen); err != nil {
 			s.mu.Unlock()
 			s.log.Warn("mount: cannot start a file image", "inode", f.ino, "err", err)
 			return
 		}
-		data, off = prefix, 0
 	}
 	victims, ok := s.reserveLocked(img, f.size)
 	if !ok {
@@ -229,7 +242,9 @@ func (s *imageStore) readAt(f *file, p []byte, off int64) bool {
 	}
 	s.mu.Lock()
 	img := s.images[f.ino]
-	ok := img != nil && img.valid && img.gen == f.attr.Generation && img.length == f.size
+	// img.gen may be ahead of f.attr: this mount's own chmod, rename or
+	// link moved it, not the content.
+	ok := img != nil && img.valid && img.gen >= f.attr.Generation && img.length == f.size
 	s.mu.Unlock()
 	if !ok {
 		return false
@@ -288,10 +303,7 @@ func (s *imageStore) resized(ino, gen uint64, size int64) {
 		closeImages(victims)
 		return
 	}
-	victims, ok := s.reserveLocked(img, size)
-	if ok && gen != 0 {
-		img.gen = gen
-	}
+	victims, ok := s.reserveLocked(img, max(size, img.length))
 	if !ok {
 		victims = append(victims, s.invalidateLocked(img)...)
 	}
@@ -300,13 +312,26 @@ func (s *imageStore) resized(ino, gen uint64, size int64) {
 	if !ok {
 		return
 	}
+	// The file changes size before the image says it holds the new
+	// generation, so no open trusts it in between.
 	img.mu.Lock()
 	err := img.truncate(size)
 	img.mu.Unlock()
-	if err != nil && !errors.Is(err, errImageDropped) {
-		s.log.Warn("mount: file image truncate failed; dropping the image", "inode", ino, "err", err)
-		s.invalidate(img)
+	if err != nil {
+		if !errors.Is(err, errImageDropped) {
+			s.log.Warn("mount: file image truncate failed; dropping the image", "inode", ino, "err", err)
+			s.invalidate(img)
+		}
+		return
 	}
+	s.mu.Lock()
+	if s.images[ino] == img && img.valid {
+		s.reserveLocked(img, size) // a shrink: gives bytes back
+		if gen != 0 {
+			img.gen = gen
+		}
+	}
+	s.mu.Unlock()
 }
 
 // committed records the generation the filer answered to a commit of the
@@ -355,16 +380,19 @@ func (s *imageStore) changed(ino uint64) {
 	closeImages(victims)
 }
 
-// open decides how the kernel does a new handle's IO on f (called with
-// f.mu held, after the open counted itself in f.opens). A read-only open
-// of a file whose image holds its current content, with no other handle
-// open, passes through to the image. While any handle passes through,
-// every open must name the same backing file: those that may not read
-// the image get direct IO.
-func (s *imageStore) open(f *file, readOnly bool) (id int32, direct bool) {
+// open decides how the kernel does a new handle's IO on f, opened with
+// flags (called with f.mu held, after the open counted itself in
+// f.opens). A read-only open (not O_DIRECT: the kernel would reopen the
+// image with it) of a file whose image holds its current content, with no
+// other handle open, passes through to the image. While any handle passes
+// through, every open must name the same backing file: those that may not
+// read the image get direct IO.
+func (s *imageStore) open(f *file, flags uint32) (id int32, direct bool) {
 	if s == nil {
 		return 0, false
 	}
+	readOnly := flags&syscall.O_ACCMODE == syscall.O_RDONLY
+	plain := readOnly && flags&syscall.O_DIRECT == 0
 	s.mu.Lock()
 	img := s.images[f.ino]
 	if img == nil {
@@ -375,15 +403,24 @@ func (s *imageStore) open(f *file, readOnly bool) (id int32, direct bool) {
 	current := img.valid && img.gen == f.attr.Generation && img.length == f.size && !local
 	if img.pt > 0 {
 		img.pt++
-		if current && readOnly {
+		if current && plain {
 			s.stats.PassthroughOpens++
 		} else {
 			s.stats.DirectOpens++
 		}
+		if !readOnly {
+			// The kernel maps the backing file for mmap of this
+			// handle: what a shared writable mapping writes lands in
+			// the image alone, so the image is no longer the file.
+			img.tainted = true
+			s.invalidateLocked(img)
+		}
 		s.mu.Unlock()
-		return img.id, !(current && readOnly)
+		return img.id, !(current && plain)
 	}
 	if !current {
+		s.log.Debug("mount: image not current", "inode", f.ino, "valid", img.valid, "gen", img.gen,
+			"fileGen", f.attr.Generation, "length", img.length, "size", f.size, "local", local)
 		var victims []*image
 		if !local && f.attr.Generation > img.gen {
 			// The file moved on without the image (another client
@@ -394,22 +431,28 @@ func (s *imageStore) open(f *file, readOnly bool) (id int32, direct bool) {
 		closeImages(victims)
 		return 0, false
 	}
-	if !readOnly || f.opens != 1 || !s.onLocked() {
+	if !plain || f.opens != 1 || !s.onLocked() {
 		s.mu.Unlock()
+		s.log.Debug("mount: open does not pass through", "inode", f.ino, "plain", plain, "handles", f.opens)
 		return 0, false
 	}
 	id, errno := s.backer.RegisterBacking(int(img.fd.Fd()))
 	if errno != 0 {
-		// What refuses one registration refuses them all: no
-		// CAP_SYS_ADMIN (EPERM), an image directory on a stacked file
-		// system such as overlayfs (ELOOP)... This mount will not pass
-		// through, so it keeps no images.
-		s.log.Info("mount: FUSE passthrough refused; reads go through the mount", "errno", errno.Error(), "dir", s.dir)
-		s.disabled = true
-		clear(s.fresh)
 		var victims []*image
-		for e := s.idle.Front(); e != nil; e = s.idle.Front() {
-			victims = append(victims, s.dropLocked(e.Value.(*image))...)
+		switch errno {
+		case syscall.EPERM, syscall.ELOOP, syscall.EINVAL, syscall.EOPNOTSUPP, syscall.ENOTTY, syscall.ENOSYS:
+			// What refuses one registration refuses them all: no
+			// CAP_SYS_ADMIN (EPERM), an image directory on a stacked
+			// file system such as overlayfs (ELOOP)... This mount will
+			// not pass through, so it keeps no images.
+			s.log.Info("mount: FUSE passthrough refused; reads go through the mount", "errno", errno.Error(), "dir", s.dir)
+			s.disabled = true
+			clear(s.fresh)
+			for e := s.idle.Front(); e != nil; e = s.idle.Front() {
+				victims = append(victims, s.dropLocked(e.Value.(*image))...)
+			}
+		default:
+			s.log.Warn("mount: passthrough registration failed", "inode", f.ino, "errno", errno.Error())
 		}
 		s.mu.Unlock()
 		closeImages(victims)
@@ -452,6 +495,74 @@ func (s *imageStore) released(ino uint64) {
 	}
 	s.mu.Unlock()
 	closeImages(victims)
+}
+
+// refreshImage rewrites f's image in place with f's current content when
+// handles pass through to it and it is out of date: a lock grant must let
+// them read what the lock's last holder wrote (they read the image, not
+// the mount). Writes and truncates of f wait meanwhile.
+func (f *file) refreshImage(ctx context.Context) syscall.Errno {
+	s := f.fs.images
+	if s == nil {
+		return 0
+	}
+	s.mu.Lock()
+	img := s.images[f.ino]
+	inUse := img != nil && img.pt > 0
+	s.mu.Unlock()
+	if !inUse {
+		return 0
+	}
+	f.truncMu.Lock()
+	defer f.truncMu.Unlock()
+	f.mu.Lock()
+	gen, size, local := f.attr.Generation, f.size, f.hasLocalLocked()
+	f.mu.Unlock()
+	s.mu.Lock()
+	current := s.images[f.ino] != img || (img.valid && img.gen == gen && img.length == size)
+	s.mu.Unlock()
+	if current || local {
+		// Unflushed data: the image has it, written through, and
+		// the mount serves the same view.
+		return 0
+	}
+	buf := make([]byte, min(size, 1<<20))
+	var err error
+	for off := int64(0); off < size && err == nil; {
+		n, errno := f.readAt(ctx, nil, buf, off, false)
+		if errno != 0 {
+			err = errno
+			break
+		}
+		if n == 0 {
+			err = io.ErrUnexpectedEOF
+			break
+		}
+		img.mu.Lock()
+		err = img.writeAt(buf[:n], off, 0)
+		img.mu.Unlock()
+		off += int64(n)
+	}
+	if err == nil {
+		img.mu.Lock()
+		err = img.truncate(size)
+		img.mu.Unlock()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.images[f.ino] != img {
+		return 0
+	}
+	if err != nil {
+		f.fs.log.Warn("mount: refreshing a file image failed; its passthrough readers may read old bytes", "inode", f.ino, "err", err)
+		s.invalidateLocked(img) // in use: dropped when the last handle goes
+		return syscall.EIO
+	}
+	// Kept whatever the budget says: the kernel reads it.
+	s.used += size - img.length
+	img.length, img.gen, img.valid = size, gen, !img.tainted
+	s.stats.Refreshed++
+	return 0
 }
 
 // Stats returns the counters.

@@ -128,7 +128,7 @@ func pattern(n int, seed byte) []byte {
 	return b
 }
 
-func TestImageStartsOnSequentialWritesFromZero(t *testing.T) {
+func TestImageStartsWhenAFreshFileGrowsBig(t *testing.T) {
 	s, _ := newTestImages(t, 64<<20)
 	fs := imageFS(s)
 	big := pattern(imageMinWrite, 1)
@@ -168,6 +168,20 @@ func TestImageStartsOnSequentialWritesFromZero(t *testing.T) {
 	if st := s.Stats(); st.Images != 1 || st.Bytes != int64(len(want)) {
 		t.Fatalf("stats = %+v, want 1 image of %d bytes", st, len(want))
 	}
+	// A file sized first (fio lays files out with fallocate) gets its
+	// image at its first write, wherever it lands.
+	f6 := writer(fs, 6, 3)
+	f6.size = 1 << 20
+	s.resized(6, 0, 1<<20)
+	write(t, f6, big[:4096], 512<<10)
+	want6 := make([]byte, 1<<20)
+	copy(want6[512<<10:], big[:4096])
+	if got := imageBytes(t, s, 6); !bytes.Equal(got, want6) {
+		t.Fatalf("image of a file sized first holds %d bytes, want zeros around the write", len(got))
+	}
+	if st := s.Stats(); st.Images != 2 || st.Bytes != int64(len(want))+1<<20 {
+		t.Fatalf("stats = %+v, want 2 images of %d bytes", st, len(want)+1<<20)
+	}
 	// What a handle that does not pass through reads comes from the
 	// image while it is current.
 	p := make([]byte, 14)
@@ -197,7 +211,7 @@ func TestImageFollowsOwnCommitsAndTruncates(t *testing.T) {
 	s.resized(9, 3, 1000)
 	// A rename (a ctime change) by this mount.
 	s.committed(9, 4)
-	if id, direct := s.open(testFile(9, 4, 1000, 1), true); id == 0 || direct {
+	if id, direct := s.open(testFile(9, 4, 1000, 1), syscall.O_RDONLY); id == 0 || direct {
 		t.Fatalf("open of a current image: id %d direct %v, want passthrough", id, direct)
 	}
 	if got := imageBytes(t, s, 9); !bytes.Equal(got, data[:1000]) {
@@ -213,7 +227,7 @@ func TestImageFollowsOwnCommitsAndTruncates(t *testing.T) {
 	if st := s.Stats(); st.Images != 0 || st.Invalidated != 1 || st.Bytes != 0 {
 		t.Fatalf("after a foreign change: %+v, want the image dropped", st)
 	}
-	if id, _ := s.open(testFile(9, 6, 1000, 1), true); id != 0 {
+	if id, _ := s.open(testFile(9, 6, 1000, 1), syscall.O_RDONLY); id != 0 {
 		t.Fatal("open passed through to a dropped image")
 	}
 }
@@ -226,40 +240,41 @@ func TestImageOpenRules(t *testing.T) {
 	n := int64(len(data))
 
 	for _, c := range []struct {
-		name     string
-		f        *file
-		readOnly bool
+		name  string
+		f     *file
+		flags uint32
 	}{
-		{"writer", testFile(1, 2, n, 1), false},
-		{"another handle open", testFile(1, 2, n, 2), true},
-		{"older generation", testFile(1, 1, n, 1), true},
-		{"other size", testFile(1, 2, n+1, 1), true},
+		{"writer", testFile(1, 2, n, 1), syscall.O_RDWR},
+		{"O_DIRECT", testFile(1, 2, n, 1), syscall.O_RDONLY | syscall.O_DIRECT},
+		{"another handle open", testFile(1, 2, n, 2), syscall.O_RDONLY},
+		{"older generation", testFile(1, 1, n, 1), syscall.O_RDONLY},
+		{"other size", testFile(1, 2, n+1, 1), syscall.O_RDONLY},
 	} {
-		if id, _ := s.open(c.f, c.readOnly); id != 0 {
+		if id, _ := s.open(c.f, c.flags); id != 0 {
 			t.Fatalf("%s: passed through", c.name)
 		}
 	}
 	dirty := testFile(1, 2, n, 1)
 	dirty.metaDirty = true
-	if id, _ := s.open(dirty, true); id != 0 {
+	if id, _ := s.open(dirty, syscall.O_RDONLY); id != 0 {
 		t.Fatal("passed through with unflushed local changes")
 	}
 
-	id, direct := s.open(testFile(1, 2, n, 1), true)
+	id, direct := s.open(testFile(1, 2, n, 1), syscall.O_RDONLY)
 	if id == 0 || direct {
 		t.Fatalf("reader: id %d direct %v, want passthrough", id, direct)
 	}
 	// While one handle passes through, every open names the backing
 	// file; those that may not read the image get direct IO.
-	if id2, direct2 := s.open(testFile(1, 2, n, 2), true); id2 != id || direct2 {
+	if id2, direct2 := s.open(testFile(1, 2, n, 2), syscall.O_RDONLY); id2 != id || direct2 {
 		t.Fatalf("second reader: id %d direct %v, want id %d passthrough", id2, direct2, id)
 	}
-	if id3, direct3 := s.open(testFile(1, 2, n, 3), false); id3 != id || !direct3 {
+	if id3, direct3 := s.open(testFile(1, 2, n, 3), syscall.O_WRONLY); id3 != id || !direct3 {
 		t.Fatalf("writer beside readers: id %d direct %v, want id %d direct", id3, direct3, id)
 	}
 	// Changed elsewhere while in use: kept for the kernel, unusable.
 	s.changed(1)
-	if id4, direct4 := s.open(testFile(1, 3, n, 4), true); id4 != id || !direct4 {
+	if id4, direct4 := s.open(testFile(1, 3, n, 4), syscall.O_RDONLY); id4 != id || !direct4 {
 		t.Fatalf("reader after a change: id %d direct %v, want id %d direct", id4, direct4, id)
 	}
 	for range 3 {
@@ -289,7 +304,7 @@ func TestImageBudgetEvictsIdleImages(t *testing.T) {
 		s.committed(ino, 2)
 	}
 	// Inode 1 is in use: it must survive whatever the others need.
-	if id, _ := s.open(testFile(1, 2, 1<<20, 1), true); id == 0 {
+	if id, _ := s.open(testFile(1, 2, 1<<20, 1), syscall.O_RDONLY); id == 0 {
 		t.Fatal("no passthrough")
 	}
 	f4 := writer(fs, 4, 1)
@@ -324,7 +339,7 @@ func TestImageRegistrationRefusedTurnsImagesOff(t *testing.T) {
 	data := pattern(imageMinWrite, 9)
 	write(t, writer(fs, 1, 1), data, 0)
 	b.fail = syscall.EPERM
-	if id, _ := s.open(testFile(1, 1, int64(len(data)), 1), true); id != 0 {
+	if id, _ := s.open(testFile(1, 1, int64(len(data)), 1), syscall.O_RDONLY); id != 0 {
 		t.Fatal("passed through without a registration")
 	}
 	write(t, writer(fs, 2, 1), data, 0)

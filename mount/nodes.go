@@ -71,8 +71,10 @@ func (fs *FS) changed(attrs []*filerpb.Attr, removed []uint64) {
 // of this mount changed without touching their content (a link count, a
 // ctime), so an image current before stays current.
 func (fs *FS) contentKept(attrs []*filerpb.Attr) {
+	seen := make(map[uint64]bool, len(attrs))
 	for _, a := range attrs {
-		if a != nil && a.Mode&syscall.S_IFMT == syscall.S_IFREG {
+		if a != nil && a.Mode&syscall.S_IFMT == syscall.S_IFREG && !seen[a.Inode] {
+			seen[a.Inode] = true
 			fs.images.committed(a.Inode, a.Generation)
 		}
 	}
@@ -268,8 +270,7 @@ func (fs *FS) Link(ctx context.Context, ino, newParent uint64, newName string) (
 	if err != nil {
 		return Attr{}, fs.failed(err, []uint64{newParent}, ino)
 	}
-	fs.contentKept(resp.Changed)
-	fs.contentKept([]*filerpb.Attr{resp.Attr})
+	fs.contentKept(append(resp.Changed, resp.Attr))
 	return fs.overlay(fs.entryMade(newParent, newName, resp)), 0
 }
 

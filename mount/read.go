@@ -25,7 +25,14 @@ func (fs *FS) Read(ctx context.Context, fh uint64, p []byte, off int64) (int, sy
 	if off < 0 {
 		return 0, syscall.EINVAL
 	}
-	f := h.f
+	return h.f.readAt(ctx, h, p, off, true)
+}
+
+// readAt reads up to len(p) bytes of the file at off: from its image if
+// fromImage and the image is current, else from memory, the cache and the
+// volume servers. h, if not nil, is the reading handle (for read-ahead).
+func (f *file) readAt(ctx context.Context, h *handle, p []byte, off int64, fromImage bool) (int, syscall.Errno) {
+	fs := f.fs
 	if errno := f.reload(ctx, false); errno != 0 {
 		return 0, errno
 	}
@@ -35,7 +42,7 @@ func (fs *FS) Read(ctx context.Context, fh uint64, p []byte, off int64) (int, sy
 		return 0, 0
 	}
 	p = p[:min(int64(len(p)), f.size-off)]
-	if fs.images.readAt(f, p, off) {
+	if fromImage && fs.images.readAt(f, p, off) {
 		f.mu.Unlock()
 		return len(p), 0
 	}
@@ -46,12 +53,14 @@ func (fs *FS) Read(ctx context.Context, fh uint64, p []byte, off int64) (int, sy
 		return 0, syscall.EIO
 	}
 	var ahead []piece
-	h.mu.Lock()
-	sequential := off == h.lastEnd
-	h.lastEnd = off + int64(len(p))
-	h.mu.Unlock()
-	if sequential && fs.cfg.ReadAheadChunks > 0 {
-		ahead = f.aheadLocked(off+int64(len(p)), fs.cfg.ReadAheadChunks)
+	if h != nil && fs.cfg.ReadAheadChunks > 0 {
+		h.mu.Lock()
+		sequential := off == h.lastEnd
+		h.lastEnd = off + int64(len(p))
+		h.mu.Unlock()
+		if sequential {
+			ahead = f.aheadLocked(off+int64(len(p)), fs.cfg.ReadAheadChunks)
+		}
 	}
 	f.mu.Unlock()
 	for _, pc := range ahead {

@@ -121,6 +121,9 @@ func (fs *FS) apply(ev *filerpb.MetadataEvent) {
 // markStale makes the next read or open of ino fetch its content again.
 func (fs *FS) markStale(ino uint64) {
 	fs.pages.forget(ino)
+	// Another client changed it: its image is out of date (kept while
+	// handles pass through to it).
+	fs.images.changed(ino)
 	fs.mu.Lock()
 	f := fs.files[ino]
 	fs.mu.Unlock()
