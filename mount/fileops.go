@@ -79,11 +79,16 @@ func (f *file) dataSpansLocked() []span {
 const (
 	FallocKeepSize  = 0x1
 	FallocPunchHole = 0x2
+	FallocZeroRange = 0x10
 )
 
 // Fallocate reserves (mode 0 or KeepSize: the size grows unless
-// KeepSize; chunks are written lazily, so nothing else is reserved) or
-// punches a hole (PunchHole|KeepSize: the range reads as zeros).
+// KeepSize; chunks are written lazily, so nothing else is reserved),
+// punches a hole (PunchHole|KeepSize: the range reads as zeros) or zeroes
+// a range (ZeroRange, with or without KeepSize: as a punch, and the size
+// grows to cover the range unless KeepSize). Holes and zeroed ranges are
+// written as zeros, so SEEK_HOLE reports them as data, which POSIX
+// allows.
 func (fs *FS) Fallocate(ctx context.Context, fh uint64, mode uint32, off, length int64) syscall.Errno {
 	if fs.cfg.ReadOnly {
 		return syscall.EROFS
@@ -111,9 +116,12 @@ func (fs *FS) Fallocate(ctx context.Context, fh uint64, mode uint32, off, length
 		}
 		f.mu.Unlock()
 		return 0
-	case FallocPunchHole | FallocKeepSize:
+	case FallocPunchHole | FallocKeepSize, FallocZeroRange, FallocZeroRange | FallocKeepSize:
 		f.mu.Lock()
-		end := min(off+length, f.size)
+		end := off + length
+		if mode != FallocZeroRange {
+			end = min(end, f.size)
+		}
 		f.mu.Unlock()
 		if end <= off {
 			return 0 // all past the end: nothing to zero
