@@ -160,18 +160,22 @@ func (s *imageStore) emptyAt(ino, gen uint64) {
 	s.fresh[ino] = freshFile{gen: gen}
 }
 
-// written mirrors a write f just took (called with f.mu held, after the
-// write, so images see writes in the file's order). A file known empty
-// gets an image when a write makes it imageMinWrite bytes long or more:
-// at its first write (a file sized by truncate or fallocate and then
-// written anywhere), or once sequential writes from offset 0 add up to
-// that (what it holds so far is copied in from the mount's buffers).
+// written notes a write f just took (called with f.mu held, after the
+// write). A file known empty gets an image when a write makes it
+// imageMinWrite bytes long or more: at its first write (a file sized by
+// truncate or fallocate and then written anywhere), or once sequential
+// writes from offset 0 add up to that (what it holds so far is copied
+// in). The bytes of later writes reach the image when their slot is
+// sealed (sealed), a few large writes instead of one per write(2); only
+// while handles pass through to the image, and read it, does each write
+// go to it at once.
 func (s *imageStore) written(f *file, data []byte, off int64) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
 	img := s.images[f.ino]
+	var prefix []byte
 	if img == nil {
 		fr, ok := s.fresh[f.ino]
 		if !ok {
@@ -194,8 +198,13 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			return
 		}
 		delete(s.fresh, f.ino)
-		if !first {
-			prefix := make([]byte, end)
+		if first {
+			// This write may be sealed already (it filled its slot):
+			// it goes in now.
+			prefix = data
+		} else {
+			// Some of it may be sealed already: copy it all in.
+			prefix, off = make([]byte, end), 0
 			remote, overlay, err := f.gatherLocked(prefix, 0)
 			if err != nil || len(remote) > 0 {
 				// Part of it is on a volume server only: no image.
@@ -205,7 +214,6 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			for _, o := range overlay {
 				copy(prefix[o.at:], o.data)
 			}
-			data, off = prefix, 0
 		}
 		var err error
 		if img, err = s.createLocked(f.ino, fr.gen); err != nil {
@@ -214,23 +222,77 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			return
 		}
 	}
-	victims, ok := s.reserveLocked(img, f.size)
+	grows := f.size > img.length
+	victims, ok := s.reserveLocked(img, f.size, img.pt > 0)
 	if !ok {
 		victims = append(victims, s.invalidateLocked(img)...)
 	} else if img.elem != nil {
 		s.idle.MoveToFront(img.elem)
 	}
+	now := img.pt > 0
 	s.mu.Unlock()
 	closeImages(victims)
 	if !ok {
 		return
 	}
+	var err error
 	img.mu.Lock()
-	err := img.writeAt(data, off, f.size)
+	switch {
+	case prefix != nil:
+		err = img.writeAt(prefix, off, f.size)
+	case now:
+		err = img.writeAt(data, off, f.size)
+	case grows:
+		// The length the image is charged for; the bytes come at seal.
+		err = img.truncate(f.size)
+	}
 	img.mu.Unlock()
 	if err != nil && !errors.Is(err, errImageDropped) {
 		s.log.Warn("mount: file image write failed; dropping the image", "inode", f.ino, "err", err)
 		s.invalidate(img)
+	}
+}
+
+// sealed writes the bytes of chunks just sealed from f's write buffers
+// into its image (called with f.mu held).
+func (s *imageStore) sealed(f *file, refs []*chunkRef) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	img := s.images[f.ino]
+	s.mu.Unlock()
+	if img == nil {
+		return
+	}
+	var err error
+	img.mu.Lock()
+	for _, r := range refs {
+		if err = img.writeAt(r.mem, r.off, 0); err != nil {
+			break
+		}
+	}
+	img.mu.Unlock()
+	if err != nil && !errors.Is(err, errImageDropped) {
+		s.log.Warn("mount: file image write failed; dropping the image", "inode", f.ino, "err", err)
+		s.invalidate(img)
+	}
+}
+
+// replaced writes f's whole content, about to be committed inline, into
+// its image (called with f.mu held).
+func (s *imageStore) replaced(f *file, content []byte) {
+	s.sealed(f, []*chunkRef{{off: 0, mem: content}})
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	img := s.images[f.ino]
+	s.mu.Unlock()
+	if img != nil {
+		img.mu.Lock()
+		_ = img.truncate(int64(len(content)))
+		img.mu.Unlock()
 	}
 }
 
@@ -244,7 +306,10 @@ func (s *imageStore) readAt(f *file, p []byte, off int64) bool {
 	img := s.images[f.ino]
 	// img.gen may be ahead of f.attr: this mount's own chmod, rename or
 	// link moved it, not the content.
-	ok := img != nil && img.valid && img.gen >= f.attr.Generation && img.length == f.size
+	// Unsealed writes reach the image at seal, unless handles pass
+	// through to it.
+	ok := img != nil && img.valid && img.gen >= f.attr.Generation && img.length == f.size &&
+		(len(f.dirty) == 0 || img.pt > 0)
 	s.mu.Unlock()
 	if !ok {
 		return false
@@ -294,7 +359,7 @@ func (s *imageStore) resized(ino, gen uint64, size int64) {
 		s.fresh[ino] = freshFile{gen: gen}
 	}
 	img := s.images[ino]
-	if img == nil || !img.valid || (gen != 0 && img.gen+1 != gen) {
+	if img == nil || ((!img.valid || (gen != 0 && img.gen+1 != gen)) && img.pt == 0) {
 		var victims []*image
 		if img != nil {
 			victims = s.invalidateLocked(img)
@@ -303,7 +368,9 @@ func (s *imageStore) resized(ino, gen uint64, size int64) {
 		closeImages(victims)
 		return
 	}
-	victims, ok := s.reserveLocked(img, max(size, img.length))
+	// Handles passing through read the image: it follows every change
+	// this mount makes, whatever the budget or its validity say.
+	victims, ok := s.reserveLocked(img, max(size, img.length), img.pt > 0)
 	if !ok {
 		victims = append(victims, s.invalidateLocked(img)...)
 	}
@@ -325,10 +392,15 @@ func (s *imageStore) resized(ino, gen uint64, size int64) {
 		return
 	}
 	s.mu.Lock()
-	if s.images[ino] == img && img.valid {
-		s.reserveLocked(img, size) // a shrink: gives bytes back
-		if gen != 0 {
+	if s.images[ino] == img {
+		s.reserveLocked(img, size, true) // a shrink: gives bytes back
+		switch {
+		case !img.valid:
+		case gen == 0:
+		case img.gen+1 == gen:
 			img.gen = gen
+		default:
+			s.invalidateLocked(img) // in use, so kept
 		}
 	}
 	s.mu.Unlock()
@@ -611,8 +683,9 @@ func (s *imageStore) createLocked(ino, gen uint64) (*image, error) {
 // reserveLocked charges img for growing to length, evicting idle images
 // (least recently used first) to stay within the budget. It returns the
 // images evicted, for the caller to close once s.mu is released, and
-// false if even that leaves no room.
-func (s *imageStore) reserveLocked(img *image, length int64) ([]*image, bool) {
+// false if even that leaves no room (unless force: the charge is made
+// over budget).
+func (s *imageStore) reserveLocked(img *image, length int64, force bool) ([]*image, bool) {
 	need := length - img.length
 	if need <= 0 {
 		s.used += need
@@ -626,6 +699,9 @@ func (s *imageStore) reserveLocked(img *image, length int64) ([]*image, bool) {
 			e = e.Prev()
 		}
 		if e == nil {
+			if force {
+				break
+			}
 			return victims, false
 		}
 		s.stats.Evicted++

@@ -91,8 +91,27 @@ func write(t *testing.T, f *file, data []byte, off int64) {
 	f.writeLocked(data, off, need)
 }
 
-// commit stands for a commit by this mount answered with generation gen.
+// seal turns f's write buffers into chunks as a flush does (without
+// uploading them): their bytes reach the image.
+func seal(f *file) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cs := f.fs.cfg.chunkSize()
+	var refs []*chunkRef
+	for idx, sl := range f.dirty {
+		for _, r := range sl.runs {
+			refs = append(refs, &chunkRef{off: idx*cs + r.start, size: r.end - r.start, mem: sl.buf[r.start:r.end], committed: true})
+		}
+		delete(f.dirty, idx)
+	}
+	f.refs = append(f.refs, refs...)
+	f.ivsOK = false
+	f.fs.images.sealed(f, refs)
+}
+
+// commit stands for a flush by this mount answered with generation gen.
 func commit(f *file, gen uint64) {
+	seal(f)
 	f.mu.Lock()
 	f.attr.Generation = gen
 	f.fs.images.committed(f.ino, gen)
@@ -162,6 +181,15 @@ func TestImageStartsWhenAFreshFileGrowsBig(t *testing.T) {
 	}
 	write(t, f5, []byte("tail"), int64(len(want))+10)
 	want = append(append(want, make([]byte, 10)...), "tail"...)
+	// Unsealed bytes are not read from the image.
+	p := make([]byte, 14)
+	f5.mu.Lock()
+	ok := s.readAt(f5, p, int64(len(want))-14)
+	f5.mu.Unlock()
+	if ok {
+		t.Fatal("readAt served a range with unsealed writes from the image")
+	}
+	seal(f5)
 	if got := imageBytes(t, s, 5); !bytes.Equal(got, want) {
 		t.Fatalf("image holds %d bytes, want %d (the writes, a hole of zeros between)", len(got), len(want))
 	}
@@ -174,6 +202,7 @@ func TestImageStartsWhenAFreshFileGrowsBig(t *testing.T) {
 	f6.size = 1 << 20
 	s.resized(6, 0, 1<<20)
 	write(t, f6, big[:4096], 512<<10)
+	seal(f6)
 	want6 := make([]byte, 1<<20)
 	copy(want6[512<<10:], big[:4096])
 	if got := imageBytes(t, s, 6); !bytes.Equal(got, want6) {
@@ -184,9 +213,8 @@ func TestImageStartsWhenAFreshFileGrowsBig(t *testing.T) {
 	}
 	// What a handle that does not pass through reads comes from the
 	// image while it is current.
-	p := make([]byte, 14)
 	f5.mu.Lock()
-	ok := s.readAt(f5, p, int64(len(want))-14)
+	ok = s.readAt(f5, p, int64(len(want))-14)
 	f5.mu.Unlock()
 	if !ok || !bytes.Equal(p, want[len(want)-14:]) {
 		t.Fatalf("readAt = %v %q, want the last 14 bytes", ok, p)
@@ -348,5 +376,43 @@ func TestImageRegistrationRefusedTurnsImagesOff(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
 		t.Fatalf("%d files left in the image directory", len(entries))
+	}
+}
+
+// While handles pass through to an image, it follows every change this
+// mount makes to the file, even once it is no longer trusted for new
+// opens: the readers must see a truncate or a write made beside them.
+func TestImageInUseFollowsLocalChanges(t *testing.T) {
+	s, _ := newTestImages(t, 1<<20)
+	fs := imageFS(s)
+	data := pattern(256<<10, 11)
+	f := writer(fs, 1, 1)
+	write(t, f, data, 0)
+	commit(f, 2)
+	if id, _ := s.open(testFile(1, 2, int64(len(data)), 1), syscall.O_RDONLY); id == 0 {
+		t.Fatal("no passthrough")
+	}
+	// A writer beside the reader makes the image untrusted; it stays,
+	// and takes the writer's bytes at once (no seal needed).
+	if _, direct := s.open(testFile(1, 2, int64(len(data)), 2), syscall.O_WRONLY); !direct {
+		t.Fatal("writer beside a passthrough reader without direct IO")
+	}
+	s.resized(1, 3, 1000) // a truncate by this mount
+	if got := imageBytes(t, s, 1); !bytes.Equal(got, data[:1000]) {
+		t.Fatalf("image in use after a truncate holds %d bytes, want 1000", len(got))
+	}
+	f.size = 1000
+	big := pattern(2<<20, 12) // past the budget: in use, so kept anyway
+	write(t, f, big, 0)
+	if got := imageBytes(t, s, 1); !bytes.Equal(got, big) {
+		t.Fatalf("image in use after a write holds %d bytes, want the %d written", len(got), len(big))
+	}
+	if st := s.Stats(); st.Images != 1 || st.Bytes != int64(len(big)) {
+		t.Fatalf("stats = %+v, want the image kept and charged %d bytes", st, len(big))
+	}
+	s.released(1)
+	s.released(1)
+	if st := s.Stats(); st.Images != 0 || st.Bytes != 0 {
+		t.Fatalf("stats after the last release = %+v, want the untrusted image gone", st)
 	}
 }

@@ -187,6 +187,7 @@ func (f *file) sealLocked(s *slot) {
 		f.refs = append(f.refs, ref)
 	}
 	f.ivsOK = false
+	f.fs.images.sealed(f, refs)
 	f.startUploadLocked(refs, s.charged)
 }
 
@@ -434,6 +435,7 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 		return 0
 	}
 	if content, ok := f.inlineContentLocked(); ok {
+		f.fs.images.replaced(f, content)
 		size, mtime := f.size, f.mtime
 		f.mu.Unlock()
 		resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.AttrResponse, error) {
