@@ -61,7 +61,8 @@ type file struct {
 	inflight  int
 	err       error // first upload error since the last flush
 	lastMod   int64
-	writeEnd  int64 // where the last write ended
+	writeEnd  int64  // where the last write ended
+	writes    uint64 // writes taken, to tell whether any came in meanwhile
 	// lockOwners are the owners that asked for record locks on the
 	// file, each with the handles it asked through: a close by the
 	// owner (Flush) releases its locks and forgets it, so what is left

@@ -91,11 +91,12 @@ type image struct {
 	// tainted: a writable handle got it as its backing file, so a
 	// shared writable mmap may write it behind the mount's back: never
 	// valid again.
-	tainted bool
-	length  int64 // the image file's length, also what it is charged
-	pt      int   // passthrough handles open on it
-	id      int32 // backing id while pt > 0
-	elem    *list.Element
+	tainted    bool
+	overBudget bool  // logged once
+	length     int64 // the image file's length, also what it is charged
+	pt         int   // passthrough handles open on it
+	id         int32 // backing id while pt > 0
+	elem       *list.Element
 
 	mu sync.Mutex // held around IO on fd and its close
 	fd *os.File   // nil once dropped
@@ -185,8 +186,13 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 		end := off + int64(len(data))
 		// (f.attr may lag behind fr.gen: this mount's own chmod or
 		// rename moved fr.gen, not the file's content.)
-		first := fr.end == 0 && f.size >= imageMinWrite
-		sequential := off == fr.end
+		// first: nothing written since it was empty but this write
+		// (which may be sealed already); sequential: it follows what
+		// was written since. Either way what is sealed lies within
+		// what is copied in below, unless a write raced the truncate
+		// that made the file empty.
+		first := fr.end == 0 && f.size >= imageMinWrite && f.sealedWithinLocked(off, end)
+		sequential := off == fr.end && f.sealedWithinLocked(0, end)
 		if f.attr.Generation > fr.gen || !(first || sequential) || !s.onLocked() {
 			delete(s.fresh, f.ino)
 			s.mu.Unlock()
@@ -291,13 +297,18 @@ func (s *imageStore) replaced(f *file, content []byte) {
 	s.mu.Unlock()
 	if img != nil {
 		img.mu.Lock()
-		_ = img.truncate(int64(len(content)))
+		err := img.truncate(int64(len(content)))
 		img.mu.Unlock()
+		if err != nil && !errors.Is(err, errImageDropped) {
+			s.log.Warn("mount: file image truncate failed; dropping the image", "inode", f.ino, "err", err)
+			s.invalidate(img)
+		}
 	}
 }
 
 // readAt reads p at off from f's image if it holds f's current content
-// (called with f.mu held, so no write gets in between); false if not.
+// (called with f.mu held, so no write gets in between), with the writes
+// not sealed yet laid over it; false if not.
 func (s *imageStore) readAt(f *file, p []byte, off int64) bool {
 	if s == nil {
 		return false
@@ -306,21 +317,57 @@ func (s *imageStore) readAt(f *file, p []byte, off int64) bool {
 	img := s.images[f.ino]
 	// img.gen may be ahead of f.attr: this mount's own chmod, rename or
 	// link moved it, not the content.
-	// Unsealed writes reach the image at seal, unless handles pass
-	// through to it.
-	ok := img != nil && img.valid && img.gen >= f.attr.Generation && img.length == f.size &&
-		(len(f.dirty) == 0 || img.pt > 0)
+	ok := img != nil && img.valid && img.gen >= f.attr.Generation && img.length == f.size
 	s.mu.Unlock()
 	if !ok {
 		return false
 	}
 	img.mu.Lock()
-	defer img.mu.Unlock()
 	if img.fd == nil {
+		img.mu.Unlock()
 		return false
 	}
 	n, err := img.fd.ReadAt(p, off)
-	return n == len(p) || (err == io.EOF && off+int64(n) == img.length)
+	img.mu.Unlock()
+	if n != len(p) && (err != io.EOF || off+int64(n) != img.length) {
+		return false
+	}
+	f.overlayDirtyLocked(p, off)
+	return true
+}
+
+// overlayDirtyLocked copies the unsealed writes that fall in [off,
+// off+len(p)) over p.
+func (f *file) overlayDirtyLocked(p []byte, off int64) {
+	cs := f.fs.cfg.chunkSize()
+	end := off + int64(len(p))
+	for idx, sl := range f.dirty {
+		base := idx * cs
+		if base >= end || base+int64(len(sl.buf)) <= off {
+			continue
+		}
+		for _, r := range sl.runs {
+			s, e := max(base+r.start, off), min(base+r.end, end)
+			if s < e {
+				copy(p[s-off:e-off], sl.buf[s-base:e-base])
+			}
+		}
+	}
+}
+
+// sealedWithinLocked: every chunk f sealed and has not committed lies in
+// [off, end), and f holds no inline content. (Unsealed writes reach an
+// image when sealed, wherever they are.)
+func (f *file) sealedWithinLocked(off, end int64) bool {
+	if len(f.inline) > 0 {
+		return false
+	}
+	for _, r := range f.refs {
+		if !r.committed && (r.off < off || r.off+r.size > end) {
+			return false
+		}
+	}
+	return true
 }
 
 // has says whether ino has an image kept current.
@@ -700,6 +747,11 @@ func (s *imageStore) reserveLocked(img *image, length int64, force bool) ([]*ima
 		}
 		if e == nil {
 			if force {
+				if !img.overBudget {
+					img.overBudget = true
+					s.log.Info("mount: a file image in use grows past -imageCapacityMB; it shrinks back when its handles close",
+						"inode", img.ino, "bytes", s.used+need, "budget", s.budget)
+				}
 				break
 			}
 			return victims, false

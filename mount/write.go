@@ -145,6 +145,7 @@ func (f *file) writeLocked(data []byte, off, charged int64) {
 	f.writeEnd = off + int64(len(data))
 	f.mtime = time.Now().UnixNano()
 	f.metaDirty = true
+	f.writes++
 	f.fs.images.written(f, data, off)
 }
 
@@ -436,7 +437,7 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 	}
 	if content, ok := f.inlineContentLocked(); ok {
 		f.fs.images.replaced(f, content)
-		size, mtime := f.size, f.mtime
+		size, mtime, writes := f.size, f.mtime, f.writes
 		f.mu.Unlock()
 		resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.AttrResponse, error) {
 			return f.fs.api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: f.ino, Inline: content,
@@ -446,7 +447,7 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 			f.mu.Lock()
 			a := attrFromPB(resp.Attr)
 			f.fs.meta.putAttr(a)
-			f.committedInlineLocked(content, a, size, mtime)
+			f.committedInlineLocked(content, a, size, writes)
 			f.fs.images.committed(f.ino, a.Generation)
 			f.mu.Unlock()
 			return 0
@@ -590,9 +591,13 @@ func (f *file) inlineContentLocked() ([]byte, bool) {
 	return buf, true
 }
 
-// committedInlineLocked records a successful inline commit.
-func (f *file) committedInlineLocked(content []byte, a Attr, size, mtime int64) {
-	if f.size != size || f.mtime != mtime || f.inflight > 0 {
+// committedInlineLocked records a successful inline commit of the file
+// as it was after its writes-th write.
+func (f *file) committedInlineLocked(content []byte, a Attr, size int64, writes uint64) {
+	// (Not the mtime: a utimens meanwhile changes it, and would keep
+	// buffers the commit already holds, to be committed again after a
+	// truncate that followed.)
+	if f.size != size || f.writes != writes || f.inflight > 0 {
 		// Writes came in meanwhile; the next flush commits them on top.
 		f.inline = content
 		f.attr = a
