@@ -37,10 +37,9 @@ type OpenMode struct {
 	DirectIO bool
 }
 
-// imageMinWrite: a file gets an image only if its first write, at offset
-// 0, is at least this long. Small files are not worth a local file each
-// (their cost is the open, not the reads), and programs writing big
-// files write in big pieces.
+// imageMinWrite: a file gets an image only once it is this long. Small
+// files are not worth a local file each (their cost is the open, not the
+// reads).
 const imageMinWrite = 64 << 10
 
 // errImageDropped: the image was evicted or invalidated meanwhile.
@@ -52,13 +51,14 @@ const maxFresh = 4096
 // imageStore keeps local images of files this mount wrote: a whole copy
 // of the file's content at offset 0 in a local file, which the kernel can
 // read through FUSE passthrough with no round trip to the mount. An image
-// is written through as the file is written, from the moment the file is
-// known to be empty, and is trusted for an inode generation: the
-// generation the filer answered to this mount's own commit or truncate
-// when the image mirrored that change. Any other change of the inode (by
-// another client, or one the image did not mirror) makes the generation
-// move past it and the image unusable. Images are a cache: bounded by
-// bytes, evicted least recently used, removed at start.
+// follows the file's changes on this mount from the moment the file is
+// known to be empty (writes reach it as their buffers are sealed), and is
+// trusted for an inode generation: the generation the filer answered to
+// this mount's own commit, truncate, chmod, rename or link when the image
+// mirrored that change. Any other change of the inode (by another client,
+// or one the image did not mirror) makes the generation move past it and
+// the image untrusted. Images are a cache: bounded by bytes, evicted least
+// recently used, removed at start.
 type imageStore struct {
 	dir    string
 	budget int64
@@ -76,7 +76,8 @@ type imageStore struct {
 }
 
 // freshFile is a file known empty at generation gen, written since only
-// sequentially from offset 0, up to end: it may still get an image.
+// sequentially from offset 0 up to end (0: not written): it may still get
+// an image.
 type freshFile struct {
 	gen uint64
 	end int64
@@ -86,7 +87,7 @@ type freshFile struct {
 type image struct {
 	ino   uint64
 	path  string
-	gen   uint64 // the inode generation whose content it holds (plus unflushed local writes)
+	gen   uint64 // the inode generation whose content it holds (plus local writes sealed since)
 	valid bool   // false: out of date; kept only while the kernel uses it
 	// tainted: a writable handle got it as its backing file, so a
 	// shared writable mmap may write it behind the mount's back: never
@@ -184,8 +185,6 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			return
 		}
 		end := off + int64(len(data))
-		// (f.attr may lag behind fr.gen: this mount's own chmod or
-		// rename moved fr.gen, not the file's content.)
 		// first: nothing written since it was empty but this write
 		// (which may be sealed already); sequential: it follows what
 		// was written since. Either way what is sealed lies within
@@ -193,6 +192,8 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 		// that made the file empty.
 		first := fr.end == 0 && f.size >= imageMinWrite && f.sealedWithinLocked(off, end)
 		sequential := off == fr.end && f.sealedWithinLocked(0, end)
+		// (f.attr may lag behind fr.gen, never lead it: this mount's
+		// own chmod or rename moves fr.gen, not the file's content.)
 		if f.attr.Generation > fr.gen || !(first || sequential) || !s.onLocked() {
 			delete(s.fresh, f.ino)
 			s.mu.Unlock()
