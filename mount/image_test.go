@@ -139,6 +139,14 @@ func imageBytes(t *testing.T, s *imageStore, ino uint64) []byte {
 	return b
 }
 
+// noImageFiles checks the image directory is empty.
+func noImageFiles(t *testing.T, s *imageStore) {
+	t.Helper()
+	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
+		t.Fatalf("%d files left in the image directory", len(entries))
+	}
+}
+
 func pattern(n int, seed byte) []byte {
 	b := make([]byte, n)
 	for i := range b {
@@ -319,9 +327,7 @@ func TestImageOpenRules(t *testing.T) {
 	if st := s.Stats(); st.Images != 0 || st.PassthroughOpens != 2 || st.DirectOpens != 2 {
 		t.Fatalf("stats = %+v, want the stale image gone, 2 passthrough and 2 direct opens", st)
 	}
-	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
-		t.Fatalf("%d files left in the image directory", len(entries))
-	}
+	noImageFiles(t, s)
 }
 
 func TestImageBudgetEvictsIdleImages(t *testing.T) {
@@ -375,9 +381,7 @@ func TestImageRegistrationRefusedTurnsImagesOff(t *testing.T) {
 	if st := s.Stats(); st.Images != 0 {
 		t.Fatalf("images = %d, want none once passthrough was refused", st.Images)
 	}
-	if entries, _ := os.ReadDir(s.dir); len(entries) != 0 {
-		t.Fatalf("%d files left in the image directory", len(entries))
-	}
+	noImageFiles(t, s)
 }
 
 // While handles pass through to an image, it follows every change this
