@@ -166,7 +166,7 @@ func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, 
 		return Attr{}, 0, OpenMode{}, errno
 	}
 	f.overlayAttr(&a)
-	fh, om := fs.newHandleMode(f, flags|syscall.O_RDWR)
+	fh, om := fs.newHandleMode(f, flags)
 	return a, fh, om, 0
 }
 
