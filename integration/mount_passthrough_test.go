@@ -50,8 +50,8 @@ func needPassthrough(t *testing.T, m *cluster.Mount) {
 // the image itself. Each step checks the bytes read, and what the image
 // store counted:
 //   - read(2) and mmap of a passthrough handle return what was written;
-//   - a truncate, a hard link and a rename through the mount keep the
-//     image current;
+//   - a truncate, an inline rewrite, a hard link and a rename through
+//     the mount keep the image current;
 //   - a lock taken through a passthrough handle lets it read what another
 //     mount wrote meanwhile (the image is rewritten in place);
 //   - a writer opened beside a passthrough reader goes through the mount
@@ -113,6 +113,39 @@ func TestMountPassthrough(t *testing.T) {
 	readAll("read after a truncate", path, want)
 	wantOpens("after a truncate through the mount", 2, 0)
 
+	// Small enough to be stored inline: the image follows the inline
+	// commit of a rewrite.
+	small := a.Path("small")
+	if err := os.WriteFile(small, randomBytes(t, 256<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(small, 100); err != nil {
+		t.Fatal(err)
+	}
+	sf, err := os.OpenFile(small, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := []byte("rewritten inline")
+	if _, err := sf.WriteAt(head, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := sf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	gotSmall, err := os.ReadFile(small)
+	if err != nil || len(gotSmall) != 100 || !bytes.Equal(gotSmall[10:10+len(head)], head) {
+		t.Fatalf("small file after an inline rewrite: %d bytes, %v", len(gotSmall), err)
+	}
+	if got, err := os.ReadFile(b.Path("small")); err != nil || !bytes.Equal(got, gotSmall) {
+		t.Fatalf("mount B reads the small file differently (%v)", err)
+	}
+	wantOpens("after an inline rewrite (the image passes through)", 3, 0)
+	if err := os.Remove(small); err != nil {
+		t.Fatal(err)
+	}
+
 	// A hard link and a rename change the inode (nlink, ctime), not
 	// its content.
 	if err := os.Link(path, a.Path("link")); err != nil {
@@ -122,7 +155,7 @@ func TestMountPassthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll("read through a renamed hard link", a.Path("renamed"), want)
-	wantOpens("after a link and a rename through the mount", 3, 0)
+	wantOpens("after a link and a rename through the mount", 4, 0)
 	if err := os.Remove(a.Path("renamed")); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +167,7 @@ func TestMountPassthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	wantOpens("open kept for the lock and writer steps", 4, 0)
+	wantOpens("open kept for the lock and writer steps", 5, 0)
 	mm, err := syscall.Mmap(int(r.Fd()), 0, len(want), syscall.PROT_READ, syscall.MAP_SHARED)
 	if err != nil {
 		t.Fatalf("mmap: %v", err)
@@ -170,7 +203,7 @@ func TestMountPassthrough(t *testing.T) {
 	if err != nil {
 		t.Fatalf("open for writing beside a passthrough reader: %v", err)
 	}
-	wantOpens("a writer beside a passthrough reader", 4, 1)
+	wantOpens("a writer beside a passthrough reader", 5, 1)
 	patch := []byte("written beside a passthrough reader")
 	if _, err := w.WriteAt(patch, 1<<20); err != nil {
 		t.Fatal(err)
@@ -188,7 +221,7 @@ func TestMountPassthrough(t *testing.T) {
 	}
 	readAll("mount B after the writer closed", b.Path("big"), want)
 	readAll("read after the writer closed", path, want)
-	if st := stats(); st.PassthroughOpens != 4 || st.Images != 0 {
+	if st := stats(); st.PassthroughOpens != 5 || st.Images != 0 {
 		t.Fatalf("after a writer shared the backing file: %+v, want its image dropped, no new passthrough open", st)
 	}
 
@@ -217,7 +250,7 @@ func TestMountPassthrough(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if st := stats(); st.PassthroughOpens != 4 || st.Images != 0 {
+	if st := stats(); st.PassthroughOpens != 5 || st.Images != 0 {
 		t.Fatalf("after mount B rewrote a file: %+v, want no new passthrough open and the image dropped", st)
 	}
 }

@@ -73,8 +73,15 @@ func (fs *FS) changed(attrs []*filerpb.Attr, removed []uint64) {
 func (fs *FS) contentKept(attrs []*filerpb.Attr) {
 	seen := make(map[uint64]bool, len(attrs))
 	for _, a := range attrs {
-		if a != nil && a.Mode&syscall.S_IFMT == syscall.S_IFREG && !seen[a.Inode] {
-			seen[a.Inode] = true
+		if a == nil || a.Mode&syscall.S_IFMT != syscall.S_IFREG || seen[a.Inode] {
+			continue
+		}
+		seen[a.Inode] = true
+		if a.Nlink == 0 {
+			// Unlinked, kept by open handles: no open will find it
+			// by name again, so its image goes once theirs close.
+			fs.images.changed(a.Inode)
+		} else {
 			fs.images.committed(a.Inode, a.Generation)
 		}
 	}
