@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/fullstorydev/grpchan"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -22,6 +23,11 @@ type FilerClientConfig struct {
 	Address string
 	// DialOptions are extra gRPC dial options.
 	DialOptions []grpc.DialOption
+	// Conn, if set, is the connection to use instead of dialing
+	// Address: a filer in the same process hands one out
+	// (filerd.Server.Local) so that calls skip the network. The
+	// client does not close it.
+	Conn grpc.ClientConnInterface
 }
 
 // FilerClient is a connection to a filer's gRPC API. Errors returned by
@@ -29,12 +35,17 @@ type FilerClientConfig struct {
 // the gRPC status (status.FromError still works) and carry the filer's
 // errno name, which PosixErrno returns. Safe for concurrent use.
 type FilerClient struct {
-	conn *grpc.ClientConn
-	api  filerpb.FilerClient
+	conn  grpc.ClientConnInterface
+	close func() error
+	api   filerpb.FilerClient
 }
 
 // NewFilerClient connects lazily to the filer at cfg.Address.
 func NewFilerClient(cfg FilerClientConfig) (*FilerClient, error) {
+	if cfg.Conn != nil {
+		conn := grpchan.InterceptClientConn(cfg.Conn, filerUnaryErrors, filerStreamErrors)
+		return &FilerClient{conn: conn, close: func() error { return nil }, api: filerpb.NewFilerClient(conn)}, nil
+	}
 	if cfg.Address == "" {
 		return nil, fmt.Errorf("filer client: %w: no filer address", ErrInvalid)
 	}
@@ -48,14 +59,14 @@ func NewFilerClient(cfg FilerClientConfig) (*FilerClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("filer client for %s: %w", cfg.Address, err)
 	}
-	return &FilerClient{conn: conn, api: filerpb.NewFilerClient(conn)}, nil
+	return &FilerClient{conn: conn, close: conn.Close, api: filerpb.NewFilerClient(conn)}, nil
 }
 
 // API returns the filer's gRPC client.
 func (f *FilerClient) API() filerpb.FilerClient { return f.api }
 
 // Close releases the connection.
-func (f *FilerClient) Close() error { return f.conn.Close() }
+func (f *FilerClient) Close() error { return f.close() }
 
 // PosixErrno returns the errno name ("ENOENT", "EEXIST", ...) a filer
 // attached to err, or "" if there is none.

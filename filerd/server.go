@@ -46,6 +46,7 @@ type Server struct {
 	grpcLn  net.Listener
 	httpSrv *http.Server
 	grpcSrv *grpc.Server
+	local   *localConn // the same services, in-process (Local)
 
 	gcWake     chan struct{} // buffered(1): a nudge for the GC loop
 	gcMu       sync.Mutex    // one GC pass at a time
@@ -151,7 +152,8 @@ func New(cfg Config) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(lg.Handler(), slog.LevelWarn),
 	}
 	s.grpcSrv = grpc.NewServer(append(client.TransportServerOptions(), grpc.ChainUnaryInterceptor(signatureInterceptor))...)
-	filerpb.RegisterFilerServer(s.grpcSrv, &grpcServer{s: s})
+	gs := &grpcServer{s: s}
+	filerpb.RegisterFilerServer(s.grpcSrv, gs)
 	if s.locks, err = newLockManager(lg); err != nil {
 		return nil, err
 	}
@@ -159,7 +161,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.locksLive = s.lockMarker.set
-	lockpb.RegisterLocksServer(s.grpcSrv, &locksServer{s: s})
+	ls := &locksServer{s: s}
+	lockpb.RegisterLocksServer(s.grpcSrv, ls)
+	s.local = newLocalConn(gs, ls)
 	ok = true
 	return s, nil
 }
@@ -364,6 +368,7 @@ func (s *Server) Close() error {
 			<-stopped
 		}
 		s.grpcLn.Close()
+		s.local.close(5 * time.Second)
 		s.loops.Wait()
 		var errs []error
 		if err := s.cluster.Close(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -229,6 +230,103 @@ func TestServerAndBenchmarkBinary(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("kelp server did not stop within 20s of SIGTERM")
+	}
+}
+
+// `kelp server -mount` (the README's first command) mounts the cluster it
+// starts, the mount calling its filer in-process: files, renames and
+// locks work through it, the filer's HTTP API sees what was written, and
+// SIGTERM flushes, unmounts and exits cleanly.
+func TestServerMountBinary(t *testing.T) {
+	cluster.NeedFUSE(t)
+	dir, mnt := t.TempDir(), t.TempDir()
+	mp, mg, vp, vg := cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t)
+	fp, fg := cluster.FreePort(t), cluster.FreePort(t)
+	srv := startKelp(t, "server", "-dir", dir, "-ip", "127.0.0.1", "-mount", mnt,
+		"-master.port", fmt.Sprint(mp), "-master.port.grpc", fmt.Sprint(mg),
+		"-volume.port", fmt.Sprint(vp), "-volume.port.grpc", fmt.Sprint(vg),
+		"-filer.port", fmt.Sprint(fp), "-filer.port.grpc", fmt.Sprint(fg))
+	for deadline := time.Now().Add(30 * time.Second); !mounted(t, mnt); {
+		select {
+		case <-srv.exited:
+			t.Fatalf("kelp server exited before mounting: %v\n%s", srv.err, srv.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not mounted within 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(srv.out.String(), "filer.inProcess=true"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the mount does not say it calls the filer in-process:\n%s", srv.out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	data := bytes.Repeat([]byte("kelp server mount\n"), 40000) // 720 KB: chunks, not inline
+	if err := os.MkdirAll(filepath.Join(mnt, "d", "e"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "d", "tmp"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(mnt, "d", "tmp"), filepath.Join(mnt, "d", "e", "file")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(mnt, "d", "e", "file")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back through the mount: %d bytes, %v", len(got), err)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/d/e/file", fp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+		t.Fatalf("filer HTTP GET: status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+	}
+
+	// flock between two open file descriptions goes through the lock
+	// service like any other mount's.
+	a, err := os.Open(filepath.Join(mnt, "d", "e", "file"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := os.Open(filepath.Join(mnt, "d", "e", "file"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := syscall.Flock(int(a.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatalf("flock: %v", err)
+	}
+	if err := syscall.Flock(int(b.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != syscall.EWOULDBLOCK {
+		t.Fatalf("second flock while the first is held: %v, want EWOULDBLOCK", err)
+	}
+	if err := syscall.Flock(int(a.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(b.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatalf("flock after the unlock: %v", err)
+	}
+	a.Close()
+	b.Close()
+
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-srv.exited:
+		if srv.err != nil {
+			t.Fatalf("kelp server after SIGTERM: %v\n%s", srv.err, srv.out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("kelp server did not stop within 30s of SIGTERM")
+	}
+	if mounted(t, mnt) {
+		t.Fatalf("%s still mounted after kelp server exited", mnt)
 	}
 }
 

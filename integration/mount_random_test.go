@@ -38,7 +38,14 @@ import (
 // operation; "reopen" closes descriptors often and rereads each closed file
 // through a fresh open, checking what was persisted.
 func TestMountRandomOps(t *testing.T) {
-	c, m := mountCluster(t, func(cfg *mount.Config) { cfg.ChunkSizeMB = 1 })
+	// The first mount calls its filer in-process, as `kelp server
+	// -mount` does; the second over the network.
+	cluster.NeedFUSE(t)
+	c := cluster.Start(t, cluster.Options{Filer: true})
+	m := c.MountFiler(func(cfg *mount.Config) {
+		cfg.ChunkSizeMB = 1
+		cfg.FilerConn = c.Filer.Server().Local()
+	})
 	m2 := c.MountFiler(nil)
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("KELP_RANDOM_SEED"); s != "" {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/kelpfs/kelp/cache"
 	"github.com/kelpfs/kelp/needle"
 )
@@ -17,6 +19,10 @@ type Config struct {
 	// Filer is the filer's address: "host:port" of its HTTP API (gRPC on
 	// port+10000, as SeaweedFS does) or "host:httpPort.grpcPort".
 	Filer string
+	// FilerConn, if set, carries the filer's gRPC calls instead of a
+	// connection dialed to Filer: a filer in the same process hands out
+	// an in-process one (filerd.Server.Local). Filer must still name it.
+	FilerConn grpc.ClientConnInterface
 	// FilerPath is the directory of the filer mounted as the root;
 	// default "/".
 	FilerPath string

@@ -122,7 +122,7 @@ func New(cfg Config) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount: filer address: %w", err)
 	}
-	fc, err := client.NewFilerClient(client.FilerClientConfig{Address: gaddr,
+	fc, err := client.NewFilerClient(client.FilerClientConfig{Address: gaddr, Conn: cfg.FilerConn,
 		DialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.WaitForReady(true))}})
 	if err != nil {
 		return nil, fmt.Errorf("mount: %w", err)

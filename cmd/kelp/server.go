@@ -124,6 +124,8 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 			go func() {
 				select {
 				case <-filer.Ready():
+					// The mount calls the filer in-process.
+					mountCfg.cfg.FilerConn = filer.Local()
 					mountDone <- serveMount(mountCtx, mountCfg.cfg, *mountDir, mountCfg.opts, log, nil)
 				case <-mountCtx.Done():
 					mountDone <- nil
