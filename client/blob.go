@@ -21,6 +21,23 @@ type BlobClientConfig struct {
 	MaxConnsPerHost int
 	// Timeout bounds one request; 0 means 60s.
 	Timeout time.Duration
+	// Local maps the address (host:port) of a volume server running in
+	// the same process to its in-process writes: uploads to it skip
+	// HTTP and the loopback socket (two copies of every byte).
+	Local map[string]LocalBlobs
+}
+
+// LocalBlobs is a volume server in the same process (volumed's
+// LocalBlobs). Upload behaves as BlobClient.Upload to its address,
+// errors included (see StatusError).
+type LocalBlobs interface {
+	Upload(ctx context.Context, fid string, data []byte, opts UploadOptions) (UploadResult, error)
+}
+
+// StatusError is the error of a blob request that the volume server
+// answered with HTTP status code and message msg.
+func StatusError(what string, code int, msg string) error {
+	return httpError(what, code, msg, nil)
 }
 
 // BlobClient moves blob bytes to and from volume servers over HTTP/1.1
@@ -33,6 +50,7 @@ type BlobClientConfig struct {
 type BlobClient struct {
 	fc      *fasthttp.Client
 	timeout time.Duration
+	local   map[string]LocalBlobs
 }
 
 // NewBlobClient returns a client with its own connection pool.
@@ -51,7 +69,7 @@ func NewBlobClient(cfg BlobClientConfig) *BlobClient {
 		DisableHeaderNamesNormalizing: false,
 		DisablePathNormalizing:        true,
 	}
-	return &BlobClient{fc: fc, timeout: cfg.Timeout}
+	return &BlobClient{fc: fc, timeout: cfg.Timeout, local: cfg.Local}
 }
 
 // Close drops idle connections.
@@ -104,6 +122,12 @@ func transportError(what string, err error) error {
 // raw PUT. It returns once the server and, unless opts.Replicate, every
 // replica of the volume hold the bytes.
 func (b *BlobClient) Upload(ctx context.Context, host, fid string, data []byte, opts UploadOptions) (UploadResult, error) {
+	if l := b.local[host]; l != nil {
+		if err := ctx.Err(); err != nil {
+			return UploadResult{}, fmt.Errorf("upload %s to %s: %w", fid, host, err)
+		}
+		return l.Upload(ctx, fid, data, opts)
+	}
 	what := "upload " + fid + " to " + host
 	q := url.Values{}
 	if opts.Name != "" {

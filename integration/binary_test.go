@@ -234,7 +234,7 @@ func TestServerAndBenchmarkBinary(t *testing.T) {
 }
 
 // `kelp server -mount` (the README's first command) mounts the cluster it
-// starts, the mount calling its filer in-process: files, renames and
+// starts, the mount calling its filer and volume server in-process: files, renames and
 // locks work through it, the filer's HTTP API sees what was written, and
 // SIGTERM flushes, unmounts and exits cleanly.
 func TestServerMountBinary(t *testing.T) {
@@ -257,9 +257,9 @@ func TestServerMountBinary(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(srv.out.String(), "filer.inProcess=true"); {
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(srv.out.String(), "filer.inProcess=true volumes.inProcess=1"); {
 		if time.Now().After(deadline) {
-			t.Fatalf("the mount does not say it calls the filer in-process:\n%s", srv.out.String())
+			t.Fatalf("the mount does not say it calls the filer and the volume server in-process:\n%s", srv.out.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

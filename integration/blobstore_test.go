@@ -88,6 +88,44 @@ func TestReplication010SurvivesServerLoss(t *testing.T) {
 	}
 }
 
+// Uploads through volume servers' in-process writes (as `kelp server
+// -mount` makes them) replicate like HTTP ones: every blob is on both
+// replicas of a 001 volume, with the answer an HTTP upload gives.
+func TestLocalUploadsReplicate(t *testing.T) {
+	c := cluster.Start(t, cluster.Options{Volumes: []cluster.VolumeSpec{{Rack: "r1"}, {Rack: "r1"}}})
+	cl := c.Client()
+	local := map[string]client.LocalBlobs{}
+	for _, v := range c.Volumes {
+		local[v.Server().Addr()] = v.Server().LocalBlobs()
+	}
+	lc := &client.Cluster{Master: cl.Master, Blobs: client.NewBlobClient(client.BlobClientConfig{Local: local})}
+	ctx := ctxT(t)
+	for i := 0; i < 20; i++ {
+		data := randomBytes(t, 1000+i*4099)
+		fid, res, err := lc.Write(ctx, data, client.WriteOptions{Assign: client.AssignRequest{Replication: "001"}})
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if res.Size != int64(len(data)) || res.ETag != needle.ETag(data) {
+			t.Fatalf("write %d: answer %+v, want size %d etag %s", i, res, len(data), needle.ETag(data))
+		}
+		f, _ := needle.ParseFileID(fid)
+		locs, err := cl.Master.Lookup(ctx, f.VolumeID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(locs) != 2 {
+			t.Fatalf("%s: %d replicas, want 2", fid, len(locs))
+		}
+		for _, l := range locs {
+			got, err := cl.Blobs.Get(ctx, l.URL, fid)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%s on %s: err %v, equal %v", fid, l.URL, err, bytes.Equal(got, data))
+			}
+		}
+	}
+}
+
 // A write to a volume whose replica is down fails with a clear error
 // instead of being stored on fewer copies than asked.
 func TestWriteFailsWhenReplicaDown(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/kelpfs/kelp/cache"
+	"github.com/kelpfs/kelp/client"
 	"github.com/kelpfs/kelp/needle"
 )
 
@@ -23,6 +24,10 @@ type Config struct {
 	// connection dialed to Filer: a filer in the same process hands out
 	// an in-process one (filerd.Server.Local). Filer must still name it.
 	FilerConn grpc.ClientConnInterface
+	// LocalVolumes maps the addresses of volume servers running in the
+	// same process to their in-process writes (volumed's LocalBlobs):
+	// chunks uploaded to them skip HTTP.
+	LocalVolumes map[string]client.LocalBlobs
 	// FilerPath is the directory of the filer mounted as the root;
 	// default "/".
 	FilerPath string

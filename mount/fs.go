@@ -146,7 +146,7 @@ func New(cfg Config) (*FS, error) {
 		fc.Close()
 		return nil, err
 	}
-	fs.blobs = client.NewClusterVia(client.NewFilerVolumes(fc, 0), client.NewBlobClient(client.BlobClientConfig{}))
+	fs.blobs = client.NewClusterVia(client.NewFilerVolumes(fc, 0), client.NewBlobClient(client.BlobClientConfig{Local: cfg.LocalVolumes}))
 	ccfg := cache.DefaultConfig()
 	ccfg.MemoryBytes = cfg.CacheMemoryMB << 20
 	ccfg.Dir = cfg.CacheDir

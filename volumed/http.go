@@ -326,16 +326,28 @@ func (s *Server) handleWrite(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, status, err.Error())
 		return
 	}
+	if status, err := s.write(up); err != nil {
+		writeError(ctx, status, err.Error())
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusCreated, struct {
+		ETag string `json:"eTag"`
+		Name string `json:"name"`
+		Size int    `json:"size"`
+	}{needle.ETag(up.n.Data), string(up.n.Name), len(up.n.Data)})
+}
+
+// write stores an upload here and on every peer replica at once; it
+// succeeds only if all did. On failure it returns the HTTP status that
+// answers it. Every forward ends before write returns: they read
+// up.n.Data, which may be a request's body.
+func (s *Server) write(up *upload) (int, error) {
 	rctx, cancel := context.WithTimeout(s.reqCtx, forwardTimeout)
 	defer cancel()
 	peers, err := s.peersFor(rctx, up.fid.VolumeID, up.replicate)
 	if err != nil {
-		s.storeError(ctx, up.fid, err)
-		return
+		return s.storeStatus(up.fid, err, true), err
 	}
-	// Store locally and on every peer at once; acknowledge only if all did.
-	// Every forward ends before the handler returns: they read up.n.Data,
-	// which is the request's body.
 	errc := make(chan error, len(peers))
 	for _, peer := range peers {
 		go func() { errc <- s.forwardWrite(rctx, peer, up) }()
@@ -348,20 +360,14 @@ func (s *Server) handleWrite(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	if localErr != nil {
-		s.storeError(ctx, up.fid, localErr)
-		return
+		return s.storeStatus(up.fid, localErr, true), localErr
 	}
 	if len(peerErrs) > 0 {
 		err := errors.Join(peerErrs...)
 		s.log.Error("write not replicated to every replica", "fid", up.fid.String(), "err", err)
-		writeError(ctx, fasthttp.StatusServiceUnavailable, fmt.Sprintf("write %s stored here but not on every replica: %v", up.fid, err))
-		return
+		return fasthttp.StatusServiceUnavailable, fmt.Errorf("write %s stored here but not on every replica: %v", up.fid, err)
 	}
-	writeJSON(ctx, fasthttp.StatusCreated, struct {
-		ETag string `json:"eTag"`
-		Name string `json:"name"`
-		Size int    `json:"size"`
-	}{needle.ETag(up.n.Data), string(up.n.Name), len(up.n.Data)})
+	return 0, nil
 }
 
 // parseUpload turns a raw PUT/POST body or the first file of a multipart
@@ -526,13 +532,19 @@ func (s *Server) handleDelete(ctx *fasthttp.RequestCtx) {
 // storeError answers with the status that fits a store error and logs the
 // ones that are the server's fault.
 func (s *Server) storeError(ctx *fasthttp.RequestCtx, fid needle.FileID, err error) {
+	writeError(ctx, s.storeStatus(fid, err, ctx.IsPost() || ctx.IsPut()), err.Error())
+}
+
+// storeStatus is the HTTP status answering a store error of a read or,
+// with write set, a write of fid; a server error is logged.
+func (s *Server) storeStatus(fid needle.FileID, err error, write bool) int {
 	code := fasthttp.StatusInternalServerError
 	switch {
 	case errors.Is(err, storage.ErrVolumeNotFound), errors.Is(err, storage.ErrNotFound):
 		code = fasthttp.StatusNotFound
 	case errors.Is(err, storage.ErrCookieMismatch):
 		code = fasthttp.StatusNotFound
-		if ctx.IsPost() || ctx.IsPut() {
+		if write {
 			code = fasthttp.StatusConflict
 		}
 	case errors.Is(err, storage.ErrReadOnly):
@@ -547,9 +559,9 @@ func (s *Server) storeError(ctx *fasthttp.RequestCtx, fid needle.FileID, err err
 		code = fasthttp.StatusServiceUnavailable
 	}
 	if code >= 500 {
-		s.log.Error("blob request failed", "method", string(ctx.Method()), "fid", fid.String(), "err", err)
+		s.log.Error("blob request failed", "write", write, "fid", fid.String(), "err", err)
 	}
-	writeError(ctx, code, err.Error())
+	return code
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, code int, v any) {

@@ -219,7 +219,7 @@ func serveMount(ctx context.Context, cfg mount.Config, dir string, opts fusefs.O
 		fsys.Close()
 		return err
 	}
-	log.Info("mounted", "dir", dir, "filer", cfg.Filer, "filer.inProcess", cfg.FilerConn != nil, "filer.path", cfg.FilerPath, "cacheDir", cfg.CacheDir)
+	log.Info("mounted", "dir", dir, "filer", cfg.Filer, "filer.inProcess", cfg.FilerConn != nil, "volumes.inProcess", len(cfg.LocalVolumes), "filer.path", cfg.FilerPath, "cacheDir", cfg.CacheDir)
 	if ready != nil {
 		ready()
 	}

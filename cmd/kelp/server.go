@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/kelpfs/kelp/client"
 	"github.com/kelpfs/kelp/filerd"
 	"github.com/kelpfs/kelp/masterd"
 	"github.com/kelpfs/kelp/mount"
@@ -124,8 +125,10 @@ func runServer(ctx context.Context, args []string, _, stderr io.Writer) error {
 			go func() {
 				select {
 				case <-filer.Ready():
-					// The mount calls the filer in-process.
+					// The mount calls the filer and writes to the
+					// volume server in-process.
 					mountCfg.cfg.FilerConn = filer.Local()
+					mountCfg.cfg.LocalVolumes = map[string]client.LocalBlobs{volume.Addr(): volume.LocalBlobs()}
 					mountDone <- serveMount(mountCtx, mountCfg.cfg, *mountDir, mountCfg.opts, log, nil)
 				case <-mountCtx.Done():
 					mountDone <- nil

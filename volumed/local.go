@@ -1,0 +1,63 @@
+package volumed
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/kelpfs/kelp/client"
+	"github.com/kelpfs/kelp/needle"
+)
+
+// LocalBlobs returns this server's blob writes for a client in the same
+// process (a mount started by `kelp server -mount`), to be registered
+// under Addr in client.BlobClientConfig.Local. An upload is what a PUT to
+// Addr does, replication to peer replicas included, without HTTP and the
+// loopback socket: on a 2-core machine those were a fifth of the CPU a
+// written byte cost.
+func (s *Server) LocalBlobs() client.LocalBlobs { return localBlobs{s} }
+
+type localBlobs struct{ s *Server }
+
+func (l localBlobs) Upload(ctx context.Context, fid string, data []byte, opts client.UploadOptions) (client.UploadResult, error) {
+	what := "upload " + fid + " to " + l.s.url
+	up, err := localUpload(fid, data, opts, l.s.cfg.MaxUploadBytes)
+	if err != nil {
+		return client.UploadResult{}, client.StatusError(what, fasthttp.StatusBadRequest, err.Error())
+	}
+	if code, err := l.s.write(up); err != nil {
+		return client.UploadResult{}, client.StatusError(what, code, err.Error())
+	}
+	return client.UploadResult{Name: opts.Name, Size: int64(len(data)), ETag: needle.ETag(data)}, nil
+}
+
+// localUpload is parseUpload for an in-process upload.
+func localUpload(fid string, data []byte, opts client.UploadOptions, limit int64) (*upload, error) {
+	id, err := needle.ParseFileID(fid)
+	if err != nil {
+		return nil, err
+	}
+	if id.Key == 0 {
+		return nil, fmt.Errorf("file id %s: key 0 is reserved", id)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("upload of %d bytes is over the %d byte limit", len(data), limit)
+	}
+	n := &needle.Needle{Cookie: id.Cookie, ID: id.Key, Data: data, Name: []byte(opts.Name)}
+	if opts.Mime != "" && opts.Mime != "application/octet-stream" {
+		n.Mime = []byte(opts.Mime)
+	}
+	n.LastModified = uint64(time.Now().Unix())
+	if opts.LastModified != 0 {
+		n.LastModified = uint64(opts.LastModified)
+	}
+	if n.TTL, err = needle.ParseTTL(opts.TTL); err != nil {
+		return nil, err
+	}
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	return &upload{fid: id, n: n, replicate: opts.Replicate}, nil
+}
