@@ -97,17 +97,36 @@ func (n *Needle) Validate() error {
 // AppendRecord appends the needle's full record (with padding) to dst.
 // Call Validate first; fields that do not fit are truncated.
 func (n *Needle) AppendRecord(dst []byte) []byte {
+	head, tail, _ := n.RecordParts(nil)
+	dst = append(dst, head...)
+	dst = append(dst, n.Data...)
+	return append(dst, tail...)
+}
+
+// recordHeadSize is the part of a record before its data: the header and
+// the data's length.
+const recordHeadSize = HeaderSize + 4
+
+// RecordParts returns the needle's record as it surrounds n.Data: head
+// (header and data length), then n.Data itself, then tail (the other
+// fields, checksum, timestamp and padding); written one after another
+// they are what AppendRecord appends, without copying the data. Both
+// parts live in buf's storage when it has room. dataCRC is the CRC-32C
+// of n.Data alone, its ETag: the data is read once for both checksums.
+// Call Validate first; fields that do not fit are truncated.
+func (n *Needle) RecordParts(buf []byte) (head, tail []byte, dataCRC uint32) {
 	body := n.BodySize()
-	start := len(dst)
-	dst = grow(dst, int(RecordSize(body)))
-	b := dst[start:]
-	putUint32(b[0:], n.Cookie)
-	putUint64(b[4:], n.ID)
-	putUint32(b[12:], body)
-	p := HeaderSize
-	putUint32(b[p:], uint32(len(n.Data)))
-	p += 4
-	p += copy(b[p:], n.Data)
+	size := int(RecordSize(body)) - len(n.Data)
+	if cap(buf) < size {
+		buf = make([]byte, size)
+	}
+	buf = buf[:size]
+	head, tail = buf[:recordHeadSize], buf[recordHeadSize:]
+	putUint32(head[0:], n.Cookie)
+	putUint64(head[4:], n.ID)
+	putUint32(head[12:], body)
+	putUint32(head[HeaderSize:], uint32(len(n.Data)))
+	dataCRC = crc32.Checksum(n.Data, castagnoli)
 	flags := byte(0)
 	if len(n.Name) > 0 {
 		flags |= FlagHasName
@@ -124,8 +143,9 @@ func (n *Needle) AppendRecord(dst []byte) []byte {
 	if n.IsManifest {
 		flags |= FlagIsManifest
 	}
-	b[p] = flags
-	p++
+	b := tail
+	b[0] = flags
+	p := 1
 	if len(n.Name) > 0 {
 		b[p] = byte(len(n.Name))
 		p++
@@ -148,12 +168,14 @@ func (n *Needle) AppendRecord(dst []byte) []byte {
 		t := n.TTL.Bytes()
 		p += copy(b[p:], t[:])
 	}
-	putUint32(b[p:], crc32.Checksum(b[:p], castagnoli))
+	// The record's checksum covers head, data and the fields above.
+	sum := crc32Combine(crc32.Checksum(head, castagnoli), dataCRC, int64(len(n.Data)))
+	putUint32(b[p:], crc32.Update(sum, castagnoli, b[:p]))
 	p += ChecksumSize
 	putUint64(b[p:], n.AppendAtNs)
 	p += TimestampSize
 	clear(b[p:])
-	return dst
+	return head, tail, dataCRC
 }
 
 // AppendDeleteRecord appends a deletion record (a header with body size 0).
@@ -279,7 +301,12 @@ func (n *Needle) decodeBody(body []byte) error {
 // ETag is the blob's entity tag: the hex CRC-32C of its data, the same on
 // every replica and in every cluster.
 func ETag(data []byte) string {
-	return fmt.Sprintf("%08x", crc32.Checksum(data, castagnoli))
+	return ETagOf(crc32.Checksum(data, castagnoli))
+}
+
+// ETagOf is the ETag of data whose CRC-32C is crc (RecordParts's dataCRC).
+func ETagOf(crc uint32) string {
+	return fmt.Sprintf("%08x", crc)
 }
 
 func grow(b []byte, n int) []byte {

@@ -326,7 +326,8 @@ func (s *Server) handleWrite(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, status, err.Error())
 		return
 	}
-	if status, err := s.write(up); err != nil {
+	etag, status, err := s.write(up)
+	if err != nil {
 		writeError(ctx, status, err.Error())
 		return
 	}
@@ -334,25 +335,25 @@ func (s *Server) handleWrite(ctx *fasthttp.RequestCtx) {
 		ETag string `json:"eTag"`
 		Name string `json:"name"`
 		Size int    `json:"size"`
-	}{needle.ETag(up.n.Data), string(up.n.Name), len(up.n.Data)})
+	}{etag, string(up.n.Name), len(up.n.Data)})
 }
 
 // write stores an upload here and on every peer replica at once; it
-// succeeds only if all did. On failure it returns the HTTP status that
-// answers it. Every forward ends before write returns: they read
-// up.n.Data, which may be a request's body.
-func (s *Server) write(up *upload) (int, error) {
+// succeeds only if all did, with the data's ETag. On failure it returns
+// the HTTP status that answers it. Every forward ends before write
+// returns: they read up.n.Data, which may be a request's body.
+func (s *Server) write(up *upload) (string, int, error) {
 	rctx, cancel := context.WithTimeout(s.reqCtx, forwardTimeout)
 	defer cancel()
 	peers, err := s.peersFor(rctx, up.fid.VolumeID, up.replicate)
 	if err != nil {
-		return s.storeStatus(up.fid, err, true), err
+		return "", s.storeStatus(up.fid, err, true), err
 	}
 	errc := make(chan error, len(peers))
 	for _, peer := range peers {
 		go func() { errc <- s.forwardWrite(rctx, peer, up) }()
 	}
-	_, localErr := s.store.Write(up.fid.VolumeID, up.n)
+	w, localErr := s.store.Write(up.fid.VolumeID, up.n)
 	var peerErrs []error
 	for range peers {
 		if err := <-errc; err != nil {
@@ -360,14 +361,14 @@ func (s *Server) write(up *upload) (int, error) {
 		}
 	}
 	if localErr != nil {
-		return s.storeStatus(up.fid, localErr, true), localErr
+		return "", s.storeStatus(up.fid, localErr, true), localErr
 	}
 	if len(peerErrs) > 0 {
 		err := errors.Join(peerErrs...)
 		s.log.Error("write not replicated to every replica", "fid", up.fid.String(), "err", err)
-		return fasthttp.StatusServiceUnavailable, fmt.Errorf("write %s stored here but not on every replica: %v", up.fid, err)
+		return "", fasthttp.StatusServiceUnavailable, fmt.Errorf("write %s stored here but not on every replica: %v", up.fid, err)
 	}
-	return 0, nil
+	return w.ETag, 0, nil
 }
 
 // parseUpload turns a raw PUT/POST body or the first file of a multipart

@@ -27,10 +27,11 @@ func (l localBlobs) Upload(ctx context.Context, fid string, data []byte, opts cl
 	if err != nil {
 		return client.UploadResult{}, client.StatusError(what, fasthttp.StatusBadRequest, err.Error())
 	}
-	if code, err := l.s.write(up); err != nil {
+	etag, code, err := l.s.write(up)
+	if err != nil {
 		return client.UploadResult{}, client.StatusError(what, code, err.Error())
 	}
-	return client.UploadResult{Name: opts.Name, Size: int64(len(data)), ETag: needle.ETag(data)}, nil
+	return client.UploadResult{Name: opts.Name, Size: int64(len(data)), ETag: etag}, nil
 }
 
 // localUpload is parseUpload for an in-process upload.

@@ -300,15 +300,24 @@ func (s *Store) MarkReadonly(id uint32, readOnly bool) error {
 	return nil
 }
 
+// Written is what a Write did.
+type Written struct {
+	// Unchanged: the volume already held exactly this needle, and
+	// nothing was appended.
+	Unchanged bool
+	// ETag is the needle data's ETag (needle.ETag).
+	ETag string
+}
+
 // Write appends n to volume vid and sets n.AppendAtNs. If the volume already
 // holds n.ID with the same cookie and identical content, nothing is appended
-// and unchanged is true. An existing n.ID with another cookie gives
+// and Unchanged is set. An existing n.ID with another cookie gives
 // ErrCookieMismatch. A failed write leaves nothing behind that could later
 // read as data.
-func (s *Store) Write(vid uint32, n *needle.Needle) (unchanged bool, err error) {
+func (s *Store) Write(vid uint32, n *needle.Needle) (Written, error) {
 	v, err := s.volume(vid)
 	if err != nil {
-		return false, err
+		return Written{}, err
 	}
 	return v.write(n)
 }

@@ -109,9 +109,9 @@ func TestOverwriteAndUnchanged(t *testing.T) {
 	size0 := e.vol(1).size.Load()
 
 	again := &needle.Needle{ID: 3, Cookie: cookieFor(3), Data: blob(3, 500)}
-	unchanged, err := e.store.Write(1, again)
-	if err != nil || !unchanged {
-		t.Fatalf("identical rewrite: unchanged %v err %v", unchanged, err)
+	w, err := e.store.Write(1, again)
+	if err != nil || !w.Unchanged || w.ETag != needle.ETag(again.Data) {
+		t.Fatalf("identical rewrite: %+v err %v", w, err)
 	}
 	if again.AppendAtNs != n.AppendAtNs {
 		t.Fatalf("unchanged write AppendAtNs %d, stored %d", again.AppendAtNs, n.AppendAtNs)
@@ -121,9 +121,9 @@ func TestOverwriteAndUnchanged(t *testing.T) {
 	}
 
 	newData := bytes.Repeat([]byte("z"), 500) // same size, different bytes
-	unchanged, err = e.store.Write(1, &needle.Needle{ID: 3, Cookie: cookieFor(3), Data: newData})
-	if err != nil || unchanged {
-		t.Fatalf("overwrite: unchanged %v err %v", unchanged, err)
+	w, err = e.store.Write(1, &needle.Needle{ID: 3, Cookie: cookieFor(3), Data: newData})
+	if err != nil || w.Unchanged || w.ETag != needle.ETag(newData) {
+		t.Fatalf("overwrite: %+v err %v", w, err)
 	}
 	got, err := e.store.Read(1, 3, cookieFor(3))
 	if err != nil || !bytes.Equal(got.Data, newData) {

@@ -38,7 +38,7 @@ func (v *volume) delete(id uint64, cookie uint32) (int64, error) {
 	rec := needle.AppendDeleteRecord(v.wbuf[:0], id, cookie, uint64(now.UnixNano()))
 	// A deletion may take a full volume a little past its limit: deletes
 	// must work on full volumes, and compaction reclaims the space.
-	_, err := v.appendLocked(rec, needle.IdxEntry{ID: id, Size: needle.TombstoneSize}, needle.MaxVolumeOffset)
+	_, err := v.appendLocked([][]byte{rec}, needle.IdxEntry{ID: id, Size: needle.TombstoneSize}, needle.MaxVolumeOffset)
 	v.keepBuffer(rec)
 	if err != nil {
 		v.appendMu.Unlock()

@@ -191,9 +191,9 @@ func TestCorruptByteIsErrCorrupt(t *testing.T) {
 	}
 	// Rewriting a corrupt needle with the same content repairs it (it is
 	// never taken for "unchanged").
-	unchanged, err := e.store.Write(1, &needle.Needle{ID: 2, Cookie: cookieFor(2), Data: blob(2, 1000)})
-	if err != nil || unchanged {
-		t.Fatalf("rewrite of a corrupt needle: unchanged %v, %v", unchanged, err)
+	w, err := e.store.Write(1, &needle.Needle{ID: 2, Cookie: cookieFor(2), Data: blob(2, 1000)})
+	if err != nil || w.Unchanged {
+		t.Fatalf("rewrite of a corrupt needle: %+v, %v", w, err)
 	}
 	e.mustRead(1, 2, 1000)
 	if _, err := e.store.Write(1, &needle.Needle{ID: 2, Cookie: 5, Data: blob(2, 1000)}); !errors.Is(err, ErrCookieMismatch) {

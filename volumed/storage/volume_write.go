@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"sync"
+	"io"
+	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kelpfs/kelp/needle"
 )
@@ -13,78 +16,56 @@ import (
 // maxKeptBuffer bounds the encoding buffer a volume keeps between writes.
 const maxKeptBuffer = 1 << 20
 
-// recordBufs holds encoding buffers for records larger than
-// maxKeptBuffer (whole file chunks, several MiB), shared by all volumes:
-// allocating one per write costs more than the write's copy (fresh pages
-// are zeroed and faulted in).
-var recordBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-// getRecordBuf returns an empty buffer with room for n bytes.
-func getRecordBuf(n int64) []byte {
-	bp := recordBufs.Get().(*[]byte)
-	if int64(cap(*bp)) < n {
-		return make([]byte, 0, n)
-	}
-	return (*bp)[:0]
-}
-
 // maxFutureLastModified is how far ahead of the store's clock a needle's
 // LastModified may be on a TTL volume.
 const maxFutureLastModified = time.Minute
 
 // write appends n to the volume. See Store.Write.
-func (v *volume) write(n *needle.Needle) (unchanged bool, err error) {
+func (v *volume) write(n *needle.Needle) (Written, error) {
 	if err := n.Validate(); err != nil {
-		return false, fmt.Errorf("%v: needle %d: %w", v, n.ID, err)
+		return Written{}, fmt.Errorf("%v: needle %d: %w", v, n.ID, err)
 	}
 	v.appendMu.Lock()
 	if err := v.checkWritable(); err != nil {
 		v.appendMu.Unlock()
-		return false, err
+		return Written{}, err
 	}
 	now := v.opts.now()
 	if err := v.checkFits(n, now); err != nil {
 		v.appendMu.Unlock()
-		return false, err
+		return Written{}, err
 	}
 	if old, ok := v.nm.get(n.ID); ok { // appendMu is enough: only appenders change the map
 		same, err := v.sameAsStored(old, n, now)
 		if err != nil {
 			v.appendMu.Unlock()
-			return false, err
+			return Written{}, err
 		}
 		if same {
 			v.appendMu.Unlock()
-			return true, nil
+			return Written{Unchanged: true, ETag: needle.ETag(n.Data)}, nil
 		}
 	}
 	n.AppendAtNs = uint64(now.UnixNano())
 	body := n.BodySize()
 	if needle.RecordSize(body) > v.opts.sizeLimit-needle.SuperBlockSize {
 		v.appendMu.Unlock()
-		return false, fmt.Errorf("%v: needle %d of %d bytes exceeds the volume size limit %d: %w", v, n.ID, len(n.Data), v.opts.sizeLimit, ErrVolumeFull)
+		return Written{}, fmt.Errorf("%v: needle %d of %d bytes exceeds the volume size limit %d: %w", v, n.ID, len(n.Data), v.opts.sizeLimit, ErrVolumeFull)
 	}
-	buf := v.wbuf[:0]
-	big := needle.RecordSize(body) > maxKeptBuffer
-	if big {
-		buf = getRecordBuf(needle.RecordSize(body))
-	}
-	rec := n.AppendRecord(buf)
-	off, err := v.appendLocked(rec, needle.IdxEntry{ID: n.ID, Size: body}, v.opts.sizeLimit)
-	if big {
-		recordBufs.Put(&rec)
-	} else {
-		v.keepBuffer(rec)
-	}
+	// The data goes to the file as it is, between the record's head and
+	// tail (one pwritev): no copy of a multi-MiB chunk into a record.
+	head, tail, dataCRC := n.RecordParts(v.wbuf[:0])
+	off, err := v.appendLocked([][]byte{head, n.Data, tail}, needle.IdxEntry{ID: n.ID, Size: body}, v.opts.sizeLimit)
+	v.keepBuffer(head[:len(head)+len(tail)])
 	if err != nil {
 		v.appendMu.Unlock()
-		return false, err
+		return Written{}, err
 	}
 	v.mu.Lock()
 	v.nm.put(n.ID, off, body)
 	v.mu.Unlock()
 	v.noteAppend(n.ID, now)
-	return false, v.finishAppend()
+	return Written{ETag: needle.ETagOf(dataCRC)}, v.finishAppend()
 }
 
 // checkFits refuses a needle that could outlive its TTL volume: the volume
@@ -155,14 +136,18 @@ func (v *volume) sameAsStored(old nmEntry, n *needle.Needle, now time.Time) (boo
 // ends, so a failed append leaves nothing a later load could take for a
 // needle. limit bounds the .dat size after the append. Called with appendMu
 // held; the caller updates the needle map.
-func (v *volume) appendLocked(rec []byte, e needle.IdxEntry, limit int64) (int64, error) {
+func (v *volume) appendLocked(rec [][]byte, e needle.IdxEntry, limit int64) (int64, error) {
 	off := v.datEnd
-	if off+int64(len(rec)) > min(limit, needle.MaxVolumeOffset) {
+	size := 0
+	for _, b := range rec {
+		size += len(b)
+	}
+	if off+int64(size) > min(limit, needle.MaxVolumeOffset) {
 		v.setFull(true)
-		return 0, fmt.Errorf("%v: %d + %d bytes would pass the size limit %d: %w", v, off, len(rec), limit, ErrVolumeFull)
+		return 0, fmt.Errorf("%v: %d + %d bytes would pass the size limit %d: %w", v, off, size, limit, ErrVolumeFull)
 	}
 	f := v.files
-	if _, err := f.dat.WriteAt(rec, off); err != nil {
+	if err := writeParts(f.dat, rec, off); err != nil {
 		v.rollback(f, off, v.idxEnd)
 		return 0, fmt.Errorf("%v: append needle %d to %s: %w", v, e.ID, v.path(extDat), err)
 	}
@@ -172,7 +157,7 @@ func (v *volume) appendLocked(rec []byte, e needle.IdxEntry, limit int64) (int64
 		v.rollback(f, off, v.idxEnd)
 		return 0, fmt.Errorf("%v: append needle %d to %s: %w", v, e.ID, v.path(extIdx), err)
 	}
-	v.datEnd += int64(len(rec))
+	v.datEnd += int64(size)
 	v.idxEnd += needle.IdxEntrySize
 	v.size.Store(v.datEnd)
 	v.appendSeq.Add(1)
@@ -180,6 +165,55 @@ func (v *volume) appendLocked(rec []byte, e needle.IdxEntry, limit int64) (int64
 		v.setFull(true) // a deletion may pass the limit
 	}
 	return off, nil
+}
+
+// writeParts writes bufs one after another at off: on a real file with as
+// few pwritev calls as the kernel allows, otherwise (a test's file) one
+// WriteAt each.
+func writeParts(df diskFile, bufs [][]byte, off int64) error {
+	f, ok := df.(*os.File)
+	if !ok {
+		for _, b := range bufs {
+			if _, err := df.WriteAt(b, off); err != nil {
+				return err
+			}
+			off += int64(len(b))
+		}
+		return nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for len(bufs) > 0 {
+		var n int
+		var werr error
+		if err := rc.Write(func(fd uintptr) bool {
+			n, werr = unix.Pwritev(int(fd), bufs, off)
+			return werr != unix.EINTR
+		}); err != nil {
+			return err
+		}
+		if werr != nil {
+			return &os.PathError{Op: "pwritev", Path: f.Name(), Err: werr}
+		}
+		if n == 0 {
+			return &os.PathError{Op: "pwritev", Path: f.Name(), Err: io.ErrShortWrite}
+		}
+		off += int64(n)
+		for n > 0 {
+			if n < len(bufs[0]) {
+				bufs[0] = bufs[0][n:]
+				break
+			}
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+		for len(bufs) > 0 && len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+		}
+	}
+	return nil
 }
 
 // rollback cuts both files back after a failed append. If that fails too the
