@@ -47,6 +47,12 @@ func TestLocalConn(t *testing.T) {
 	_, err = api.Create(ctx, &filerpb.CreateRequest{Parent: uint64(meta.RootInode), Name: "f", Mode: 0o644, Exclusive: true})
 	wantErrno(t, err, "EEXIST", client.ErrExists)
 
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := api.GetAttr(cancelled, &filerpb.GetAttrRequest{Inode: f.Attr.Inode}); status.Code(err) != codes.Canceled {
+		t.Fatalf("call with a cancelled context: %v, want CANCELED", err)
+	}
+
 	// One session holds a lock; another's blocking wait gets it once
 	// the first unlocks.
 	lc := fc.Locks()
