@@ -64,6 +64,8 @@ type imageStore struct {
 	budget int64
 	log    *slog.Logger
 
+	flushers sync.WaitGroup // the images' queue writers
+
 	mu       sync.Mutex
 	backer   Backer // nil: passthrough unavailable, nothing kept
 	used     int64
@@ -101,7 +103,27 @@ type image struct {
 
 	mu sync.Mutex // held around IO on fd and its close
 	fd *os.File   // nil once dropped
+	// queue holds sealed bytes on their way to fd, written in order by
+	// one goroutine (flushing while it runs): the writer that sealed
+	// them does not wait for the page cache. Every other use of fd
+	// first waits for the queue to empty (settleLocked), so the image
+	// changes in the order the file did.
+	queue    []imageWrite
+	queued   int64 // bytes in queue
+	flushing bool
+	settled  sync.Cond // L is &mu; broadcast when flushing ends or queue shrinks
 }
+
+// imageWrite is sealed bytes at their offset in the file.
+type imageWrite struct {
+	data []byte
+	off  int64
+}
+
+// maxImageQueue bounds the sealed bytes waiting for an image's writer; a
+// sealer past it waits (the bytes are also counted nowhere else once
+// uploaded).
+const maxImageQueue = 32 << 20
 
 // ImageStats counts what passthrough did.
 type ImageStats struct {
@@ -260,8 +282,8 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 	}
 }
 
-// sealed writes the bytes of chunks just sealed from f's write buffers
-// into its image (called with f.mu held).
+// sealed queues the bytes of chunks just sealed from f's write buffers
+// for its image (called with f.mu held); a goroutine writes them.
 func (s *imageStore) sealed(f *file, refs []*chunkRef) {
 	if s == nil {
 		return
@@ -272,17 +294,66 @@ func (s *imageStore) sealed(f *file, refs []*chunkRef) {
 	if img == nil {
 		return
 	}
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	for img.queued > maxImageQueue && img.fd != nil {
+		img.settled.Wait()
+	}
+	if img.fd == nil {
+		return
+	}
+	for _, r := range refs {
+		img.queue = append(img.queue, imageWrite{r.mem, r.off})
+		img.queued += int64(len(r.mem))
+	}
+	if !img.flushing && len(img.queue) > 0 {
+		img.flushing = true
+		s.flushers.Add(1)
+		go s.flush(img)
+	}
+}
+
+// flush writes img's queue until it is empty. On an error the rest is
+// dropped with the image.
+func (s *imageStore) flush(img *image) {
+	defer s.flushers.Done()
 	var err error
 	img.mu.Lock()
-	for _, r := range refs {
-		if err = img.writeAt(r.mem, r.off, 0); err != nil {
+	for len(img.queue) > 0 && err == nil {
+		w := img.queue[0]
+		img.queue[0] = imageWrite{}
+		img.queue = img.queue[1:]
+		fd := img.fd
+		if fd == nil {
+			err = errImageDropped
 			break
 		}
+		// Unlocked: the sealer may queue more meanwhile. A close
+		// waits for this write (os.File) and makes the next fail.
+		img.mu.Unlock()
+		_, err = fd.WriteAt(w.data, w.off)
+		img.mu.Lock()
+		img.queued -= int64(len(w.data))
+		img.settled.Broadcast()
 	}
+	if err != nil {
+		img.queue, img.queued = nil, 0
+	}
+	img.flushing = false
+	img.settled.Broadcast()
+	dropped := img.fd == nil
 	img.mu.Unlock()
-	if err != nil && !errors.Is(err, errImageDropped) {
-		s.log.Warn("mount: file image write failed; dropping the image", "inode", f.ino, "err", err)
+	if err != nil && !dropped && !errors.Is(err, errImageDropped) && !errors.Is(err, os.ErrClosed) {
+		s.log.Warn("mount: file image write failed; dropping the image", "inode", img.ino, "err", err)
 		s.invalidate(img)
+	}
+}
+
+// settleLocked waits until the sealed bytes queued for img are written
+// (called with img.mu held).
+func (img *image) settleLocked() {
+	for img.flushing {
+		img.settled.Wait()
 	}
 }
 
@@ -324,6 +395,7 @@ func (s *imageStore) readAt(f *file, p []byte, off int64) bool {
 		return false
 	}
 	img.mu.Lock()
+	img.settleLocked()
 	if img.fd == nil {
 		img.mu.Unlock()
 		return false
@@ -515,6 +587,16 @@ func (s *imageStore) open(f *file, flags uint32) (id int32, direct bool) {
 	plain := readOnly && flags&syscall.O_DIRECT == 0
 	s.mu.Lock()
 	img := s.images[f.ino]
+	s.mu.Unlock()
+	if img != nil {
+		// The kernel may read the image from now on: what was sealed
+		// must be in it. (f.mu keeps new seals out.)
+		img.mu.Lock()
+		img.settleLocked()
+		img.mu.Unlock()
+	}
+	s.mu.Lock()
+	img = s.images[f.ino]
 	if img == nil {
 		s.mu.Unlock()
 		return 0, false
@@ -712,6 +794,7 @@ func (s *imageStore) close() error {
 	s.used = 0
 	s.mu.Unlock()
 	closeImages(victims)
+	s.flushers.Wait()
 	return nil
 }
 
@@ -723,6 +806,7 @@ func (s *imageStore) createLocked(ino, gen uint64) (*image, error) {
 		return nil, fmt.Errorf("create %s: %w", p, err)
 	}
 	img := &image{ino: ino, path: p, gen: gen, valid: true, fd: fd}
+	img.settled.L = &img.mu
 	img.elem = s.idle.PushFront(img)
 	s.images[ino] = img
 	return img, nil
@@ -813,6 +897,7 @@ func closeImages(imgs []*image) {
 			img.fd = nil
 			_ = os.Remove(img.path)
 		}
+		img.settled.Broadcast() // a sealer waiting for room gives up
 		img.mu.Unlock()
 	}
 }
@@ -820,6 +905,7 @@ func closeImages(imgs []*image) {
 // writeAt writes data at off and makes the file size long (a write may
 // land past an extension the image already has, or inside one).
 func (img *image) writeAt(data []byte, off, size int64) error {
+	img.settleLocked()
 	if img.fd == nil {
 		return errImageDropped
 	}
@@ -833,6 +919,7 @@ func (img *image) writeAt(data []byte, off, size int64) error {
 }
 
 func (img *image) truncate(size int64) error {
+	img.settleLocked()
 	if img.fd == nil {
 		return errImageDropped
 	}

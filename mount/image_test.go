@@ -18,7 +18,8 @@ type fakeBacker struct {
 	live    map[int32]int // id -> fd
 	fail    syscall.Errno
 	unregs  int
-	badFree int // unregistrations of ids not registered
+	badFree int              // unregistrations of ids not registered
+	seen    map[int32][]byte // id -> the backing file's bytes when registered
 }
 
 func (b *fakeBacker) RegisterBacking(fd int) (int32, syscall.Errno) {
@@ -32,6 +33,16 @@ func (b *fakeBacker) RegisterBacking(fd int) (int32, syscall.Errno) {
 	}
 	b.next++
 	b.live[b.next] = fd
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err == nil {
+		buf := make([]byte, st.Size)
+		if n, err := syscall.Pread(fd, buf, 0); err == nil {
+			if b.seen == nil {
+				b.seen = make(map[int32][]byte)
+			}
+			b.seen[b.next] = buf[:n]
+		}
+	}
 	return b.next, 0
 }
 
@@ -132,6 +143,10 @@ func imageBytes(t *testing.T, s *imageStore, ino uint64) []byte {
 	if img == nil {
 		t.Fatalf("inode %d has no image", ino)
 	}
+	// What was sealed is on its way to the file.
+	img.mu.Lock()
+	img.settleLocked()
+	img.mu.Unlock()
 	b, err := os.ReadFile(img.path)
 	if err != nil {
 		t.Fatal(err)
@@ -435,5 +450,51 @@ func TestImageNotStartedOverEarlierSealedChunks(t *testing.T) {
 	write(t, f, pattern(imageMinWrite, 2), 0)
 	if st := s.Stats(); st.Images != 0 {
 		t.Fatalf("images = %d, want none: the image would lack the sealed chunk", st.Images)
+	}
+}
+
+// Sealed bytes reach the image in the background, but in order with the
+// image's other changes, and all of them before the kernel may read it.
+func TestImageQueuedWritesKeepOrder(t *testing.T) {
+	s, b := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	f := writer(fs, 9, 3)
+	var want []byte
+	for i := range 8 {
+		p := pattern(imageMinWrite, byte(i))
+		write(t, f, p, int64(len(want)))
+		want = append(want, p...)
+		seal(f) // queued
+	}
+	// A truncate waits for what was queued before it.
+	fs.images.resized(9, 0, int64(len(want))-1000)
+	f.mu.Lock()
+	f.size = int64(len(want)) - 1000
+	f.mu.Unlock()
+	want = want[:len(want)-1000]
+	if got := imageBytes(t, s, 9); !bytes.Equal(got, want) {
+		t.Fatalf("image after seals then a truncate: %d bytes, want %d (equal %v)", len(got), len(want), bytes.Equal(got[:min(len(got), len(want))], want[:min(len(got), len(want))]))
+	}
+	for i := range 4 {
+		p := pattern(imageMinWrite, byte(100+i))
+		write(t, f, p, int64(len(want)))
+		want = append(want, p...)
+		seal(f)
+	}
+	f.mu.Lock()
+	f.attr.Generation = 4
+	f.metaDirty = false // as a flush leaves it
+	fs.images.committed(9, 4)
+	f.opens = 1
+	id, direct := fs.images.open(f, syscall.O_RDONLY)
+	f.mu.Unlock()
+	if id == 0 || direct {
+		t.Fatalf("open = %d, %v; want a passthrough backing id", id, direct)
+	}
+	b.mu.Lock()
+	seen := b.seen[id]
+	b.mu.Unlock()
+	if !bytes.Equal(seen, want) {
+		t.Fatalf("the kernel got a backing file of %d bytes, want all %d sealed", len(seen), len(want))
 	}
 }
