@@ -307,15 +307,18 @@ func (g *grpcServer) Release(ctx context.Context, req *filerpb.ReleaseRequest) (
 // handle.
 func (g *grpcServer) OpenContent(ctx context.Context, req *filerpb.OpenRequest) (*filerpb.GetChunksResponse, error) {
 	ino := meta.Inode(req.Inode)
-	if err := g.ns().Open(ctx, ino); err != nil {
-		return nil, grpcError(err)
-	}
-	c, err := g.s.content(ctx, ino)
-	if err != nil {
-		if rerr := g.ns().Release(context.WithoutCancel(ctx), ino); rerr != nil {
-			g.s.log.Warn("release after a failed OpenContent", "ino", uint64(ino), "err", rerr)
+	c, err := g.ns().OpenContent(ctx, ino)
+	if err == nil {
+		c.Chunks, err = meta.ExpandChunks(ctx, c.Chunks, g.s.manifests)
+		if err != nil {
+			err = fmt.Errorf("inode %d: %w", ino, err)
+			if rerr := g.ns().Release(context.WithoutCancel(ctx), ino); rerr != nil {
+				g.s.log.Warn("release after a failed OpenContent", "ino", uint64(ino), "err", rerr)
+			}
 		}
-		g.s.wakeGC()
+	}
+	if err != nil {
+		g.s.wakeGC() // a failed open may have freed an inode an unlink kept for it
 		return nil, grpcError(err)
 	}
 	return &filerpb.GetChunksResponse{Attr: attrToPB(&c.Attr), Chunks: chunksToPB(c.Chunks), Inline: c.Inline}, nil

@@ -109,7 +109,14 @@ func TestOpenRacesUnlink(t *testing.T) {
 		var wg sync.WaitGroup
 		var openErr error
 		wg.Add(2)
-		go func() { defer wg.Done(); openErr = ns.Open(ctx, f.Inode) }()
+		go func() {
+			defer wg.Done()
+			if i%2 == 0 {
+				openErr = ns.Open(ctx, f.Inode)
+			} else {
+				_, openErr = ns.OpenContent(ctx, f.Inode)
+			}
+		}()
 		go func() { defer wg.Done(); ok(t, ns.Unlink(ctx, RootInode, "f")) }()
 		wg.Wait()
 		if openErr == nil {

@@ -13,6 +13,25 @@ import (
 // inode) until the last Release. It returns ErrStale if ino no longer
 // exists. Handles live in memory; a restart frees the inodes they kept.
 func (n *Namespace) Open(ctx context.Context, ino Inode) error {
+	if err := n.hold(ctx, ino); err != nil {
+		return err
+	}
+	_, err := n.GetAttr(ctx, ino)
+	return n.opened(ctx, ino, err)
+}
+
+// OpenContent is Open and GetContent of regular file ino in one read of
+// the store. On an error no handle is held.
+func (n *Namespace) OpenContent(ctx context.Context, ino Inode) (Content, error) {
+	if err := n.hold(ctx, ino); err != nil {
+		return Content{}, err
+	}
+	c, err := n.GetContent(ctx, ino)
+	return c, n.opened(ctx, ino, err)
+}
+
+// hold counts a handle on ino, once an unlink freeing it has finished.
+func (n *Namespace) hold(ctx context.Context, ino Inode) error {
 	for {
 		n.openMu.Lock()
 		if d := n.dying[ino]; d != nil {
@@ -26,16 +45,26 @@ func (n *Namespace) Open(ctx context.Context, ino Inode) error {
 		}
 		n.opens[ino]++
 		n.openMu.Unlock()
-		break
+		return nil
 	}
-	if _, err := n.GetAttr(ctx, ino); err != nil {
+}
+
+// opened ends an open whose read of ino (after hold, so an unlink
+// meanwhile kept it) gave err: on an error the handle goes (freeing the
+// inode if an unlink kept it for this handle alone), and a missing inode
+// is ErrStale.
+func (n *Namespace) opened(ctx context.Context, ino Inode, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrNotFound) {
 		_ = n.release(ino)
-		if errors.Is(err, ErrNotFound) {
-			return wrap("open", fmt.Errorf("inode %d: %w", ino, ErrStale))
-		}
-		return err
+		return wrap("open", fmt.Errorf("inode %d: %w", ino, ErrStale))
 	}
-	return nil
+	if rerr := n.Release(context.WithoutCancel(ctx), ino); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
 }
 
 // Release drops a handle taken by Open; the last one frees an

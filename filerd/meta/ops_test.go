@@ -648,3 +648,38 @@ func TestReadDirPlus(t *testing.T) {
 		t.Fatalf("%+v", es)
 	}
 }
+
+// OpenContent holds a handle as Open does and answers GetContent; when it
+// fails it holds none.
+func TestOpenContent(t *testing.T) {
+	ns, ctx := newNS(t)
+	f := mkfile(t, ns, RootInode, "f")
+	_, err := ns.AppendChunks(ctx, f.Inode, []Chunk{{Offset: 0, Size: 10, FileID: "1,a", ModifiedNs: 1}}, 0)
+	ok(t, err)
+	c, err := ns.OpenContent(ctx, f.Inode)
+	ok(t, err)
+	if c.Attr.Inode != f.Inode || c.Attr.Size != 10 || len(c.Chunks) != 1 || c.Chunks[0].FileID != "1,a" {
+		t.Fatalf("content %+v", c)
+	}
+	ok(t, ns.Unlink(ctx, RootInode, "f"))
+	if _, err := ns.GetAttr(ctx, f.Inode); err != nil {
+		t.Fatalf("unlinked while held: %v", err)
+	}
+	ok(t, ns.Release(ctx, f.Inode))
+	_, err = ns.GetAttr(ctx, f.Inode)
+	mustErr(t, err, ErrNotFound)
+
+	_, err = ns.OpenContent(ctx, f.Inode)
+	mustErr(t, err, ErrStale)
+	d, err := ns.Mkdir(ctx, RootInode, "d", 0o755, 0, 0)
+	ok(t, err)
+	_, err = ns.OpenContent(ctx, d.Inode)
+	mustErr(t, err, ErrIsDir)
+	ns.openMu.Lock()
+	held := len(ns.opens)
+	ns.openMu.Unlock()
+	if held != 0 {
+		t.Fatalf("%d handles held after failed opens", held)
+	}
+	checkInvariants(t, ns)
+}
