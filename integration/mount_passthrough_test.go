@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,9 +56,10 @@ func needPassthrough(t *testing.T, m *cluster.Mount) {
 //   - a lock taken through a passthrough handle lets it read what another
 //     mount wrote meanwhile (the image is rewritten in place);
 //   - a writer opened beside a passthrough reader goes through the mount
-//     (its writes reach the cluster), the reader sees its bytes, and the
-//     image is dropped once both close (a writer's mmap could have written
-//     it behind the mount's back);
+//     (its writes reach the cluster), the reader sees its bytes, what its
+//     shared writable mapping writes (into the image, which the kernel
+//     maps) reaches the cluster when it closes, and the image is dropped
+//     once both close;
 //   - a file changed through another mount is read from the cluster,
 //     never from the stale image.
 func TestMountPassthrough(t *testing.T) {
@@ -199,7 +201,7 @@ func TestMountPassthrough(t *testing.T) {
 
 	// A writer while r passes through: its IO goes through the mount,
 	// and the image (which r reads) takes its bytes at once.
-	w, err := os.OpenFile(path, os.O_WRONLY, 0)
+	w, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatalf("open for writing beside a passthrough reader: %v", err)
 	}
@@ -213,6 +215,26 @@ func TestMountPassthrough(t *testing.T) {
 	if _, err := r.ReadAt(got, 1<<20); err != nil || !bytes.Equal(got, patch) {
 		t.Fatalf("passthrough reader after a write: %q, %v; want %q", got, err, patch)
 	}
+	// A writer's shared writable mapping maps the image (the kernel
+	// maps a handle's backing file): what it writes there still reaches
+	// the cluster when it closes. (Another process: a page fault on a
+	// FUSE file must not wait on the FUSE server's own process.)
+	py := needProgram(t, "python3")
+	mapped := "written through a shared mapping"
+	script := `import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+at = len(m) // 2 + 7
+m[at:at+len(sys.argv[2])] = sys.argv[2].encode()
+m[len(m)-3:] = b"end"
+m.close()
+os.close(fd)
+`
+	if out, err := exec.Command(py, "-c", script, path, mapped).CombinedOutput(); err != nil {
+		t.Fatalf("writing through a shared mapping beside a passthrough reader: %v\n%s", err, out)
+	}
+	copy(want[len(want)/2+7:], mapped)
+	copy(want[len(want)-3:], "end")
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}

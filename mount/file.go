@@ -74,8 +74,11 @@ type handle struct {
 	fh      uint64
 	f       *file
 	backing bool // opened naming the file's image as its backing file
-	mu      sync.Mutex
-	lastEnd int64 // where the last read ended, for read-ahead
+	// mapsImage: a writable handle with the image as its backing file;
+	// the kernel maps the image for its mmap.
+	mapsImage bool
+	mu        sync.Mutex
+	lastEnd   int64 // where the last read ended, for read-ahead
 }
 
 // fileFor returns ino's file state, creating it.
@@ -94,11 +97,13 @@ func (fs *FS) fileFor(ino uint64) *file {
 	return f
 }
 
-func (fs *FS) newHandle(f *file, backing bool) uint64 {
+// addHandle numbers h and records it.
+func (fs *FS) addHandle(h *handle) uint64 {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	fs.nextFh++
-	fs.handles[fs.nextFh] = &handle{fh: fs.nextFh, f: f, backing: backing}
+	h.fh = fs.nextFh
+	fs.handles[fs.nextFh] = h
 	return fs.nextFh
 }
 
@@ -132,7 +137,8 @@ func (fs *FS) newHandleMode(f *file, flags uint32) (uint64, OpenMode) {
 	f.mu.Lock()
 	id, direct := fs.images.open(f, flags)
 	f.mu.Unlock()
-	return fs.newHandle(f, id != 0), OpenMode{BackingID: id, DirectIO: direct}
+	h := &handle{f: f, backing: id != 0, mapsImage: id != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY}
+	return fs.addHandle(h), OpenMode{BackingID: id, DirectIO: direct}
 }
 
 // Create makes and opens a regular file.
@@ -394,7 +400,7 @@ func (fs *FS) Release(fh uint64, flockOwner uint64, releaseFlock bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
 	defer cancel()
-	if errno := h.f.flush(ctx); errno != 0 {
+	if errno := h.flush(ctx); errno != 0 {
 		fs.log.Warn("mount: flush on release failed", "inode", h.f.ino, "errno", errno)
 	}
 	if releaseFlock {
@@ -507,9 +513,20 @@ func (fs *FS) Flush(ctx context.Context, fh, lockOwner uint64) syscall.Errno {
 	if h == nil {
 		return syscall.EBADF
 	}
-	errno := h.f.flush(ctx)
+	errno := h.flush(ctx)
 	fs.releaseOwner(ctx, h.f.ino, lockOwner, h.f.closedBy(lockOwner))
 	return errno
+}
+
+// flush flushes the handle's file, first taking in what its shared
+// writable mapping wrote into the image, if it maps one.
+func (h *handle) flush(ctx context.Context) syscall.Errno {
+	if h.mapsImage {
+		if errno := h.f.absorbMapped(ctx); errno != 0 {
+			return errno
+		}
+	}
+	return h.f.flush(ctx)
 }
 
 // lockedThrough records that owner asked for a record lock on the file
@@ -557,5 +574,5 @@ func (fs *FS) Fsync(ctx context.Context, fh uint64) syscall.Errno {
 	if h == nil {
 		return syscall.EBADF
 	}
-	return h.f.flush(ctx)
+	return h.flush(ctx)
 }

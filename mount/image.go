@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -94,7 +95,11 @@ type image struct {
 	// tainted: a writable handle got it as its backing file, so a
 	// shared writable mmap may write it behind the mount's back: never
 	// valid again.
-	tainted    bool
+	tainted bool
+	// foreign: the file changed in a way the image does not mirror
+	// (another client, or a change this mount did not see through),
+	// so it no longer tells what a writer's mapping wrote.
+	foreign    bool
 	overBudget bool  // logged once
 	length     int64 // the image file's length, also what it is charged
 	pt         int   // passthrough handles open on it
@@ -482,6 +487,9 @@ func (s *imageStore) resized(ino, gen uint64, size int64) {
 	if img == nil || ((!img.valid || (gen != 0 && img.gen+1 != gen)) && img.pt == 0) {
 		var victims []*image
 		if img != nil {
+			if gen != 0 && img.gen+1 != gen {
+				img.foreign = true
+			}
 			victims = s.invalidateLocked(img)
 		}
 		s.mu.Unlock()
@@ -515,11 +523,11 @@ func (s *imageStore) resized(ino, gen uint64, size int64) {
 	if s.images[ino] == img {
 		s.reserveLocked(img, size, true) // a shrink: gives bytes back
 		switch {
-		case !img.valid:
 		case gen == 0:
 		case img.gen+1 == gen:
 			img.gen = gen
 		default:
+			img.foreign = true
 			s.invalidateLocked(img) // in use, so kept
 		}
 	}
@@ -546,9 +554,16 @@ func (s *imageStore) committed(ino, gen uint64) {
 	var victims []*image
 	switch {
 	case img == nil:
-	case img.valid && img.gen+1 == gen:
+	case img.gen+1 == gen:
+		// The chain holds even for an image no longer trusted (a
+		// writer's mapping may have written it): what it lacks
+		// beside the mount's view is what the mapping wrote.
 		img.gen = gen
+		if !img.valid {
+			victims = s.invalidateLocked(img)
+		}
 	default:
+		img.foreign = true
 		victims = s.invalidateLocked(img)
 	}
 	s.mu.Unlock()
@@ -566,6 +581,7 @@ func (s *imageStore) changed(ino uint64) {
 	delete(s.fresh, ino)
 	var victims []*image
 	if img := s.images[ino]; img != nil {
+		img.foreign = true
 		victims = s.invalidateLocked(img)
 	}
 	s.mu.Unlock()
@@ -762,8 +778,103 @@ func (f *file) refreshImage(ctx context.Context) syscall.Errno {
 	}
 	// Kept whatever the budget says: the kernel reads it.
 	s.used += size - img.length
-	img.length, img.gen, img.valid = size, gen, !img.tainted
+	img.length, img.gen, img.valid, img.foreign = size, gen, !img.tainted, false
 	s.stats.Refreshed++
+	return 0
+}
+
+// mapped returns f's image if a writable handle got it as its backing
+// file (a shared writable mapping of that handle maps the image) and the
+// image still differs from the file only by what this mount did and such
+// a mapping wrote; nil otherwise.
+func (s *imageStore) mapped(ino uint64) *image {
+	img, _ := s.mappedOrLost(ino)
+	return img
+}
+
+// mappedOrLost is mapped, and also says whether the image is mapped by
+// a writer but changed by another client, so that what the mapping
+// wrote can no longer be told apart.
+func (s *imageStore) mappedOrLost(ino uint64) (img *image, lost bool) {
+	if s == nil {
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	img = s.images[ino]
+	if img == nil || !img.tainted {
+		return nil, false
+	}
+	if img.foreign {
+		return nil, true
+	}
+	return img, false
+}
+
+// absorbMapped writes into f, through the mount, what a shared writable
+// mapping wrote into f's image: the kernel maps the backing file for
+// mmap of a handle that has one, so those bytes never come to the mount
+// as writes. Everything else this mount wrote went into the image too,
+// so the ranges where the image and the mount's view of the file differ
+// are the mapping's. Called before a writer's handle flushes (close,
+// fsync, release).
+func (f *file) absorbMapped(ctx context.Context) syscall.Errno {
+	img, lost := f.fs.images.mappedOrLost(f.ino)
+	if lost {
+		f.fs.log.Warn("mount: a file was changed by another client while a writer here mapped it; what the mapping wrote stays local",
+			"inode", f.ino)
+	}
+	if img == nil {
+		return 0
+	}
+	f.mu.Lock()
+	size := f.size
+	f.mu.Unlock()
+	const piece = 1 << 20
+	mine, theirs := make([]byte, piece), make([]byte, piece)
+	absorbed := int64(0)
+	for off := int64(0); off < size; {
+		n := int(min(piece, size-off))
+		img.mu.Lock()
+		img.settleLocked()
+		fd := img.fd
+		var err error
+		if fd != nil {
+			_, err = fd.ReadAt(theirs[:n], off)
+		}
+		img.mu.Unlock()
+		if fd == nil || err != nil {
+			// Dropped (or unreadable): nothing more can be recovered.
+			break
+		}
+		got, errno := f.readAt(ctx, nil, mine[:n], off, false)
+		if errno != 0 {
+			return errno
+		}
+		n = got
+		for i := 0; i < n; {
+			if mine[i] == theirs[i] {
+				i++
+				continue
+			}
+			j := i + 1
+			for j < n && mine[j] != theirs[j] {
+				j++
+			}
+			if errno := f.write(ctx, slices.Clone(theirs[i:j]), off+int64(i)); errno != 0 {
+				return errno
+			}
+			absorbed += int64(j - i)
+			i = j
+		}
+		if n == 0 {
+			break
+		}
+		off += int64(n)
+	}
+	if absorbed > 0 {
+		f.fs.log.Debug("mount: took in what a shared mapping wrote into a file's image", "inode", f.ino, "bytes", absorbed)
+	}
 	return 0
 }
 

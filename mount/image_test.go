@@ -498,3 +498,35 @@ func TestImageQueuedWritesKeepOrder(t *testing.T) {
 		t.Fatalf("the kernel got a backing file of %d bytes, want all %d sealed", len(seen), len(want))
 	}
 }
+
+// A writer's handle on a passthrough file maps the image; what its
+// mapping wrote is told apart from the file while the image follows the
+// file's generations, and not once another client changed the file.
+func TestImageMappedByAWriter(t *testing.T) {
+	s, _ := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	f := writer(fs, 11, 3)
+	write(t, f, pattern(imageMinWrite, 1), 0)
+	commit(f, 4)
+	f.mu.Lock()
+	f.metaDirty = false
+	f.opens = 1
+	rid, _ := s.open(f, syscall.O_RDONLY)
+	f.opens = 2
+	wid, direct := s.open(f, syscall.O_RDWR)
+	f.mu.Unlock()
+	if rid == 0 || wid != rid || !direct {
+		t.Fatalf("reader %d, writer %d direct %v: want the writer on the reader's backing file", rid, wid, direct)
+	}
+	if s.mapped(11) == nil {
+		t.Fatal("a writer shares the backing file: its mapping may write the image")
+	}
+	s.committed(11, 5) // the writer's own commit
+	if s.mapped(11) == nil {
+		t.Fatal("after this mount's commit the image still tells the mapping's bytes")
+	}
+	s.changed(11) // another client
+	if s.mapped(11) != nil {
+		t.Fatal("after another client's change the image no longer tells the mapping's bytes")
+	}
+}
