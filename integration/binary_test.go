@@ -62,6 +62,23 @@ type proc struct {
 	err    error         // Wait's result, valid after exited
 }
 
+// stop sends SIGTERM and fails the test unless the process exits cleanly
+// within d.
+func (p *proc) stop(t testing.TB, d time.Duration) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			t.Fatalf("kelp %s after SIGTERM: %v\n%s", p.cmd.Args[1], p.err, p.out.String())
+		}
+	case <-time.After(d):
+		t.Fatalf("kelp %s did not stop within %v of SIGTERM\n%s", p.cmd.Args[1], d, p.out.String())
+	}
+}
+
 func startKelp(t testing.TB, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(kelpBinary(t), args...)
@@ -220,17 +237,7 @@ func TestServerAndBenchmarkBinary(t *testing.T) {
 			t.Fatalf("benchmark output lacks %q:\n%s", want, out)
 		}
 	}
-	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-srv.exited:
-		if srv.err != nil {
-			t.Fatalf("kelp server after SIGTERM: %v\n%s", srv.err, srv.out.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("kelp server did not stop within 20s of SIGTERM")
-	}
+	srv.stop(t, 20*time.Second)
 }
 
 // `kelp server -mount` (the README's first command) mounts the cluster it
@@ -314,17 +321,7 @@ func TestServerMountBinary(t *testing.T) {
 	a.Close()
 	b.Close()
 
-	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-srv.exited:
-		if srv.err != nil {
-			t.Fatalf("kelp server after SIGTERM: %v\n%s", srv.err, srv.out.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("kelp server did not stop within 30s of SIGTERM")
-	}
+	srv.stop(t, 30*time.Second)
 	if mounted(t, mnt) {
 		t.Fatalf("%s still mounted after kelp server exited", mnt)
 	}

@@ -60,22 +60,9 @@ func TestReplication010SurvivesServerLoss(t *testing.T) {
 		blobs[fid] = data
 	}
 	for fid, data := range blobs {
-		f, _ := needle.ParseFileID(fid)
-		locs, err := cl.Master.Lookup(ctx, f.VolumeID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(locs) != 2 {
-			t.Fatalf("%s: %d replicas, want 2", fid, len(locs))
-		}
+		locs := onReplicas(t, ctx, cl, fid, data, 2)
 		if rackOf[locs[0].URL] == rackOf[locs[1].URL] {
 			t.Fatalf("%s: both replicas on rack %s", fid, rackOf[locs[0].URL])
-		}
-		for _, l := range locs {
-			got, err := cl.Blobs.Get(ctx, l.URL, fid)
-			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("%s on %s: err %v, equal %v", fid, l.URL, err, bytes.Equal(got, data))
-			}
 		}
 	}
 	// Lose a rack-1 server: every blob still reads from its other replica.
@@ -109,21 +96,32 @@ func TestLocalUploadsReplicate(t *testing.T) {
 		if res.Size != int64(len(data)) || res.ETag != needle.ETag(data) {
 			t.Fatalf("write %d: answer %+v, want size %d etag %s", i, res, len(data), needle.ETag(data))
 		}
-		f, _ := needle.ParseFileID(fid)
-		locs, err := cl.Master.Lookup(ctx, f.VolumeID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(locs) != 2 {
-			t.Fatalf("%s: %d replicas, want 2", fid, len(locs))
-		}
-		for _, l := range locs {
-			got, err := cl.Blobs.Get(ctx, l.URL, fid)
-			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("%s on %s: err %v, equal %v", fid, l.URL, err, bytes.Equal(got, data))
-			}
+		onReplicas(t, ctx, cl, fid, data, 2)
+	}
+}
+
+// onReplicas checks that blob fid's volume has n replicas and that each
+// holds data, and returns their locations.
+func onReplicas(t *testing.T, ctx context.Context, cl *client.Cluster, fid string, data []byte, n int) []client.Location {
+	t.Helper()
+	f, err := needle.ParseFileID(fid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	locs, err := cl.Master.Lookup(ctx, f.VolumeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(locs) != n {
+		t.Fatalf("%s: %d replicas, want %d", fid, len(locs), n)
+	}
+	for _, l := range locs {
+		got, err := cl.Blobs.Get(ctx, l.URL, fid)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s on %s: err %v, equal %v", fid, l.URL, err, bytes.Equal(got, data))
 		}
 	}
+	return locs
 }
 
 // A write to a volume whose replica is down fails with a clear error

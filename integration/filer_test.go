@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -292,17 +291,7 @@ func TestServerBinaryFiler(t *testing.T) {
 			t.Fatalf("curl: %v\n%s", err, out)
 		}
 	}
-	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-srv.exited:
-		if srv.err != nil {
-			t.Fatalf("kelp server after SIGTERM: %v\n%s", srv.err, srv.out.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("kelp server did not stop within 20s of SIGTERM")
-	}
+	srv.stop(t, 20*time.Second)
 	// The filer's store is under DIR/filer and keeps the file across a restart.
 	srv = startKelp(t, "server", "-dir", dir, "-ip", "127.0.0.1",
 		"-master.port", fmt.Sprint(mp), "-master.port.grpc", fmt.Sprint(mg),

@@ -651,17 +651,7 @@ func TestFilerSyncBinary(t *testing.T) {
 		}
 		return nil
 	})
-	if err := proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-proc.exited:
-		if proc.err != nil {
-			t.Fatalf("kelp filer.sync after SIGTERM: %v\n%s", proc.err, proc.out)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("kelp filer.sync did not stop within 10s of SIGTERM\n%s", proc.out)
-	}
+	proc.stop(t, 10*time.Second)
 	for _, want := range []string{"filer.sync: applied", "filer.sync: status"} {
 		if !strings.Contains(proc.out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, proc.out)

@@ -25,25 +25,16 @@ func crc32Combine(crcA, crcB uint32, lenB int64) uint32 {
 	}
 	even.square(&odd) // two zero bits
 	odd.square(&even) // four zero bits
-	// From here on even and odd take turns being the operator for
-	// 2^k zero bytes, k = 0, 1, 2, ...
-	for {
-		even.square(&odd)
+	// Each round squares the last operator into the other matrix: the
+	// operator for 2^k zero bytes, k = 0, 1, 2, ...
+	next, last := &even, &odd
+	for lenB > 0 {
+		next.square(last)
 		if lenB&1 != 0 {
-			crcA = even.times(crcA)
+			crcA = next.times(crcA)
 		}
 		lenB >>= 1
-		if lenB == 0 {
-			break
-		}
-		odd.square(&even)
-		if lenB&1 != 0 {
-			crcA = odd.times(crcA)
-		}
-		lenB >>= 1
-		if lenB == 0 {
-			break
-		}
+		next, last = last, next
 	}
 	return crcA ^ crcB
 }
