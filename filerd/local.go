@@ -31,6 +31,7 @@ import (
 type localConn struct {
 	ch    *inprocgrpc.Channel
 	unary map[string]localMethod // by full method name, "/service/method"
+	base  context.Context        // the server's: cancelled when it closes
 
 	mu       sync.Mutex
 	closed   bool
@@ -44,8 +45,8 @@ type localMethod struct {
 
 var _ grpc.ClientConnInterface = (*localConn)(nil)
 
-func newLocalConn(filer filerpb.FilerServer, locks lockpb.LocksServer) *localConn {
-	l := &localConn{unary: map[string]localMethod{}}
+func newLocalConn(base context.Context, filer filerpb.FilerServer, locks lockpb.LocksServer) *localConn {
+	l := &localConn{unary: map[string]localMethod{}, base: base}
 	l.ch = (&inprocgrpc.Channel{}).WithServerStreamInterceptor(l.streamGuard)
 	for _, svc := range []struct {
 		desc *grpc.ServiceDesc
@@ -68,7 +69,11 @@ func (l *localConn) Invoke(ctx context.Context, method string, args, reply any, 
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
-	sctx := context.Context(valuelessContext{ctx})
+	// The handler also ends when the server closes, as a network
+	// call's does when the server stops.
+	sctx, cancel := context.WithCancel(valuelessContext{ctx})
+	defer cancel()
+	defer context.AfterFunc(l.base, cancel)()
 	if md, ok := metadata.FromOutgoingContext(ctx); ok {
 		sctx = metadata.NewIncomingContext(sctx, md)
 	}

@@ -163,7 +163,7 @@ func New(cfg Config) (*Server, error) {
 	s.locksLive = s.lockMarker.set
 	ls := &locksServer{s: s}
 	lockpb.RegisterLocksServer(s.grpcSrv, ls)
-	s.local = newLocalConn(gs, ls)
+	s.local = newLocalConn(s.baseCtx, gs, ls)
 	ok = true
 	return s, nil
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -113,10 +114,16 @@ type image struct {
 	// them does not wait for the page cache. Every other use of fd
 	// first waits for the queue to empty (settleLocked), so the image
 	// changes in the order the file did.
-	queue    []imageWrite
-	queued   int64 // bytes in queue
-	flushing bool
-	settled  sync.Cond // L is &mu; broadcast when flushing ends or queue shrinks
+	queue     []imageWrite
+	queued    int64 // bytes in queue
+	queuedEnd int64 // the largest end of a queued write (0: none)
+	fileLen   int64 // the image file's size, as far as written and truncated
+	flushing  bool
+	settled   sync.Cond // L is &mu; broadcast when flushing ends or queue shrinks
+	// broken: a write or truncate of the image failed, so it lacks
+	// bytes of the file. Set under mu before the image is invalidated,
+	// so no reader that settles after the failure trusts it.
+	broken atomic.Bool
 }
 
 // imageWrite is sealed bytes at their offset in the file.
@@ -280,10 +287,10 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 		// The length the image is charged for; the bytes come at seal.
 		err = img.truncate(f.size)
 	}
+	report := img.failedLocked(err)
 	img.mu.Unlock()
-	if err != nil && !errors.Is(err, errImageDropped) {
-		s.log.Warn("mount: file image write failed; dropping the image", "inode", f.ino, "err", err)
-		s.invalidate(img)
+	if report {
+		s.failed(img, "write", err)
 	}
 }
 
@@ -310,6 +317,7 @@ func (s *imageStore) sealed(f *file, refs []*chunkRef) {
 	for _, r := range refs {
 		img.queue = append(img.queue, imageWrite{r.mem, r.off})
 		img.queued += int64(len(r.mem))
+		img.queuedEnd = max(img.queuedEnd, r.off+int64(len(r.mem)))
 	}
 	if !img.flushing && len(img.queue) > 0 {
 		img.flushing = true
@@ -339,19 +347,40 @@ func (s *imageStore) flush(img *image) {
 		_, err = fd.WriteAt(w.data, w.off)
 		img.mu.Lock()
 		img.queued -= int64(len(w.data))
+		if err == nil {
+			img.fileLen = max(img.fileLen, w.off+int64(len(w.data)))
+		}
 		img.settled.Broadcast()
 	}
 	if err != nil {
 		img.queue, img.queued = nil, 0
 	}
+	img.queuedEnd = 0
+	report := img.failedLocked(err)
 	img.flushing = false
 	img.settled.Broadcast()
-	dropped := img.fd == nil
 	img.mu.Unlock()
-	if err != nil && !dropped && !errors.Is(err, errImageDropped) && !errors.Is(err, os.ErrClosed) {
-		s.log.Warn("mount: file image write failed; dropping the image", "inode", img.ino, "err", err)
-		s.invalidate(img)
+	if report {
+		s.failed(img, "write", err)
 	}
+}
+
+// failedLocked records that an IO on img failed with err (called with
+// img.mu held) and reports whether the failure must be logged and the
+// image invalidated (it was not simply dropped meanwhile).
+func (img *image) failedLocked(err error) bool {
+	if err == nil || errors.Is(err, errImageDropped) || errors.Is(err, os.ErrClosed) || img.fd == nil {
+		return false
+	}
+	img.broken.Store(true)
+	return true
+}
+
+// failed logs an image IO failure and drops the image (or, while the
+// kernel uses it, marks it out of date).
+func (s *imageStore) failed(img *image, what string, err error) {
+	s.log.Warn("mount: file image "+what+" failed; dropping the image", "inode", img.ino, "err", err)
+	s.invalidate(img)
 }
 
 // settleLocked waits until the sealed bytes queued for img are written
@@ -375,10 +404,10 @@ func (s *imageStore) replaced(f *file, content []byte) {
 	if img != nil {
 		img.mu.Lock()
 		err := img.truncate(int64(len(content)))
+		report := img.failedLocked(err)
 		img.mu.Unlock()
-		if err != nil && !errors.Is(err, errImageDropped) {
-			s.log.Warn("mount: file image truncate failed; dropping the image", "inode", f.ino, "err", err)
-			s.invalidate(img)
+		if report {
+			s.failed(img, "truncate", err)
 		}
 	}
 }
@@ -401,7 +430,7 @@ func (s *imageStore) readAt(f *file, p []byte, off int64) bool {
 	}
 	img.mu.Lock()
 	img.settleLocked()
-	if img.fd == nil {
+	if img.fd == nil || img.broken.Load() {
 		img.mu.Unlock()
 		return false
 	}
@@ -511,11 +540,11 @@ func (s *imageStore) resized(ino, gen uint64, size int64) {
 	// generation, so no open trusts it in between.
 	img.mu.Lock()
 	err := img.truncate(size)
+	report := img.failedLocked(err)
 	img.mu.Unlock()
 	if err != nil {
-		if !errors.Is(err, errImageDropped) {
-			s.log.Warn("mount: file image truncate failed; dropping the image", "inode", ino, "err", err)
-			s.invalidate(img)
+		if report {
+			s.failed(img, "truncate", err)
 		}
 		return
 	}
@@ -618,7 +647,7 @@ func (s *imageStore) open(f *file, flags uint32) (id int32, direct bool) {
 		return 0, false
 	}
 	local := f.hasLocalLocked()
-	current := img.valid && img.gen == f.attr.Generation && img.length == f.size && !local
+	current := img.valid && !img.broken.Load() && img.gen == f.attr.Generation && img.length == f.size && !local
 	if img.pt > 0 {
 		img.pt++
 		if current && plain {
@@ -731,6 +760,11 @@ func (f *file) refreshImage(ctx context.Context) syscall.Errno {
 	if !inUse {
 		return 0
 	}
+	// A writer's mapping may have written the image: take that in
+	// before the image is rewritten.
+	if errno := f.absorbMapped(ctx); errno != 0 {
+		return errno
+	}
 	f.truncMu.Lock()
 	defer f.truncMu.Unlock()
 	f.mu.Lock()
@@ -805,7 +839,7 @@ func (s *imageStore) mappedOrLost(ino uint64) (img *image, lost bool) {
 	if img == nil || !img.tainted {
 		return nil, false
 	}
-	if img.foreign {
+	if img.foreign || img.broken.Load() {
 		return nil, true
 	}
 	return img, false
@@ -816,17 +850,22 @@ func (s *imageStore) mappedOrLost(ino uint64) (img *image, lost bool) {
 // mmap of a handle that has one, so those bytes never come to the mount
 // as writes. Everything else this mount wrote went into the image too,
 // so the ranges where the image and the mount's view of the file differ
-// are the mapping's. Called before a writer's handle flushes (close,
-// fsync, release).
+// are the mapping's. Writes and truncates of f wait meanwhile (truncMu),
+// so both sides are read as of the same moment; a change by another
+// client arriving meanwhile stops it (the image no longer tells). Called
+// before a writer's handle flushes (close, fsync, release) and before a
+// lock grant rewrites the image.
 func (f *file) absorbMapped(ctx context.Context) syscall.Errno {
 	img, lost := f.fs.images.mappedOrLost(f.ino)
 	if lost {
-		f.fs.log.Warn("mount: a file was changed by another client while a writer here mapped it; what the mapping wrote stays local",
+		f.fs.log.Warn("mount: a file was changed elsewhere while a writer here mapped it; what the mapping wrote stays local",
 			"inode", f.ino)
 	}
 	if img == nil {
 		return 0
 	}
+	f.truncMu.Lock()
+	defer f.truncMu.Unlock()
 	f.mu.Lock()
 	size := f.size
 	f.mu.Unlock()
@@ -834,6 +873,11 @@ func (f *file) absorbMapped(ctx context.Context) syscall.Errno {
 	mine, theirs := make([]byte, piece), make([]byte, piece)
 	absorbed := int64(0)
 	for off := int64(0); off < size; {
+		if f.fs.images.mapped(f.ino) != img {
+			f.fs.log.Warn("mount: a file changed elsewhere while taking in what a writer's mapping wrote; the rest stays local",
+				"inode", f.ino, "offset", off)
+			break
+		}
 		n := int(min(piece, size-off))
 		img.mu.Lock()
 		img.settleLocked()
@@ -861,7 +905,7 @@ func (f *file) absorbMapped(ctx context.Context) syscall.Errno {
 			for j < n && mine[j] != theirs[j] {
 				j++
 			}
-			if errno := f.write(ctx, slices.Clone(theirs[i:j]), off+int64(i)); errno != 0 {
+			if errno := f.writeHeld(ctx, slices.Clone(theirs[i:j]), off+int64(i)); errno != 0 {
 				return errno
 			}
 			absorbed += int64(j - i)
@@ -1023,16 +1067,27 @@ func (img *image) writeAt(data []byte, off, size int64) error {
 	if _, err := img.fd.WriteAt(data, off); err != nil {
 		return err
 	}
-	if end := off + int64(len(data)); size > end {
-		return img.fd.Truncate(size)
+	end := off + int64(len(data))
+	img.fileLen = max(img.fileLen, end)
+	if size > end {
+		return img.truncate(size)
 	}
 	return nil
 }
 
+// truncate sets the image file's size (called with img.mu held). Growing
+// it past every queued write commutes with them, so only a cut waits for
+// the queue: a sequential writer extends the image at each write.
 func (img *image) truncate(size int64) error {
-	img.settleLocked()
+	if size < img.fileLen || size < img.queuedEnd {
+		img.settleLocked()
+	}
 	if img.fd == nil {
 		return errImageDropped
 	}
-	return img.fd.Truncate(size)
+	if err := img.fd.Truncate(size); err != nil {
+		return err
+	}
+	img.fileLen = size
+	return nil
 }

@@ -530,3 +530,55 @@ func TestImageMappedByAWriter(t *testing.T) {
 		t.Fatal("after another client's change the image no longer tells the mapping's bytes")
 	}
 }
+
+// An image whose queued write failed lacks bytes of the file: it is
+// never read again, and a writer's mapping of it can no longer be told
+// apart from the file.
+func TestImageFailedWriteIsNotTrusted(t *testing.T) {
+	s, _ := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	f := writer(fs, 12, 3)
+	write(t, f, pattern(imageMinWrite, 1), 0)
+	commit(f, 4)
+	f.mu.Lock()
+	f.metaDirty = false
+	f.opens = 1
+	rid, _ := s.open(f, syscall.O_RDONLY)
+	f.opens = 2
+	s.open(f, syscall.O_RDWR)
+	f.mu.Unlock()
+	if rid == 0 || s.mapped(12) == nil {
+		t.Fatal("setup: want a passthrough reader and a writer mapping the image")
+	}
+	// The image file turns unwritable behind the store's back.
+	s.mu.Lock()
+	img := s.images[12]
+	s.mu.Unlock()
+	ro, err := os.Open(img.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.mu.Lock()
+	rw := img.fd
+	img.fd = ro
+	img.mu.Unlock()
+	defer rw.Close()
+	write(t, f, pattern(imageMinWrite, 2), imageMinWrite)
+	seal(f) // queued; its write fails
+	img.mu.Lock()
+	img.settleLocked()
+	img.mu.Unlock()
+	if !img.broken.Load() {
+		t.Fatal("a failed queued write left the image trusted")
+	}
+	p := make([]byte, 10)
+	f.mu.Lock()
+	ok := s.readAt(f, p, 0)
+	f.mu.Unlock()
+	if ok {
+		t.Fatal("read served from an image that lacks bytes")
+	}
+	if img, lost := s.mappedOrLost(12); img != nil || !lost {
+		t.Fatalf("mappedOrLost = %v, %v; want the mapping's bytes reported lost", img, lost)
+	}
+}

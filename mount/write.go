@@ -41,6 +41,11 @@ func (f *file) write(ctx context.Context, data []byte, off int64) syscall.Errno 
 	}
 	f.truncMu.RLock()
 	defer f.truncMu.RUnlock()
+	return f.writeHeld(ctx, data, off)
+}
+
+// writeHeld is write for a caller holding truncMu (shared or alone).
+func (f *file) writeHeld(ctx context.Context, data []byte, off int64) syscall.Errno {
 	for {
 		f.mu.Lock()
 		need := f.growthLocked(off, int64(len(data)))

@@ -189,8 +189,14 @@ func writeParts(df diskFile, bufs [][]byte, off int64) error {
 		var n int
 		var werr error
 		if err := rc.Write(func(fd uintptr) bool {
-			n, werr = unix.Pwritev(int(fd), bufs, off)
-			return werr != unix.EINTR
+			// A regular file cannot be polled: retry here, never
+			// ask to wait.
+			for {
+				n, werr = unix.Pwritev(int(fd), bufs, off)
+				if werr != unix.EINTR {
+					return true
+				}
+			}
 		}); err != nil {
 			return err
 		}
