@@ -34,6 +34,7 @@ func TestMountTwoMounts(t *testing.T) {
 	b := c.MountFiler(nil)
 	t.Run("Visibility", func(t *testing.T) { testTwoMountsVisibility(t, a, b) })
 	t.Run("CloseToOpen", func(t *testing.T) { testTwoMountsCloseToOpen(t, a, b) })
+	t.Run("HeldSeesOverwrite", func(t *testing.T) { testTwoMountsHeldSeesOverwrite(t, a, b) })
 	t.Run("BothWays", func(t *testing.T) { testTwoMountsBothWays(t, a, b) })
 }
 
@@ -327,6 +328,47 @@ func testTwoMountsCloseToOpen(t *testing.T, a, b *cluster.Mount) {
 		}
 	}
 	t.Logf("what B's held descriptor read after each rewrite (size->read, is new): %v", heldSaw)
+}
+
+// testTwoMountsHeldSeesOverwrite: B holds a file open with its pages in
+// the kernel's cache; A overwrites bytes in place (same size, so nothing
+// the kernel could notice by itself). B's held descriptor reads the new
+// bytes once the change feed tells B's mount, which drops the pages.
+func testTwoMountsHeldSeesOverwrite(t *testing.T, a, b *cluster.Mount) {
+	name := "held"
+	old := randomBytes(t, 256<<10)
+	if err := os.WriteFile(a.Path(name), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitSeen(t, "file on B", func() (bool, string) {
+		got, err := os.ReadFile(b.Path(name))
+		return bytes.Equal(got, old), fmt.Sprint(err)
+	})
+	held, err := os.Open(b.Path(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	buf := make([]byte, len(old))
+	if _, err := held.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, old) {
+		t.Fatalf("held descriptor before the overwrite: %v", err)
+	}
+	patch := []byte("overwritten in place on mount A")
+	w, err := os.OpenFile(a.Path(name), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt(patch, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitSeen(t, "the overwrite through B's held descriptor", func() (bool, string) {
+		got := make([]byte, len(patch))
+		_, err := held.ReadAt(got, 1000)
+		return bytes.Equal(got, patch), fmt.Sprintf("read %q, %v", got, err)
+	})
 }
 
 // testTwoMountsBothWays: the mounts take turns changing one tree; each sees

@@ -143,10 +143,17 @@ func (fs *FS) markAllStale() {
 		files = append(files, f)
 	}
 	fs.mu.Unlock()
+	inv := fs.invalidator()
 	for _, f := range files {
 		f.mu.Lock()
 		f.stale = true
 		f.mu.Unlock()
+		// Changes may have been missed: the kernel must not keep
+		// serving pages of files still open from before (it does not
+		// drop them on an mtime change by itself; see fusefs).
+		if inv != nil {
+			inv.InvalidateInode(f.ino)
+		}
 	}
 }
 

@@ -86,7 +86,13 @@ func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
 	// or not; but a parent's default ACL replaces the umask, which only
 	// the filer knows about, so the mount takes the umask along unapplied.
 	extra := uint64(fuse.CAP_DONT_MASK)
-	var disabled uint64
+	// The kernel would drop a file's pages whenever a GETATTR shows an
+	// mtime other than the one it set itself at its last write, which is
+	// after every write the mount commits: the next read of a file just
+	// written went through FUSE again. The mount invalidates pages
+	// itself when another client changes a file (the change feed, an
+	// open that finds it changed, a lock grant), so it does without.
+	disabled := uint64(fuse.CAP_AUTO_INVAL_DATA)
 	if opts.WritebackCache {
 		extra |= fuse.CAP_WRITEBACK_CACHE
 		// The kernel does not pass through with a writeback cache.
