@@ -499,25 +499,33 @@ func TestImageQueuedWritesKeepOrder(t *testing.T) {
 	}
 }
 
+// readerAndWriter makes file ino of fs, written and committed by this
+// mount, then opens it read-only (passing through to its image) and for
+// writing beside that reader (which gets the image as backing file).
+func readerAndWriter(t *testing.T, fs *FS, ino uint64) *file {
+	t.Helper()
+	f := writer(fs, ino, 3)
+	write(t, f, pattern(imageMinWrite, 1), 0)
+	commit(f, 4)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.metaDirty = false
+	f.opens = 1
+	rid, _ := fs.images.open(f, syscall.O_RDONLY)
+	f.opens = 2
+	wid, direct := fs.images.open(f, syscall.O_RDWR)
+	if rid == 0 || wid != rid || !direct {
+		t.Fatalf("reader %d, writer %d direct %v: want the writer on the reader's backing file", rid, wid, direct)
+	}
+	return f
+}
+
 // A writer's handle on a passthrough file maps the image; what its
 // mapping wrote is told apart from the file while the image follows the
 // file's generations, and not once another client changed the file.
 func TestImageMappedByAWriter(t *testing.T) {
 	s, _ := newTestImages(t, 64<<20)
-	fs := imageFS(s)
-	f := writer(fs, 11, 3)
-	write(t, f, pattern(imageMinWrite, 1), 0)
-	commit(f, 4)
-	f.mu.Lock()
-	f.metaDirty = false
-	f.opens = 1
-	rid, _ := s.open(f, syscall.O_RDONLY)
-	f.opens = 2
-	wid, direct := s.open(f, syscall.O_RDWR)
-	f.mu.Unlock()
-	if rid == 0 || wid != rid || !direct {
-		t.Fatalf("reader %d, writer %d direct %v: want the writer on the reader's backing file", rid, wid, direct)
-	}
+	readerAndWriter(t, imageFS(s), 11)
 	if s.mapped(11) == nil {
 		t.Fatal("a writer shares the backing file: its mapping may write the image")
 	}
@@ -536,18 +544,8 @@ func TestImageMappedByAWriter(t *testing.T) {
 // apart from the file.
 func TestImageFailedWriteIsNotTrusted(t *testing.T) {
 	s, _ := newTestImages(t, 64<<20)
-	fs := imageFS(s)
-	f := writer(fs, 12, 3)
-	write(t, f, pattern(imageMinWrite, 1), 0)
-	commit(f, 4)
-	f.mu.Lock()
-	f.metaDirty = false
-	f.opens = 1
-	rid, _ := s.open(f, syscall.O_RDONLY)
-	f.opens = 2
-	s.open(f, syscall.O_RDWR)
-	f.mu.Unlock()
-	if rid == 0 || s.mapped(12) == nil {
+	f := readerAndWriter(t, imageFS(s), 12)
+	if s.mapped(12) == nil {
 		t.Fatal("setup: want a passthrough reader and a writer mapping the image")
 	}
 	// The image file turns unwritable behind the store's back.
