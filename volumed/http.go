@@ -379,11 +379,11 @@ func (s *Server) parseUpload(ctx *fasthttp.RequestCtx) (*upload, int, error) {
 	if err != nil {
 		return nil, fasthttp.StatusBadRequest, err
 	}
-	if bp.FileID.Key == 0 {
+	if bp.FileID.Key == 0 { // before the body is looked at (newUpload checks again)
 		return nil, fasthttp.StatusBadRequest, fmt.Errorf("file id %s: key 0 is reserved", bp.FileID)
 	}
 	q := ctx.QueryArgs()
-	n := &needle.Needle{Cookie: bp.FileID.Cookie, ID: bp.FileID.Key}
+	var data []byte
 	limit := s.cfg.MaxUploadBytes
 	body := ctx.Request.Body()
 	name := q.Peek("name")
@@ -397,7 +397,7 @@ func (s *Server) parseUpload(ctx *fasthttp.RequestCtx) (*upload, int, error) {
 			name = []byte(fn)
 		}
 		ctype = []byte(part.Header.Get("Content-Type"))
-		if n.Data, err = readAllLimited(part, limit); err != nil {
+		if data, err = readAllLimited(part, limit); err != nil {
 			return nil, uploadStatus(err), fmt.Errorf("multipart upload: %w", err)
 		}
 	} else {
@@ -409,28 +409,45 @@ func (s *Server) parseUpload(ctx *fasthttp.RequestCtx) (*upload, int, error) {
 		if cl := ctx.Request.Header.ContentLength(); cl >= 0 && len(body) != cl {
 			return nil, fasthttp.StatusBadRequest, fmt.Errorf("upload cut short: %d of %d bytes", len(body), cl)
 		}
-		n.Data = body
+		data = body
 	}
+	var ts uint64
+	if v := q.Peek("ts"); len(v) > 0 {
+		if ts, err = strconv.ParseUint(string(v), 10, 64); err != nil {
+			return nil, fasthttp.StatusBadRequest, fmt.Errorf("bad ts %q: want unix seconds", v)
+		}
+	}
+	up, err := newUpload(bp.FileID, data, name, ctype, ts, string(q.Peek("ttl")), string(q.Peek("type")) == "replicate")
+	if err != nil {
+		return nil, fasthttp.StatusBadRequest, err
+	}
+	return up, 0, nil
+}
+
+// newUpload makes the upload of data as fid, for a PUT or an in-process
+// write: key 0 is refused, the default content types are not stored,
+// names and types are copied (data is not), LastModified is ts or now,
+// and the needle must fit the format.
+func newUpload(fid needle.FileID, data, name, ctype []byte, ts uint64, ttl string, replicate bool) (*upload, error) {
+	if fid.Key == 0 {
+		return nil, fmt.Errorf("file id %s: key 0 is reserved", fid)
+	}
+	n := &needle.Needle{Cookie: fid.Cookie, ID: fid.Key, Data: data, Name: append([]byte{}, name...)}
 	if len(ctype) > 0 && !bytes.HasPrefix(ctype, []byte("application/octet-stream")) && !bytes.HasPrefix(ctype, []byte("multipart/")) {
 		n.Mime = bytes.Clone(ctype)
 	}
-	n.Name = append([]byte{}, name...)
-	if ts := q.Peek("ts"); len(ts) > 0 {
-		v, err := strconv.ParseUint(string(ts), 10, 64)
-		if err != nil {
-			return nil, fasthttp.StatusBadRequest, fmt.Errorf("bad ts %q: want unix seconds", ts)
-		}
-		n.LastModified = v
-	} else {
+	n.LastModified = ts
+	if ts == 0 {
 		n.LastModified = uint64(time.Now().Unix())
 	}
-	if n.TTL, err = needle.ParseTTL(string(q.Peek("ttl"))); err != nil {
-		return nil, fasthttp.StatusBadRequest, err
+	var err error
+	if n.TTL, err = needle.ParseTTL(ttl); err != nil {
+		return nil, err
 	}
 	if err := n.Validate(); err != nil {
-		return nil, fasthttp.StatusBadRequest, err
+		return nil, err
 	}
-	return &upload{fid: bp.FileID, n: n, replicate: string(q.Peek("type")) == "replicate"}, 0, nil
+	return &upload{fid: fid, n: n, replicate: replicate}, nil
 }
 
 // multipartForm reports whether a write is a POST of a multipart form, and

@@ -3,7 +3,6 @@ package volumed
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -40,25 +39,8 @@ func localUpload(fid string, data []byte, opts client.UploadOptions, limit int64
 	if err != nil {
 		return nil, err
 	}
-	if id.Key == 0 {
-		return nil, fmt.Errorf("file id %s: key 0 is reserved", id)
-	}
 	if int64(len(data)) > limit {
 		return nil, fmt.Errorf("upload of %d bytes is over the %d byte limit", len(data), limit)
 	}
-	n := &needle.Needle{Cookie: id.Cookie, ID: id.Key, Data: data, Name: []byte(opts.Name)}
-	if opts.Mime != "" && opts.Mime != "application/octet-stream" {
-		n.Mime = []byte(opts.Mime)
-	}
-	n.LastModified = uint64(time.Now().Unix())
-	if opts.LastModified != 0 {
-		n.LastModified = uint64(opts.LastModified)
-	}
-	if n.TTL, err = needle.ParseTTL(opts.TTL); err != nil {
-		return nil, err
-	}
-	if err := n.Validate(); err != nil {
-		return nil, err
-	}
-	return &upload{fid: id, n: n, replicate: opts.Replicate}, nil
+	return newUpload(id, data, []byte(opts.Name), []byte(opts.Mime), uint64(max(opts.LastModified, 0)), opts.TTL, opts.Replicate)
 }
