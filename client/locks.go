@@ -339,3 +339,11 @@ func (c *LockClient) Reassert(ctx context.Context, session string, held []*lockp
 	}
 	return resp.Rejected, nil
 }
+
+// SessionExpired reports whether err, from a lock call or from a filer
+// call that takes a handle under a session (Open, OpenContent, Create with
+// open, Reopen), says the filer does not know the session: its lease ran
+// out or the filer restarted. The caller opens a fresh session.
+func SessionExpired(err error) bool {
+	return errors.Is(err, ErrSessionExpired) || (errors.Is(err, ErrNotFound) && PosixErrno(err) == "ENOLCK")
+}

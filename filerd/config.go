@@ -74,7 +74,9 @@ type Config struct {
 	// follows a stop or crash with lock sessions live (the lock table is
 	// kept in memory only; the store's side KV record "filer.locks.live"
 	// marks that sessions may be live). Until it ends, mounts re-assert the
-	// locks they held and no new lock is granted. A filer that starts for
+	// locks they held and no new lock is granted, and the open-unlinked
+	// files of the previous run are kept while mounts take back their
+	// handles on them (handles.go). A filer that starts for
 	// the first time, or after a stop with no session left, has none. It
 	// must outlast LockSessionTTL, so that every live mount notices the
 	// restart at its next renewal and re-asserts in time; 0 disables it (a

@@ -74,12 +74,27 @@ func (g *grpcServer) SetAttr(ctx context.Context, req *filerpb.SetAttrRequest) (
 // Create makes a regular file, fifo, socket or device node; with open it
 // also takes a handle on it (drop it with Release).
 func (g *grpcServer) Create(ctx context.Context, req *filerpb.CreateRequest) (*filerpb.EntryResponse, error) {
+	if req.Open && req.Session != "" {
+		// Fail before creating anything: a retry under a fresh
+		// session must not meet its own file (O_EXCL).
+		if err := g.s.locks.Check(req.Session); err != nil {
+			return nil, lockError(err)
+		}
+	}
 	cctx, ch := meta.WithChanges(ctx)
 	a, err := g.ns().Create(cctx, meta.Inode(req.Parent), req.Name, meta.CreateRequest{
 		Mode: req.Mode, Umask: req.Umask, Uid: req.Uid, Gid: req.Gid, Rdev: req.Rdev, Exclusive: req.Exclusive, Open: req.Open,
 	})
 	if err != nil {
 		return nil, grpcError(err)
+	}
+	if req.Open {
+		// The file exists now, so the create succeeds even if the
+		// session ended just since the check: the handle went with
+		// it, and the mount takes it back under its next session.
+		if err := g.s.keepHandle(ctx, req.Session, meta.Inode(a.Inode)); err != nil {
+			g.s.log.Info("session ended during a create; its handle is released", "session", req.Session, "ino", a.Inode, "err", err)
+		}
 	}
 	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a), Changed: changedToPB(ch)}, nil
 }
@@ -279,7 +294,37 @@ func (g *grpcServer) Open(ctx context.Context, req *filerpb.OpenRequest) (*filer
 		}
 		return nil, grpcError(err)
 	}
+	if err := g.s.keepHandle(ctx, req.Session, ino); err != nil {
+		return nil, lockError(err)
+	}
 	return &filerpb.AttrResponse{Attr: attrToPB(&a)}, nil
+}
+
+// Reopen takes a handle on each inode under a fresh session (see the
+// handles.go comment); inodes that no longer exist are listed as gone.
+func (g *grpcServer) Reopen(ctx context.Context, req *filerpb.ReopenRequest) (*filerpb.ReopenResponse, error) {
+	if req.Session == "" {
+		return nil, grpcError(fmt.Errorf("reopen without a session: %w", meta.ErrInvalid))
+	}
+	if err := g.s.locks.Check(req.Session); err != nil {
+		return nil, lockError(err)
+	}
+	resp := &filerpb.ReopenResponse{}
+	for _, v := range req.Inodes {
+		ino := meta.Inode(v)
+		err := g.ns().Open(ctx, ino)
+		if errors.Is(err, meta.ErrStale) || errors.Is(err, meta.ErrNotFound) {
+			resp.Gone = append(resp.Gone, v)
+			continue
+		}
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		if err := g.s.keepHandle(ctx, req.Session, ino); err != nil {
+			return nil, lockError(err)
+		}
+	}
+	return resp, nil
 }
 
 // Release drops handles taken by Open: req.Inode and each of req.Inodes.
@@ -291,7 +336,7 @@ func (g *grpcServer) Release(ctx context.Context, req *filerpb.ReleaseRequest) (
 		if ino == 0 {
 			continue
 		}
-		if err := g.ns().Release(cctx, meta.Inode(ino)); err != nil {
+		if err := g.s.dropHandle(cctx, req.Session, meta.Inode(ino)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -320,6 +365,10 @@ func (g *grpcServer) OpenContent(ctx context.Context, req *filerpb.OpenRequest) 
 	if err != nil {
 		g.s.wakeGC() // a failed open may have freed an inode an unlink kept for it
 		return nil, grpcError(err)
+	}
+	if err := g.s.keepHandle(ctx, req.Session, ino); err != nil {
+		g.s.wakeGC()
+		return nil, lockError(err)
 	}
 	return &filerpb.GetChunksResponse{Attr: attrToPB(&c.Attr), Chunks: chunksToPB(c.Chunks), Inline: c.Inline}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -172,7 +173,11 @@ func TestNamespaceOpsOverGRPC(t *testing.T) {
 	_, err = api.ReadDir(ctx, &filerpb.ReadDirRequest{Inode: f.Attr.Inode})
 	wantErrno(t, err, "ENOTDIR", nil)
 
-	// Open-unlinked: the inode lives until Release.
+	// Open-unlinked: the inode lives until Release (handles_test.go
+	// covers the sessions that hold handles).
+	if _, err := tf.fc.Locks().OpenSession(ctx, "s1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	must[*filerpb.AttrResponse](t)(api.Open(ctx, &filerpb.OpenRequest{Inode: f.Attr.Inode, Session: "s1"}))
 	must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "hard"}))
 	must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: a.Attr.Inode, Name: "f"}))

@@ -122,21 +122,32 @@ func (s *Server) clearLockMarker(ctx context.Context) {
 }
 
 // lockSweepLoop expires lapsed sessions every interval, as Manager.Run
-// does, and clears lockLiveKey once none is left: at once after a sweep
-// that ended a session, else every lockMarkerCheck. It returns when the
-// server's base context ends.
+// does, releases the file handles of ended sessions (at once when one
+// ends), frees the previous run's open-unlinked files once the grace
+// period is over (handles.go), and clears lockLiveKey once no session is
+// left: at once after a sweep that ended a session, else every
+// lockMarkerCheck. It returns when the server's base context ends.
 func (s *Server) lockSweepLoop(interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var checked time.Time
+	orphansDone := s.freeOrphansAfterGrace(s.baseCtx)
 	for {
 		select {
 		case <-s.baseCtx.Done():
 			return
+		case <-s.handles.wake:
+			s.releaseEnded(s.baseCtx)
+			continue
 		case <-t.C:
 		}
 		now := time.Now()
-		if ended := s.locks.Expire(now); len(ended) > 0 || now.Sub(checked) >= lockMarkerCheck {
+		ended := s.locks.Expire(now)
+		s.releaseEnded(s.baseCtx)
+		if !orphansDone {
+			orphansDone = s.freeOrphansAfterGrace(s.baseCtx)
+		}
+		if len(ended) > 0 || now.Sub(checked) >= lockMarkerCheck {
 			checked = now
 			s.clearLockMarker(s.baseCtx)
 		}
@@ -183,10 +194,12 @@ func lockError(err error) error {
 	return grpcError(err)
 }
 
-// newLockManager builds the filer's Manager, with the default limits.
-func newLockManager(lg *slog.Logger) (*locks.Manager, error) {
+// newLockManager builds the filer's Manager, with the default limits,
+// calling onEnd with each session that ends.
+func newLockManager(lg *slog.Logger, onEnd func(string)) (*locks.Manager, error) {
 	lc := locks.DefaultConfig()
 	lc.Logger = lg.With("service", "locks")
+	lc.OnSessionEnd = onEnd
 	m, err := locks.NewManager(lc)
 	if err != nil {
 		return nil, fmt.Errorf("filerd: lock manager: %w", err)

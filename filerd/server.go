@@ -61,7 +61,12 @@ type Server struct {
 	locks      *locks.Manager // the lock table: in memory only, leased to mount sessions
 	lockMarker lockMarker     // lockLiveKey in the store (locks_grpc.go)
 	locksLive  bool           // lockLiveKey was set when New opened the store
-	graceUntil time.Time      // end of the lock grace period Serve started (zero: none)
+	handles    *handleTable   // file handles held for lock sessions (handles.go)
+	// orphansKept: the previous run's open-unlinked files wait for the
+	// grace period to end before they are freed (handles.go); only the
+	// lock sweep loop touches it after New.
+	orphansKept bool
+	graceUntil  time.Time // end of the lock grace period Serve started (zero: none)
 
 	baseCtx   context.Context // cancelled by Close: loops and subscriptions end
 	cancel    context.CancelFunc
@@ -128,6 +133,9 @@ func New(cfg Config) (*Server, error) {
 	mc.InlineLimit = cfg.InlineLimit
 	mc.Signature = sig
 	mc.Manifests = s.manifests
+	// Mounts may take back the handles that kept them (handles.go):
+	// the namespace leaves them until we know.
+	mc.KeepOrphans = true
 	if cfg.ManifestThreshold > 0 {
 		mc.FoldThreshold = cfg.ManifestThreshold
 		mc.FoldHint = s.hintFold
@@ -154,13 +162,21 @@ func New(cfg Config) (*Server, error) {
 	s.grpcSrv = grpc.NewServer(append(client.TransportServerOptions(), grpc.ChainUnaryInterceptor(signatureInterceptor))...)
 	gs := &grpcServer{s: s}
 	filerpb.RegisterFilerServer(s.grpcSrv, gs)
-	if s.locks, err = newLockManager(lg); err != nil {
+	s.handles = newHandleTable()
+	if s.locks, err = newLockManager(lg, s.handles.end); err != nil {
 		return nil, err
 	}
 	if err := s.readLockMarker(ctx); err != nil {
 		return nil, err
 	}
 	s.locksLive = s.lockMarker.set
+	if s.locksLive && cfg.LockGrace > 0 {
+		s.orphansKept = true // freed when the grace period ends
+	} else if freed, err := s.ns.FreeOrphans(ctx); err != nil {
+		return nil, fmt.Errorf("filerd: %w", err)
+	} else if freed > 0 {
+		lg.Info("freed open-unlinked files left by the previous run", "count", freed)
+	}
 	ls := &locksServer{s: s}
 	lockpb.RegisterLocksServer(s.grpcSrv, ls)
 	s.local = newLocalConn(s.baseCtx, gs, ls)
@@ -175,7 +191,7 @@ func (s *Server) signature(ctx context.Context) (int32, error) {
 	if s.cfg.Signature != 0 {
 		return s.cfg.Signature, nil
 	}
-	ns, err := meta.Open(ctx, s.st, meta.Config{Logger: s.log})
+	ns, err := meta.Open(ctx, s.st, meta.Config{Logger: s.log, KeepOrphans: true})
 	if err != nil {
 		return 0, fmt.Errorf("filerd: open namespace: %w", err)
 	}

@@ -37,6 +37,12 @@ type Config struct {
 	MaxWaitersPerSession int
 	// Logger receives session expiries; nil discards.
 	Logger *slog.Logger
+	// OnSessionEnd, if set, is called with a session's id whenever it
+	// ends (closed, lease run out, or reopened past its lease), so that
+	// whatever else the session holds (the filer's file handles) can go
+	// too. It runs with the Manager's mutex held: it must neither call
+	// the Manager nor block.
+	OnSessionEnd func(id string)
 }
 
 // DefaultConfig returns a Config with every field at its default.
@@ -68,6 +74,7 @@ type Manager struct {
 	maxLocksPerSession   int
 	maxWaitersPerSession int
 	log                  *slog.Logger
+	onEnd                func(id string)
 
 	mu         sync.Mutex
 	files      map[uint64]*file
@@ -126,6 +133,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		maxLocksPerSession:   cfg.MaxLocksPerSession,
 		maxWaitersPerSession: cfg.MaxWaitersPerSession,
 		log:                  cfg.Logger,
+		onEnd:                cfg.OnSessionEnd,
 		files:                make(map[uint64]*file),
 		sessions:             make(map[string]*session),
 		waiting:              make(map[Owner]map[*waiter]struct{}),

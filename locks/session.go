@@ -136,6 +136,16 @@ func (m *Manager) Snapshot(session string) ([]Held, error) {
 	return out, nil
 }
 
+// Check returns nil if session id is open and within its lease, else
+// ErrSessionExpired (expiring it then and there if its lease ran out). It
+// does not renew the lease.
+func (m *Manager) Check(id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, err := m.liveSessionLocked(id)
+	return err
+}
+
 // liveSessionLocked returns session id if its lease is current. A session
 // past its deadline is expired here and then.
 func (m *Manager) liveSessionLocked(id string) (*session, error) {
@@ -192,6 +202,9 @@ func (m *Manager) dropSessionLocked(s *session, why string) {
 		m.gcLocked(ino, f)
 	}
 	m.log.Info("lock session ended", "session", s.id, "reason", why, "locks", s.count, "waiters", len(s.waiters))
+	if m.onEnd != nil {
+		m.onEnd(s.id)
+	}
 	s.inodes, s.count = nil, 0
 	for w := range s.waiters {
 		w.wake()

@@ -274,3 +274,40 @@ func TestRunExpires(t *testing.T) {
 	}
 	h.wantStats(Stats{})
 }
+
+// OnSessionEnd hears of every way a session ends, once each, and Check
+// tells a live session from an ended one without renewing it.
+func TestSessionEndHookAndCheck(t *testing.T) {
+	var ended []string
+	h := newHarness(t, Config{OnSessionEnd: func(id string) { ended = append(ended, id) }})
+	h.open("closed", "expired", "met", "reopened", "live")
+	if err := h.m.Check("live"); err != nil {
+		t.Fatalf("Check of a live session: %v", err)
+	}
+	if err := h.m.CloseSession("closed"); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(6 * time.Second)
+	if err := h.m.Renew("live"); err != nil {
+		t.Fatal(err)
+	}
+	now := h.clock.Advance(5 * time.Second) // all but "live" are past their lease
+	if err := h.m.Check("met"); !errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("Check past the lease = %v, want ErrSessionExpired", err)
+	}
+	if err := h.m.OpenSession("reopened", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.m.Expire(now); !slices.Equal(got, []string{"expired"}) {
+		t.Fatalf("Expire = %v, want [expired]", got)
+	}
+	if err := h.m.Check("live"); err != nil {
+		t.Fatalf("Check of a renewed session: %v", err)
+	}
+	if err := h.m.Check("nobody"); !errors.Is(err, ErrSessionExpired) {
+		t.Fatalf("Check of an unknown session = %v, want ErrSessionExpired", err)
+	}
+	if want := []string{"closed", "met", "reopened", "expired"}; !slices.Equal(ended, want) {
+		t.Fatalf("OnSessionEnd heard %v, want %v", ended, want)
+	}
+}

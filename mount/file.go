@@ -149,52 +149,63 @@ func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, 
 		return Attr{}, 0, OpenMode{}, e
 	}
 	defer fs.meta.changing(parent)()
-	resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
-		return fs.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name,
-			Mode: syscall.S_IFREG | mode&^syscall.S_IFMT, Umask: fs.umask(umask), Uid: c.Uid, Gid: c.Gid,
-			Exclusive: flags&syscall.O_EXCL != 0, Open: true})
+	var (
+		a      Attr
+		f      *file
+		loaded bool
+	)
+	err := fs.withHandleSession(ctx, func(session string) error {
+		resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
+			return fs.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name,
+				Mode: syscall.S_IFREG | mode&^syscall.S_IFMT, Umask: fs.umask(umask), Uid: c.Uid, Gid: c.Gid,
+				Exclusive: flags&syscall.O_EXCL != 0, Open: true, Session: session})
+		})
+		if err != nil {
+			return err
+		}
+		a = fs.entryMade(parent, name, resp)
+		// A new inode has no file capabilities; the kernel asks before
+		// every write.
+		fs.xattrs.remember(a.Ino, capabilityXattr, fs.cfg.AttrTimeout)
+		f = fs.fileFor(a.Ino)
+		f.mu.Lock()
+		if a.Size == 0 && !f.hasLocalLocked() {
+			fs.images.emptyAt(a.Ino, a.Generation)
+		}
+		f.mu.Unlock()
+		loaded = f.created(resp.Attr)
+		return nil
 	})
 	if err != nil {
 		return Attr{}, 0, OpenMode{}, fs.failed(err, []uint64{parent})
 	}
-	a := fs.entryMade(parent, name, resp)
-	// A new inode has no file capabilities; the kernel asks before
-	// every write.
-	fs.xattrs.remember(a.Ino, capabilityXattr, fs.cfg.AttrTimeout)
-	f := fs.fileFor(a.Ino)
-	f.mu.Lock()
-	if a.Size == 0 && !f.hasLocalLocked() {
-		fs.images.emptyAt(a.Ino, a.Generation)
-	}
-	f.mu.Unlock()
-	if errno := f.created(ctx, resp.Attr); errno != 0 {
-		fs.dropOpen(f)
-		return Attr{}, 0, OpenMode{}, errno
+	if !loaded {
+		if errno := f.reload(ctx, true); errno != 0 {
+			fs.dropOpen(f)
+			return Attr{}, 0, OpenMode{}, errno
+		}
 	}
 	f.overlayAttr(&a)
 	fh, om := fs.newHandleMode(f, flags)
 	return a, fh, om, 0
 }
 
-// created records the filer's handle a Create took with the file. An
-// empty file's content is known; one that existed (a create without
-// O_EXCL) is fetched.
-func (f *file) created(ctx context.Context, a *filerpb.Attr) syscall.Errno {
+// created records the filer's handle a Create took with the file, and
+// reports whether its content is loaded: an empty file's content is
+// known; one that existed (a create without O_EXCL) is to be fetched.
+func (f *file) created(a *filerpb.Attr) (loaded bool) {
 	f.mu.Lock()
 	dup := f.filerOpen
 	f.filerOpen = true
 	if a.GetSize() == 0 && !f.hasLocalLocked() {
 		f.applyContentLocked(&filerpb.GetChunksResponse{Attr: a})
 	}
-	loaded := f.loaded
+	loaded = f.loaded
 	f.mu.Unlock()
 	if dup {
 		f.fs.releaseAsync(f.ino)
 	}
-	if loaded {
-		return 0
-	}
-	return f.reload(ctx, true)
+	return loaded
 }
 
 // open takes the filer's handle (once per mount) and loads the content
@@ -207,23 +218,29 @@ func (f *file) open(ctx context.Context) syscall.Errno {
 	if !needOpen {
 		return f.reload(ctx, true)
 	}
-	resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.GetChunksResponse, error) {
-		return f.fs.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: f.ino, Session: f.fs.session})
+	newer := false
+	err := f.fs.withHandleSession(ctx, func(session string) error {
+		resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.GetChunksResponse, error) {
+			return f.fs.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: f.ino, Session: session})
+		})
+		if err != nil {
+			return err
+		}
+		f.mu.Lock()
+		dup := f.filerOpen
+		f.filerOpen = true
+		if !f.hasLocalLocked() {
+			newer = f.applyContentLocked(resp)
+		}
+		f.mu.Unlock()
+		if dup {
+			// Another open raced us to it: give ours back.
+			f.fs.releaseAsync(f.ino)
+		}
+		return nil
 	})
 	if err != nil {
 		return toErrno(err)
-	}
-	f.mu.Lock()
-	dup := f.filerOpen
-	f.filerOpen = true
-	newer := false
-	if !f.hasLocalLocked() {
-		newer = f.applyContentLocked(resp)
-	}
-	f.mu.Unlock()
-	if dup {
-		// Another open raced us to it: give ours back.
-		f.fs.releaseAsync(f.ino)
 	}
 	f.attrChanged(newer)
 	return 0
@@ -478,7 +495,7 @@ func (fs *FS) releaseAsync(ino uint64) {
 				return
 			}
 			fs.relMu.Unlock()
-			fs.sendReleases(batch)
+			fs.sendReleasesUnder(batch)
 		}
 	}()
 }
@@ -490,19 +507,6 @@ const (
 	maxReleaseBatch = 1024
 	releaseDelay    = 5 * time.Millisecond
 )
-
-func (fs *FS) sendReleases(inodes []uint64) {
-	for len(inodes) > 0 {
-		n := min(len(inodes), maxReleaseBatch)
-		ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
-		_, err := fs.api.Release(fs.opCtx(ctx), &filerpb.ReleaseRequest{Inodes: inodes[:n], Session: fs.session})
-		cancel()
-		if err != nil {
-			fs.log.Warn("mount: filer release failed", "inodes", n, "err", err)
-		}
-		inodes = inodes[n:]
-	}
-}
 
 // Flush is close(2)'s flush: unflushed data reaches every replica and the
 // filer before it returns; errors come back as EIO. Then the record locks

@@ -256,12 +256,10 @@ func (fs *FS) Close() error {
 		if errno := f.flush(ctx); errno != 0 {
 			errs = append(errs, fmt.Errorf("flush inode %d: %w", f.ino, errno))
 		}
-		if f.filerOpen {
-			_, _ = fs.api.Release(fs.opCtx(ctx), &filerpb.ReleaseRequest{Inode: f.ino, Session: fs.session})
-		}
 		cancel()
 	}
 	fs.releases.Wait()
+	// Closing the session gives back the filer handles still held.
 	fs.locks.close()
 	fs.bgCancel()
 	fs.bg.Wait()

@@ -78,6 +78,9 @@ type lockService struct {
 	api *client.LockClient
 
 	openMu sync.Mutex // serializes opening sessions
+	// handlesMu orders filer handle calls against session replacements
+	// (handles.go). Order: openMu, then handlesMu, then mu.
+	handlesMu sync.RWMutex
 
 	mu      sync.Mutex
 	session string // the live session; "" until one is open
@@ -106,7 +109,7 @@ func newLockService(fs *FS) *lockService {
 
 // LockStats says what the mount's lock session holds.
 type LockStats struct {
-	Session string // "" before the first lock request
+	Session string // "" before the first open or lock request
 	Held    int    // lock records held by the mount's owners
 	Lost    int    // locks lost because a session ended (lease out, filer restart past grace)
 }
@@ -334,6 +337,13 @@ func (ls *lockService) do(ctx context.Context, key ownerKey, fn func(ctx context
 	}
 }
 
+// current returns the live session, "" if there is none.
+func (ls *lockService) current() string {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.session
+}
+
 // ensure returns the live session, opening one first if there is none.
 func (ls *lockService) ensure(ctx context.Context) (string, error) {
 	ls.mu.Lock()
@@ -394,6 +404,10 @@ func (ls *lockService) openLocked(ctx context.Context) (lost int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("open lock session: %w", err)
 	}
+	// No filer handle is taken or given back until the new session is
+	// installed with the old one's handles (handles.go).
+	ls.handlesMu.Lock()
+	defer ls.handlesMu.Unlock()
 	held := ls.snapshot()
 	if len(held) > 0 {
 		var rejected []*lockpb.Lock
@@ -419,6 +433,10 @@ func (ls *lockService) openLocked(ctx context.Context) (lost int, err error) {
 			ls.fs.log.Info("mount: locks re-asserted after the lock session ended", "held", len(held))
 		}
 		ls.drop(rejected)
+	}
+	if err := ls.fs.reopenHandles(ctx, id); err != nil {
+		_ = ls.api.CloseSession(ctx, id)
+		return lost, err
 	}
 	ls.mu.Lock()
 	ls.session, ls.ttl = id, sess.TTL
@@ -449,12 +467,15 @@ func (ls *lockService) keepAlive(ctx context.Context) {
 		}
 		pending, closed := len(ls.held) > 0, ls.closed
 		ls.mu.Unlock()
+		if session == "" && !pending {
+			pending = len(ls.fs.filerHandles()) > 0
+		}
 		if closed {
 			return
 		}
 		if session == "" {
 			// A replacement failed: retry while something is held.
-			every = 200 * time.Millisecond
+			every = handleRetryEvery
 		}
 		timer.Reset(every)
 		select {

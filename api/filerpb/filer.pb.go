@@ -102,7 +102,7 @@ func (x MetadataEvent_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use MetadataEvent_Kind.Descriptor instead.
 func (MetadataEvent_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{46, 0}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{48, 0}
 }
 
 type Empty struct {
@@ -932,6 +932,7 @@ type CreateRequest struct {
 	// inherited ACL mode then masks instead, as POSIX requires. 0 (what
 	// older clients send, having applied their umask to mode) clears nothing.
 	Umask         uint32 `protobuf:"varint,9,opt,name=umask,proto3" json:"umask,omitempty"`
+	Session       string `protobuf:"bytes,10,opt,name=session,proto3" json:"session,omitempty"` // the session the handle of open belongs to (see Open)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1027,6 +1028,13 @@ func (x *CreateRequest) GetUmask() uint32 {
 		return x.Umask
 	}
 	return 0
+}
+
+func (x *CreateRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
 }
 
 type MkdirRequest struct {
@@ -2117,7 +2125,7 @@ func (x *StatFsResponse) GetBlockSize() uint64 {
 type OpenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // reserved for the lock service's sessions; ignored for now
+	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // the session the handle belongs to (see Open); "" for none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2166,11 +2174,12 @@ func (x *OpenRequest) GetSession() string {
 	return ""
 }
 
-// A Release without a matching Open is harmless (no count goes negative).
+// A Release without a matching Open is harmless (no count goes negative),
+// and so is one naming a session that no longer holds the handle.
 type ReleaseRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Inode   uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	Session string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // reserved, ignored for now
+	Session string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // the session the handles were taken under
 	// more handles to drop in the same call, one per entry (a client
 	// batches the releases of many closes); inode 0 is skipped.
 	Inodes        []uint64 `protobuf:"varint,3,rep,packed,name=inodes,proto3" json:"inodes,omitempty"`
@@ -2229,6 +2238,102 @@ func (x *ReleaseRequest) GetInodes() []uint64 {
 	return nil
 }
 
+type ReopenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`       // the fresh session; it must be open
+	Inodes        []uint64               `protobuf:"varint,2,rep,packed,name=inodes,proto3" json:"inodes,omitempty"` // one handle each
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReopenRequest) Reset() {
+	*x = ReopenRequest{}
+	mi := &file_api_filerpb_filer_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReopenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReopenRequest) ProtoMessage() {}
+
+func (x *ReopenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_filerpb_filer_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReopenRequest.ProtoReflect.Descriptor instead.
+func (*ReopenRequest) Descriptor() ([]byte, []int) {
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ReopenRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *ReopenRequest) GetInodes() []uint64 {
+	if x != nil {
+		return x.Inodes
+	}
+	return nil
+}
+
+type ReopenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Gone          []uint64               `protobuf:"varint,1,rep,packed,name=gone,proto3" json:"gone,omitempty"` // inodes that no longer exist: no handle taken
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReopenResponse) Reset() {
+	*x = ReopenResponse{}
+	mi := &file_api_filerpb_filer_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReopenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReopenResponse) ProtoMessage() {}
+
+func (x *ReopenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_filerpb_filer_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReopenResponse.ProtoReflect.Descriptor instead.
+func (*ReopenResponse) Descriptor() ([]byte, []int) {
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ReopenResponse) GetGone() []uint64 {
+	if x != nil {
+		return x.Gone
+	}
+	return nil
+}
+
 type GetChunksRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
@@ -2238,7 +2343,7 @@ type GetChunksRequest struct {
 
 func (x *GetChunksRequest) Reset() {
 	*x = GetChunksRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[35]
+	mi := &file_api_filerpb_filer_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2250,7 +2355,7 @@ func (x *GetChunksRequest) String() string {
 func (*GetChunksRequest) ProtoMessage() {}
 
 func (x *GetChunksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[35]
+	mi := &file_api_filerpb_filer_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2263,7 +2368,7 @@ func (x *GetChunksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChunksRequest.ProtoReflect.Descriptor instead.
 func (*GetChunksRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{35}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetChunksRequest) GetInode() uint64 {
@@ -2284,7 +2389,7 @@ type GetChunksResponse struct {
 
 func (x *GetChunksResponse) Reset() {
 	*x = GetChunksResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[36]
+	mi := &file_api_filerpb_filer_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2296,7 +2401,7 @@ func (x *GetChunksResponse) String() string {
 func (*GetChunksResponse) ProtoMessage() {}
 
 func (x *GetChunksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[36]
+	mi := &file_api_filerpb_filer_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2309,7 +2414,7 @@ func (x *GetChunksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetChunksResponse.ProtoReflect.Descriptor instead.
 func (*GetChunksResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{36}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetChunksResponse) GetAttr() *Attr {
@@ -2348,7 +2453,7 @@ type CommitChunksRequest struct {
 
 func (x *CommitChunksRequest) Reset() {
 	*x = CommitChunksRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[37]
+	mi := &file_api_filerpb_filer_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2360,7 +2465,7 @@ func (x *CommitChunksRequest) String() string {
 func (*CommitChunksRequest) ProtoMessage() {}
 
 func (x *CommitChunksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[37]
+	mi := &file_api_filerpb_filer_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2373,7 +2478,7 @@ func (x *CommitChunksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitChunksRequest.ProtoReflect.Descriptor instead.
 func (*CommitChunksRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{37}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CommitChunksRequest) GetInode() uint64 {
@@ -2431,7 +2536,7 @@ type AssignVolumeRequest struct {
 
 func (x *AssignVolumeRequest) Reset() {
 	*x = AssignVolumeRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[38]
+	mi := &file_api_filerpb_filer_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2443,7 +2548,7 @@ func (x *AssignVolumeRequest) String() string {
 func (*AssignVolumeRequest) ProtoMessage() {}
 
 func (x *AssignVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[38]
+	mi := &file_api_filerpb_filer_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2456,7 +2561,7 @@ func (x *AssignVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignVolumeRequest.ProtoReflect.Descriptor instead.
 func (*AssignVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{38}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *AssignVolumeRequest) GetCount() uint64 {
@@ -2504,7 +2609,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[39]
+	mi := &file_api_filerpb_filer_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2621,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[39]
+	mi := &file_api_filerpb_filer_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2634,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{39}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Location) GetUrl() string {
@@ -2558,7 +2663,7 @@ type AssignVolumeResponse struct {
 
 func (x *AssignVolumeResponse) Reset() {
 	*x = AssignVolumeResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[40]
+	mi := &file_api_filerpb_filer_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +2675,7 @@ func (x *AssignVolumeResponse) String() string {
 func (*AssignVolumeResponse) ProtoMessage() {}
 
 func (x *AssignVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[40]
+	mi := &file_api_filerpb_filer_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +2688,7 @@ func (x *AssignVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignVolumeResponse.ProtoReflect.Descriptor instead.
 func (*AssignVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{40}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AssignVolumeResponse) GetFileId() string {
@@ -2623,7 +2728,7 @@ type LookupVolumeRequest struct {
 
 func (x *LookupVolumeRequest) Reset() {
 	*x = LookupVolumeRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[41]
+	mi := &file_api_filerpb_filer_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2740,7 @@ func (x *LookupVolumeRequest) String() string {
 func (*LookupVolumeRequest) ProtoMessage() {}
 
 func (x *LookupVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[41]
+	mi := &file_api_filerpb_filer_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2753,7 @@ func (x *LookupVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupVolumeRequest.ProtoReflect.Descriptor instead.
 func (*LookupVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{41}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LookupVolumeRequest) GetVolumeIds() []uint32 {
@@ -2669,7 +2774,7 @@ type VolumeLocations struct {
 
 func (x *VolumeLocations) Reset() {
 	*x = VolumeLocations{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[42]
+	mi := &file_api_filerpb_filer_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2681,7 +2786,7 @@ func (x *VolumeLocations) String() string {
 func (*VolumeLocations) ProtoMessage() {}
 
 func (x *VolumeLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[42]
+	mi := &file_api_filerpb_filer_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2694,7 +2799,7 @@ func (x *VolumeLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VolumeLocations.ProtoReflect.Descriptor instead.
 func (*VolumeLocations) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{42}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *VolumeLocations) GetVolumeId() uint32 {
@@ -2727,7 +2832,7 @@ type LookupVolumeResponse struct {
 
 func (x *LookupVolumeResponse) Reset() {
 	*x = LookupVolumeResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[43]
+	mi := &file_api_filerpb_filer_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2739,7 +2844,7 @@ func (x *LookupVolumeResponse) String() string {
 func (*LookupVolumeResponse) ProtoMessage() {}
 
 func (x *LookupVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[43]
+	mi := &file_api_filerpb_filer_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2752,7 +2857,7 @@ func (x *LookupVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupVolumeResponse.ProtoReflect.Descriptor instead.
 func (*LookupVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{43}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LookupVolumeResponse) GetVolumes() []*VolumeLocations {
@@ -2778,7 +2883,7 @@ type SubscribeMetadataRequest struct {
 
 func (x *SubscribeMetadataRequest) Reset() {
 	*x = SubscribeMetadataRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[44]
+	mi := &file_api_filerpb_filer_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2790,7 +2895,7 @@ func (x *SubscribeMetadataRequest) String() string {
 func (*SubscribeMetadataRequest) ProtoMessage() {}
 
 func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[44]
+	mi := &file_api_filerpb_filer_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2803,7 +2908,7 @@ func (x *SubscribeMetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeMetadataRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeMetadataRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{44}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SubscribeMetadataRequest) GetSinceNs() int64 {
@@ -2858,7 +2963,7 @@ type EntryState struct {
 
 func (x *EntryState) Reset() {
 	*x = EntryState{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[45]
+	mi := &file_api_filerpb_filer_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +2975,7 @@ func (x *EntryState) String() string {
 func (*EntryState) ProtoMessage() {}
 
 func (x *EntryState) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[45]
+	mi := &file_api_filerpb_filer_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +2988,7 @@ func (x *EntryState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryState.ProtoReflect.Descriptor instead.
 func (*EntryState) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{45}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *EntryState) GetPath() string {
@@ -2960,7 +3065,7 @@ type MetadataEvent struct {
 
 func (x *MetadataEvent) Reset() {
 	*x = MetadataEvent{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[46]
+	mi := &file_api_filerpb_filer_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2972,7 +3077,7 @@ func (x *MetadataEvent) String() string {
 func (*MetadataEvent) ProtoMessage() {}
 
 func (x *MetadataEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[46]
+	mi := &file_api_filerpb_filer_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2985,7 +3090,7 @@ func (x *MetadataEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataEvent.ProtoReflect.Descriptor instead.
 func (*MetadataEvent) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{46}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MetadataEvent) GetKind() MetadataEvent_Kind {
@@ -3088,7 +3193,7 @@ type KvGetRequest struct {
 
 func (x *KvGetRequest) Reset() {
 	*x = KvGetRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[47]
+	mi := &file_api_filerpb_filer_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3100,7 +3205,7 @@ func (x *KvGetRequest) String() string {
 func (*KvGetRequest) ProtoMessage() {}
 
 func (x *KvGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[47]
+	mi := &file_api_filerpb_filer_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3113,7 +3218,7 @@ func (x *KvGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvGetRequest.ProtoReflect.Descriptor instead.
 func (*KvGetRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{47}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *KvGetRequest) GetKey() []byte {
@@ -3133,7 +3238,7 @@ type KvGetResponse struct {
 
 func (x *KvGetResponse) Reset() {
 	*x = KvGetResponse{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[48]
+	mi := &file_api_filerpb_filer_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3145,7 +3250,7 @@ func (x *KvGetResponse) String() string {
 func (*KvGetResponse) ProtoMessage() {}
 
 func (x *KvGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[48]
+	mi := &file_api_filerpb_filer_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3158,7 +3263,7 @@ func (x *KvGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvGetResponse.ProtoReflect.Descriptor instead.
 func (*KvGetResponse) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{48}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *KvGetResponse) GetValue() []byte {
@@ -3185,7 +3290,7 @@ type KvPutRequest struct {
 
 func (x *KvPutRequest) Reset() {
 	*x = KvPutRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[49]
+	mi := &file_api_filerpb_filer_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3197,7 +3302,7 @@ func (x *KvPutRequest) String() string {
 func (*KvPutRequest) ProtoMessage() {}
 
 func (x *KvPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[49]
+	mi := &file_api_filerpb_filer_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3210,7 +3315,7 @@ func (x *KvPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvPutRequest.ProtoReflect.Descriptor instead.
 func (*KvPutRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{49}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *KvPutRequest) GetKey() []byte {
@@ -3236,7 +3341,7 @@ type KvDeleteRequest struct {
 
 func (x *KvDeleteRequest) Reset() {
 	*x = KvDeleteRequest{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[50]
+	mi := &file_api_filerpb_filer_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3353,7 @@ func (x *KvDeleteRequest) String() string {
 func (*KvDeleteRequest) ProtoMessage() {}
 
 func (x *KvDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[50]
+	mi := &file_api_filerpb_filer_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3366,7 @@ func (x *KvDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KvDeleteRequest.ProtoReflect.Descriptor instead.
 func (*KvDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{50}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *KvDeleteRequest) GetKey() []byte {
@@ -3284,7 +3389,7 @@ type FilerConfiguration struct {
 
 func (x *FilerConfiguration) Reset() {
 	*x = FilerConfiguration{}
-	mi := &file_api_filerpb_filer_proto_msgTypes[51]
+	mi := &file_api_filerpb_filer_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3296,7 +3401,7 @@ func (x *FilerConfiguration) String() string {
 func (*FilerConfiguration) ProtoMessage() {}
 
 func (x *FilerConfiguration) ProtoReflect() protoreflect.Message {
-	mi := &file_api_filerpb_filer_proto_msgTypes[51]
+	mi := &file_api_filerpb_filer_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3309,7 +3414,7 @@ func (x *FilerConfiguration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilerConfiguration.ProtoReflect.Descriptor instead.
 func (*FilerConfiguration) Descriptor() ([]byte, []int) {
-	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{51}
+	return file_api_filerpb_filer_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *FilerConfiguration) GetSignature() int32 {
@@ -3418,7 +3523,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x04_gidB\a\n" +
 	"\x05_sizeB\v\n" +
 	"\t_atime_nsB\v\n" +
-	"\t_mtime_ns\"\xcf\x01\n" +
+	"\t_mtime_ns\"\xe9\x01\n" +
 	"\rCreateRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3428,7 +3533,9 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x04rdev\x18\x06 \x01(\rR\x04rdev\x12\x1c\n" +
 	"\texclusive\x18\a \x01(\bR\texclusive\x12\x12\n" +
 	"\x04open\x18\b \x01(\bR\x04open\x12\x14\n" +
-	"\x05umask\x18\t \x01(\rR\x05umask\"\x88\x01\n" +
+	"\x05umask\x18\t \x01(\rR\x05umask\x12\x18\n" +
+	"\asession\x18\n" +
+	" \x01(\tR\asession\"\x88\x01\n" +
 	"\fMkdirRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3511,7 +3618,12 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x0eReleaseRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x12\x16\n" +
-	"\x06inodes\x18\x03 \x03(\x04R\x06inodes\"(\n" +
+	"\x06inodes\x18\x03 \x03(\x04R\x06inodes\"A\n" +
+	"\rReopenRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x16\n" +
+	"\x06inodes\x18\x02 \x03(\x04R\x06inodes\"$\n" +
+	"\x0eReopenResponse\x12\x12\n" +
+	"\x04gone\x18\x01 \x03(\x04R\x04gone\"(\n" +
 	"\x10GetChunksRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\"|\n" +
 	"\x11GetChunksResponse\x12$\n" +
@@ -3617,7 +3729,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"collection\x18\x04 \x01(\tR\n" +
 	"collection\x12 \n" +
 	"\fmax_chunk_mb\x18\x05 \x01(\rR\n" +
-	"maxChunkMb2\x9a\x10\n" +
+	"maxChunkMb2\xdb\x10\n" +
 	"\x05Filer\x12>\n" +
 	"\x06Lookup\x12\x19.kelp.filer.LookupRequest\x1a\x19.kelp.filer.EntryResponse\x12?\n" +
 	"\aGetAttr\x12\x1a.kelp.filer.GetAttrRequest\x1a\x18.kelp.filer.AttrResponse\x12?\n" +
@@ -3637,7 +3749,8 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\vRemoveXattr\x12\x1e.kelp.filer.RemoveXattrRequest\x1a\x1a.kelp.filer.ChangeResponse\x12?\n" +
 	"\x06StatFs\x12\x19.kelp.filer.StatFsRequest\x1a\x1a.kelp.filer.StatFsResponse\x129\n" +
 	"\x04Open\x12\x17.kelp.filer.OpenRequest\x1a\x18.kelp.filer.AttrResponse\x128\n" +
-	"\aRelease\x12\x1a.kelp.filer.ReleaseRequest\x1a\x11.kelp.filer.Empty\x12E\n" +
+	"\aRelease\x12\x1a.kelp.filer.ReleaseRequest\x1a\x11.kelp.filer.Empty\x12?\n" +
+	"\x06Reopen\x12\x19.kelp.filer.ReopenRequest\x1a\x1a.kelp.filer.ReopenResponse\x12E\n" +
 	"\vOpenContent\x12\x17.kelp.filer.OpenRequest\x1a\x1d.kelp.filer.GetChunksResponse\x12H\n" +
 	"\tGetChunks\x12\x1c.kelp.filer.GetChunksRequest\x1a\x1d.kelp.filer.GetChunksResponse\x12I\n" +
 	"\fCommitChunks\x12\x1f.kelp.filer.CommitChunksRequest\x1a\x18.kelp.filer.AttrResponse\x12Z\n" +
@@ -3663,7 +3776,7 @@ func file_api_filerpb_filer_proto_rawDescGZIP() []byte {
 }
 
 var file_api_filerpb_filer_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_filerpb_filer_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_api_filerpb_filer_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_api_filerpb_filer_proto_goTypes = []any{
 	(MetadataEvent_Kind)(0),          // 0: kelp.filer.MetadataEvent.Kind
 	(*Empty)(nil),                    // 1: kelp.filer.Empty
@@ -3701,24 +3814,26 @@ var file_api_filerpb_filer_proto_goTypes = []any{
 	(*StatFsResponse)(nil),           // 33: kelp.filer.StatFsResponse
 	(*OpenRequest)(nil),              // 34: kelp.filer.OpenRequest
 	(*ReleaseRequest)(nil),           // 35: kelp.filer.ReleaseRequest
-	(*GetChunksRequest)(nil),         // 36: kelp.filer.GetChunksRequest
-	(*GetChunksResponse)(nil),        // 37: kelp.filer.GetChunksResponse
-	(*CommitChunksRequest)(nil),      // 38: kelp.filer.CommitChunksRequest
-	(*AssignVolumeRequest)(nil),      // 39: kelp.filer.AssignVolumeRequest
-	(*Location)(nil),                 // 40: kelp.filer.Location
-	(*AssignVolumeResponse)(nil),     // 41: kelp.filer.AssignVolumeResponse
-	(*LookupVolumeRequest)(nil),      // 42: kelp.filer.LookupVolumeRequest
-	(*VolumeLocations)(nil),          // 43: kelp.filer.VolumeLocations
-	(*LookupVolumeResponse)(nil),     // 44: kelp.filer.LookupVolumeResponse
-	(*SubscribeMetadataRequest)(nil), // 45: kelp.filer.SubscribeMetadataRequest
-	(*EntryState)(nil),               // 46: kelp.filer.EntryState
-	(*MetadataEvent)(nil),            // 47: kelp.filer.MetadataEvent
-	(*KvGetRequest)(nil),             // 48: kelp.filer.KvGetRequest
-	(*KvGetResponse)(nil),            // 49: kelp.filer.KvGetResponse
-	(*KvPutRequest)(nil),             // 50: kelp.filer.KvPutRequest
-	(*KvDeleteRequest)(nil),          // 51: kelp.filer.KvDeleteRequest
-	(*FilerConfiguration)(nil),       // 52: kelp.filer.FilerConfiguration
-	nil,                              // 53: kelp.filer.EntryState.XattrsEntry
+	(*ReopenRequest)(nil),            // 36: kelp.filer.ReopenRequest
+	(*ReopenResponse)(nil),           // 37: kelp.filer.ReopenResponse
+	(*GetChunksRequest)(nil),         // 38: kelp.filer.GetChunksRequest
+	(*GetChunksResponse)(nil),        // 39: kelp.filer.GetChunksResponse
+	(*CommitChunksRequest)(nil),      // 40: kelp.filer.CommitChunksRequest
+	(*AssignVolumeRequest)(nil),      // 41: kelp.filer.AssignVolumeRequest
+	(*Location)(nil),                 // 42: kelp.filer.Location
+	(*AssignVolumeResponse)(nil),     // 43: kelp.filer.AssignVolumeResponse
+	(*LookupVolumeRequest)(nil),      // 44: kelp.filer.LookupVolumeRequest
+	(*VolumeLocations)(nil),          // 45: kelp.filer.VolumeLocations
+	(*LookupVolumeResponse)(nil),     // 46: kelp.filer.LookupVolumeResponse
+	(*SubscribeMetadataRequest)(nil), // 47: kelp.filer.SubscribeMetadataRequest
+	(*EntryState)(nil),               // 48: kelp.filer.EntryState
+	(*MetadataEvent)(nil),            // 49: kelp.filer.MetadataEvent
+	(*KvGetRequest)(nil),             // 50: kelp.filer.KvGetRequest
+	(*KvGetResponse)(nil),            // 51: kelp.filer.KvGetResponse
+	(*KvPutRequest)(nil),             // 52: kelp.filer.KvPutRequest
+	(*KvDeleteRequest)(nil),          // 53: kelp.filer.KvDeleteRequest
+	(*FilerConfiguration)(nil),       // 54: kelp.filer.FilerConfiguration
+	nil,                              // 55: kelp.filer.EntryState.XattrsEntry
 }
 var file_api_filerpb_filer_proto_depIdxs = []int32{
 	4,  // 0: kelp.filer.ChunkManifest.chunks:type_name -> kelp.filer.Chunk
@@ -3733,18 +3848,18 @@ var file_api_filerpb_filer_proto_depIdxs = []int32{
 	3,  // 9: kelp.filer.GetChunksResponse.attr:type_name -> kelp.filer.Attr
 	4,  // 10: kelp.filer.GetChunksResponse.chunks:type_name -> kelp.filer.Chunk
 	4,  // 11: kelp.filer.CommitChunksRequest.chunks:type_name -> kelp.filer.Chunk
-	40, // 12: kelp.filer.AssignVolumeResponse.location:type_name -> kelp.filer.Location
-	40, // 13: kelp.filer.AssignVolumeResponse.replicas:type_name -> kelp.filer.Location
-	40, // 14: kelp.filer.VolumeLocations.locations:type_name -> kelp.filer.Location
-	43, // 15: kelp.filer.LookupVolumeResponse.volumes:type_name -> kelp.filer.VolumeLocations
+	42, // 12: kelp.filer.AssignVolumeResponse.location:type_name -> kelp.filer.Location
+	42, // 13: kelp.filer.AssignVolumeResponse.replicas:type_name -> kelp.filer.Location
+	42, // 14: kelp.filer.VolumeLocations.locations:type_name -> kelp.filer.Location
+	45, // 15: kelp.filer.LookupVolumeResponse.volumes:type_name -> kelp.filer.VolumeLocations
 	3,  // 16: kelp.filer.EntryState.attr:type_name -> kelp.filer.Attr
 	4,  // 17: kelp.filer.EntryState.chunks:type_name -> kelp.filer.Chunk
-	53, // 18: kelp.filer.EntryState.xattrs:type_name -> kelp.filer.EntryState.XattrsEntry
+	55, // 18: kelp.filer.EntryState.xattrs:type_name -> kelp.filer.EntryState.XattrsEntry
 	0,  // 19: kelp.filer.MetadataEvent.kind:type_name -> kelp.filer.MetadataEvent.Kind
-	46, // 20: kelp.filer.MetadataEvent.old_entry:type_name -> kelp.filer.EntryState
-	46, // 21: kelp.filer.MetadataEvent.new_entry:type_name -> kelp.filer.EntryState
+	48, // 20: kelp.filer.MetadataEvent.old_entry:type_name -> kelp.filer.EntryState
+	48, // 21: kelp.filer.MetadataEvent.new_entry:type_name -> kelp.filer.EntryState
 	4,  // 22: kelp.filer.MetadataEvent.freed_chunks:type_name -> kelp.filer.Chunk
-	46, // 23: kelp.filer.MetadataEvent.replaced:type_name -> kelp.filer.EntryState
+	48, // 23: kelp.filer.MetadataEvent.replaced:type_name -> kelp.filer.EntryState
 	11, // 24: kelp.filer.Filer.Lookup:input_type -> kelp.filer.LookupRequest
 	12, // 25: kelp.filer.Filer.GetAttr:input_type -> kelp.filer.GetAttrRequest
 	13, // 26: kelp.filer.Filer.SetAttr:input_type -> kelp.filer.SetAttrRequest
@@ -3764,49 +3879,51 @@ var file_api_filerpb_filer_proto_depIdxs = []int32{
 	32, // 40: kelp.filer.Filer.StatFs:input_type -> kelp.filer.StatFsRequest
 	34, // 41: kelp.filer.Filer.Open:input_type -> kelp.filer.OpenRequest
 	35, // 42: kelp.filer.Filer.Release:input_type -> kelp.filer.ReleaseRequest
-	34, // 43: kelp.filer.Filer.OpenContent:input_type -> kelp.filer.OpenRequest
-	36, // 44: kelp.filer.Filer.GetChunks:input_type -> kelp.filer.GetChunksRequest
-	38, // 45: kelp.filer.Filer.CommitChunks:input_type -> kelp.filer.CommitChunksRequest
-	6,  // 46: kelp.filer.Filer.ResolveManifest:input_type -> kelp.filer.ResolveManifestRequest
-	39, // 47: kelp.filer.Filer.AssignVolume:input_type -> kelp.filer.AssignVolumeRequest
-	42, // 48: kelp.filer.Filer.LookupVolume:input_type -> kelp.filer.LookupVolumeRequest
-	45, // 49: kelp.filer.Filer.SubscribeMetadata:input_type -> kelp.filer.SubscribeMetadataRequest
-	48, // 50: kelp.filer.Filer.KvGet:input_type -> kelp.filer.KvGetRequest
-	50, // 51: kelp.filer.Filer.KvPut:input_type -> kelp.filer.KvPutRequest
-	51, // 52: kelp.filer.Filer.KvDelete:input_type -> kelp.filer.KvDeleteRequest
-	1,  // 53: kelp.filer.Filer.GetFilerConfiguration:input_type -> kelp.filer.Empty
-	8,  // 54: kelp.filer.Filer.Lookup:output_type -> kelp.filer.EntryResponse
-	9,  // 55: kelp.filer.Filer.GetAttr:output_type -> kelp.filer.AttrResponse
-	9,  // 56: kelp.filer.Filer.SetAttr:output_type -> kelp.filer.AttrResponse
-	8,  // 57: kelp.filer.Filer.Create:output_type -> kelp.filer.EntryResponse
-	8,  // 58: kelp.filer.Filer.Mkdir:output_type -> kelp.filer.EntryResponse
-	8,  // 59: kelp.filer.Filer.Symlink:output_type -> kelp.filer.EntryResponse
-	8,  // 60: kelp.filer.Filer.Link:output_type -> kelp.filer.EntryResponse
-	10, // 61: kelp.filer.Filer.Unlink:output_type -> kelp.filer.ChangeResponse
-	10, // 62: kelp.filer.Filer.Rmdir:output_type -> kelp.filer.ChangeResponse
-	10, // 63: kelp.filer.Filer.Rename:output_type -> kelp.filer.ChangeResponse
-	22, // 64: kelp.filer.Filer.Readlink:output_type -> kelp.filer.ReadlinkResponse
-	25, // 65: kelp.filer.Filer.ReadDir:output_type -> kelp.filer.ReadDirResponse
-	27, // 66: kelp.filer.Filer.GetXattr:output_type -> kelp.filer.GetXattrResponse
-	10, // 67: kelp.filer.Filer.SetXattr:output_type -> kelp.filer.ChangeResponse
-	30, // 68: kelp.filer.Filer.ListXattr:output_type -> kelp.filer.ListXattrResponse
-	10, // 69: kelp.filer.Filer.RemoveXattr:output_type -> kelp.filer.ChangeResponse
-	33, // 70: kelp.filer.Filer.StatFs:output_type -> kelp.filer.StatFsResponse
-	9,  // 71: kelp.filer.Filer.Open:output_type -> kelp.filer.AttrResponse
-	1,  // 72: kelp.filer.Filer.Release:output_type -> kelp.filer.Empty
-	37, // 73: kelp.filer.Filer.OpenContent:output_type -> kelp.filer.GetChunksResponse
-	37, // 74: kelp.filer.Filer.GetChunks:output_type -> kelp.filer.GetChunksResponse
-	9,  // 75: kelp.filer.Filer.CommitChunks:output_type -> kelp.filer.AttrResponse
-	7,  // 76: kelp.filer.Filer.ResolveManifest:output_type -> kelp.filer.ResolveManifestResponse
-	41, // 77: kelp.filer.Filer.AssignVolume:output_type -> kelp.filer.AssignVolumeResponse
-	44, // 78: kelp.filer.Filer.LookupVolume:output_type -> kelp.filer.LookupVolumeResponse
-	47, // 79: kelp.filer.Filer.SubscribeMetadata:output_type -> kelp.filer.MetadataEvent
-	49, // 80: kelp.filer.Filer.KvGet:output_type -> kelp.filer.KvGetResponse
-	1,  // 81: kelp.filer.Filer.KvPut:output_type -> kelp.filer.Empty
-	1,  // 82: kelp.filer.Filer.KvDelete:output_type -> kelp.filer.Empty
-	52, // 83: kelp.filer.Filer.GetFilerConfiguration:output_type -> kelp.filer.FilerConfiguration
-	54, // [54:84] is the sub-list for method output_type
-	24, // [24:54] is the sub-list for method input_type
+	36, // 43: kelp.filer.Filer.Reopen:input_type -> kelp.filer.ReopenRequest
+	34, // 44: kelp.filer.Filer.OpenContent:input_type -> kelp.filer.OpenRequest
+	38, // 45: kelp.filer.Filer.GetChunks:input_type -> kelp.filer.GetChunksRequest
+	40, // 46: kelp.filer.Filer.CommitChunks:input_type -> kelp.filer.CommitChunksRequest
+	6,  // 47: kelp.filer.Filer.ResolveManifest:input_type -> kelp.filer.ResolveManifestRequest
+	41, // 48: kelp.filer.Filer.AssignVolume:input_type -> kelp.filer.AssignVolumeRequest
+	44, // 49: kelp.filer.Filer.LookupVolume:input_type -> kelp.filer.LookupVolumeRequest
+	47, // 50: kelp.filer.Filer.SubscribeMetadata:input_type -> kelp.filer.SubscribeMetadataRequest
+	50, // 51: kelp.filer.Filer.KvGet:input_type -> kelp.filer.KvGetRequest
+	52, // 52: kelp.filer.Filer.KvPut:input_type -> kelp.filer.KvPutRequest
+	53, // 53: kelp.filer.Filer.KvDelete:input_type -> kelp.filer.KvDeleteRequest
+	1,  // 54: kelp.filer.Filer.GetFilerConfiguration:input_type -> kelp.filer.Empty
+	8,  // 55: kelp.filer.Filer.Lookup:output_type -> kelp.filer.EntryResponse
+	9,  // 56: kelp.filer.Filer.GetAttr:output_type -> kelp.filer.AttrResponse
+	9,  // 57: kelp.filer.Filer.SetAttr:output_type -> kelp.filer.AttrResponse
+	8,  // 58: kelp.filer.Filer.Create:output_type -> kelp.filer.EntryResponse
+	8,  // 59: kelp.filer.Filer.Mkdir:output_type -> kelp.filer.EntryResponse
+	8,  // 60: kelp.filer.Filer.Symlink:output_type -> kelp.filer.EntryResponse
+	8,  // 61: kelp.filer.Filer.Link:output_type -> kelp.filer.EntryResponse
+	10, // 62: kelp.filer.Filer.Unlink:output_type -> kelp.filer.ChangeResponse
+	10, // 63: kelp.filer.Filer.Rmdir:output_type -> kelp.filer.ChangeResponse
+	10, // 64: kelp.filer.Filer.Rename:output_type -> kelp.filer.ChangeResponse
+	22, // 65: kelp.filer.Filer.Readlink:output_type -> kelp.filer.ReadlinkResponse
+	25, // 66: kelp.filer.Filer.ReadDir:output_type -> kelp.filer.ReadDirResponse
+	27, // 67: kelp.filer.Filer.GetXattr:output_type -> kelp.filer.GetXattrResponse
+	10, // 68: kelp.filer.Filer.SetXattr:output_type -> kelp.filer.ChangeResponse
+	30, // 69: kelp.filer.Filer.ListXattr:output_type -> kelp.filer.ListXattrResponse
+	10, // 70: kelp.filer.Filer.RemoveXattr:output_type -> kelp.filer.ChangeResponse
+	33, // 71: kelp.filer.Filer.StatFs:output_type -> kelp.filer.StatFsResponse
+	9,  // 72: kelp.filer.Filer.Open:output_type -> kelp.filer.AttrResponse
+	1,  // 73: kelp.filer.Filer.Release:output_type -> kelp.filer.Empty
+	37, // 74: kelp.filer.Filer.Reopen:output_type -> kelp.filer.ReopenResponse
+	39, // 75: kelp.filer.Filer.OpenContent:output_type -> kelp.filer.GetChunksResponse
+	39, // 76: kelp.filer.Filer.GetChunks:output_type -> kelp.filer.GetChunksResponse
+	9,  // 77: kelp.filer.Filer.CommitChunks:output_type -> kelp.filer.AttrResponse
+	7,  // 78: kelp.filer.Filer.ResolveManifest:output_type -> kelp.filer.ResolveManifestResponse
+	43, // 79: kelp.filer.Filer.AssignVolume:output_type -> kelp.filer.AssignVolumeResponse
+	46, // 80: kelp.filer.Filer.LookupVolume:output_type -> kelp.filer.LookupVolumeResponse
+	49, // 81: kelp.filer.Filer.SubscribeMetadata:output_type -> kelp.filer.MetadataEvent
+	51, // 82: kelp.filer.Filer.KvGet:output_type -> kelp.filer.KvGetResponse
+	1,  // 83: kelp.filer.Filer.KvPut:output_type -> kelp.filer.Empty
+	1,  // 84: kelp.filer.Filer.KvDelete:output_type -> kelp.filer.Empty
+	54, // 85: kelp.filer.Filer.GetFilerConfiguration:output_type -> kelp.filer.FilerConfiguration
+	55, // [55:86] is the sub-list for method output_type
+	24, // [24:55] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
 	24, // [24:24] is the sub-list for extension extendee
 	0,  // [0:24] is the sub-list for field type_name
@@ -3824,7 +3941,7 @@ func file_api_filerpb_filer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_filerpb_filer_proto_rawDesc), len(file_api_filerpb_filer_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   53,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

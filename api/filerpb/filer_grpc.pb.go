@@ -70,6 +70,7 @@ const (
 	Filer_StatFs_FullMethodName                = "/kelp.filer.Filer/StatFs"
 	Filer_Open_FullMethodName                  = "/kelp.filer.Filer/Open"
 	Filer_Release_FullMethodName               = "/kelp.filer.Filer/Release"
+	Filer_Reopen_FullMethodName                = "/kelp.filer.Filer/Reopen"
 	Filer_OpenContent_FullMethodName           = "/kelp.filer.Filer/OpenContent"
 	Filer_GetChunks_FullMethodName             = "/kelp.filer.Filer/GetChunks"
 	Filer_CommitChunks_FullMethodName          = "/kelp.filer.Filer/CommitChunks"
@@ -105,9 +106,20 @@ type FilerClient interface {
 	RemoveXattr(ctx context.Context, in *RemoveXattrRequest, opts ...grpc.CallOption) (*ChangeResponse, error)
 	StatFs(ctx context.Context, in *StatFsRequest, opts ...grpc.CallOption) (*StatFsResponse, error)
 	// Open and Release hold a file while it is open, so an unlinked open
-	// file keeps its data until the last Release.
+	// file keeps its data until the last Release. A handle taken under a
+	// session (a lock-service session, api/lockpb) lasts as long as the
+	// session: when its lease runs out or it is closed, its handles go. A
+	// request naming a session the filer does not know (its lease ran out,
+	// or the filer restarted) fails with NOT_FOUND and the errno ENOLCK, as
+	// lock requests do; the client opens a fresh session and takes its
+	// handles again with Reopen. Handles taken with no session last until
+	// released or the filer stops.
 	Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*AttrResponse, error)
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*Empty, error)
+	// Reopen takes handles again under a fresh session after the old one
+	// ended: after a restart the filer keeps the open-unlinked files of the
+	// previous run through its lock grace period for that.
+	Reopen(ctx context.Context, in *ReopenRequest, opts ...grpc.CallOption) (*ReopenResponse, error)
 	// OpenContent is Open and GetChunks of a regular file in one round trip:
 	// it takes a handle (drop it with Release) and returns the attributes and
 	// the content, manifests expanded. On an error no handle is kept.
@@ -330,6 +342,16 @@ func (c *filerClient) Release(ctx context.Context, in *ReleaseRequest, opts ...g
 	return out, nil
 }
 
+func (c *filerClient) Reopen(ctx context.Context, in *ReopenRequest, opts ...grpc.CallOption) (*ReopenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReopenResponse)
+	err := c.cc.Invoke(ctx, Filer_Reopen_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *filerClient) OpenContent(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*GetChunksResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetChunksResponse)
@@ -471,9 +493,20 @@ type FilerServer interface {
 	RemoveXattr(context.Context, *RemoveXattrRequest) (*ChangeResponse, error)
 	StatFs(context.Context, *StatFsRequest) (*StatFsResponse, error)
 	// Open and Release hold a file while it is open, so an unlinked open
-	// file keeps its data until the last Release.
+	// file keeps its data until the last Release. A handle taken under a
+	// session (a lock-service session, api/lockpb) lasts as long as the
+	// session: when its lease runs out or it is closed, its handles go. A
+	// request naming a session the filer does not know (its lease ran out,
+	// or the filer restarted) fails with NOT_FOUND and the errno ENOLCK, as
+	// lock requests do; the client opens a fresh session and takes its
+	// handles again with Reopen. Handles taken with no session last until
+	// released or the filer stops.
 	Open(context.Context, *OpenRequest) (*AttrResponse, error)
 	Release(context.Context, *ReleaseRequest) (*Empty, error)
+	// Reopen takes handles again under a fresh session after the old one
+	// ended: after a restart the filer keeps the open-unlinked files of the
+	// previous run through its lock grace period for that.
+	Reopen(context.Context, *ReopenRequest) (*ReopenResponse, error)
 	// OpenContent is Open and GetChunks of a regular file in one round trip:
 	// it takes a handle (drop it with Release) and returns the attributes and
 	// the content, manifests expanded. On an error no handle is kept.
@@ -562,6 +595,9 @@ func (UnimplementedFilerServer) Open(context.Context, *OpenRequest) (*AttrRespon
 }
 func (UnimplementedFilerServer) Release(context.Context, *ReleaseRequest) (*Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedFilerServer) Reopen(context.Context, *ReopenRequest) (*ReopenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Reopen not implemented")
 }
 func (UnimplementedFilerServer) OpenContent(context.Context, *OpenRequest) (*GetChunksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method OpenContent not implemented")
@@ -959,6 +995,24 @@ func _Filer_Release_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Filer_Reopen_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReopenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FilerServer).Reopen(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Filer_Reopen_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FilerServer).Reopen(ctx, req.(*ReopenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Filer_OpenContent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(OpenRequest)
 	if err := dec(in); err != nil {
@@ -1232,6 +1286,10 @@ var Filer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Release",
 			Handler:    _Filer_Release_Handler,
+		},
+		{
+			MethodName: "Reopen",
+			Handler:    _Filer_Reopen_Handler,
 		},
 		{
 			MethodName: "OpenContent",

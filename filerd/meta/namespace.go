@@ -109,8 +109,26 @@ func Open(ctx context.Context, st store.Store, cfg Config) (*Namespace, error) {
 	if err := n.initInodeCount(ctx); err != nil {
 		return nil, fmt.Errorf("meta: count inodes: %w", err)
 	}
+	if !cfg.KeepOrphans {
+		freed, err := n.FreeOrphans(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if freed > 0 {
+			lg.Info("freed open-unlinked inodes left by the previous run", "count", freed)
+		}
+	}
+	return n, nil
+}
+
+// FreeOrphans frees every open-unlinked inode no handle holds, and
+// returns how many it freed. Handles live in memory, so a restart leaves
+// the inodes that handles kept: Open frees them unless Config.KeepOrphans
+// says to wait, for the clients that held them to take their handles
+// again (a filer does so for its mounts' sessions, see filerd).
+func (n *Namespace) FreeOrphans(ctx context.Context) (int, error) {
 	var orphans []Inode
-	err = st.View(ctx, func(tx store.Tx) error {
+	err := n.st.View(ctx, func(tx store.Tx) error {
 		orphans = orphans[:0]
 		return tx.Scan([]byte{pfxOrphan}, nil, func(k, _ []byte) (bool, error) {
 			if len(k) == 9 {
@@ -120,17 +138,19 @@ func Open(ctx context.Context, st store.Store, cfg Config) (*Namespace, error) {
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("meta: scan orphans: %w", err)
+		return 0, fmt.Errorf("meta: scan orphans: %w", err)
 	}
+	freed := 0
 	for _, ino := range orphans {
-		if err := n.reap(ctx, ino); err != nil {
-			return nil, fmt.Errorf("meta: free orphan %d: %w", ino, err)
+		if n.openCount(ino) > 0 {
+			continue
 		}
+		if err := n.reap(ctx, ino); err != nil {
+			return freed, fmt.Errorf("meta: free orphan %d: %w", ino, err)
+		}
+		freed++
 	}
-	if len(orphans) > 0 {
-		lg.Info("freed open-unlinked inodes left by the previous run", "count", len(orphans))
-	}
-	return n, nil
+	return freed, nil
 }
 
 // lastLogTs finds the largest timestamp in the log by bisection over

@@ -11,7 +11,8 @@ import (
 // Open records a handle on ino held through the filer: while any is held,
 // unlinking the inode's last name keeps it (nlink 0, an "open-unlinked"
 // inode) until the last Release. It returns ErrStale if ino no longer
-// exists. Handles live in memory; a restart frees the inodes they kept.
+// exists. Handles live in memory; a restart frees the inodes they kept
+// (at Open, or at FreeOrphans with Config.KeepOrphans).
 func (n *Namespace) Open(ctx context.Context, ino Inode) error {
 	if err := n.hold(ctx, ino); err != nil {
 		return err

@@ -547,13 +547,39 @@ func TestOpenUnlinked(t *testing.T) {
 	mustErr(t, ns.Open(ctx, f.Inode), ErrStale)
 	checkInvariants(t, ns)
 
-	// A crash with an open-unlinked inode: the next Open frees it.
+	// A crash with open-unlinked inodes: with KeepOrphans the next Open
+	// leaves them for FreeOrphans, which keeps those a handle holds
+	// again; without, the next Open frees them.
 	g := mkfile(t, ns, RootInode, "g")
-	ok(t, ns.Open(ctx, g.Inode))
+	k := mkfile(t, ns, RootInode, "k")
+	for _, ino := range []Inode{g.Inode, k.Inode} {
+		ok(t, ns.Open(ctx, ino))
+	}
 	ok(t, ns.Unlink(ctx, RootInode, "g"))
+	ok(t, ns.Unlink(ctx, RootInode, "k"))
+	kc := DefaultConfig()
+	kc.KeepOrphans = true
+	nsKeep, err := Open(ctx, ns.st, kc)
+	ok(t, err)
+	ok(t, nsKeep.Open(ctx, k.Inode)) // a client takes its handle again
+	for _, ino := range []Inode{g.Inode, k.Inode} {
+		if _, err := nsKeep.GetAttr(ctx, ino); err != nil {
+			t.Fatalf("orphan %d freed before FreeOrphans: %v", ino, err)
+		}
+	}
+	freed, err := nsKeep.FreeOrphans(ctx)
+	ok(t, err)
+	if freed != 1 {
+		t.Fatalf("FreeOrphans freed %d, want 1", freed)
+	}
+	_, err = nsKeep.GetAttr(ctx, g.Inode)
+	mustErr(t, err, ErrNotFound)
+	if _, err := nsKeep.GetAttr(ctx, k.Inode); err != nil {
+		t.Fatalf("held orphan freed: %v", err)
+	}
 	ns2, err := Open(ctx, ns.st, DefaultConfig())
 	ok(t, err)
-	_, err = ns2.GetAttr(ctx, g.Inode)
+	_, err = ns2.GetAttr(ctx, k.Inode)
 	mustErr(t, err, ErrNotFound)
 	checkInvariants(t, ns2)
 

@@ -188,6 +188,9 @@ type Config struct {
 	// transaction) with each inode a committed change left with more than
 	// FoldThreshold data chunks. It must not block.
 	FoldHint func(Inode)
+	// KeepOrphans: Open leaves the open-unlinked inodes of the previous
+	// run for a later FreeOrphans, instead of freeing them.
+	KeepOrphans bool
 }
 
 // ManifestReader returns the chunks a manifest blob lists, in their

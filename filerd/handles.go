@@ -1,0 +1,184 @@
+package filerd
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/kelpfs/kelp/filerd/meta"
+)
+
+// File handles are leased like locks. A mount takes a handle on every
+// file it has open (Open, OpenContent, Create with open), so that an
+// unlink keeps an open file's content until the last Release; the
+// namespace counts them in memory. A handle taken under a lock session
+// lasts as long as the session: a mount killed or cut off past its lease
+// leaves no handle behind, and the open-unlinked files only it held are
+// freed. After a restart the filer keeps the previous run's open-unlinked
+// files through the lock grace period (meta.Config.KeepOrphans) while the
+// mounts, which notice at their next renewal that their session is gone,
+// open a fresh one and take their handles again (Reopen); what nobody took
+// back is freed when the grace period ends. Handles taken with no session
+// (clients that keep none) last until released or the filer stops.
+
+// handleTable records which session holds which handles. Its mutex comes
+// after the lock Manager's: end runs under the Manager's mutex, and
+// nothing here calls the Manager.
+type handleTable struct {
+	mu       sync.Mutex
+	sessions map[string]map[meta.Inode]int
+	ended    []map[meta.Inode]int // handles of ended sessions, not yet released
+	wake     chan struct{}        // capacity 1: ended has work
+}
+
+func newHandleTable() *handleTable {
+	return &handleTable{sessions: make(map[string]map[meta.Inode]int), wake: make(chan struct{}, 1)}
+}
+
+// add records one handle on ino held for session.
+func (h *handleTable) add(session string, ino meta.Inode) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.sessions[session]
+	if m == nil {
+		m = make(map[meta.Inode]int)
+		h.sessions[session] = m
+	}
+	m[ino]++
+}
+
+// remove forgets one handle of session on ino, and reports whether the
+// session held one.
+func (h *handleTable) remove(session string, ino meta.Inode) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := h.sessions[session]
+	if m[ino] == 0 {
+		return false
+	}
+	if m[ino]--; m[ino] == 0 {
+		delete(m, ino)
+		if len(m) == 0 {
+			delete(h.sessions, session)
+		}
+	}
+	return true
+}
+
+// end hands the handles of session, which just ended, to the release
+// loop. It is the lock Manager's OnSessionEnd: it must not block.
+func (h *handleTable) end(session string) {
+	h.mu.Lock()
+	m := h.sessions[session]
+	delete(h.sessions, session)
+	if len(m) > 0 {
+		h.ended = append(h.ended, m)
+	}
+	h.mu.Unlock()
+	if len(m) > 0 {
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// takeEnded returns the handles of ended sessions and forgets them.
+func (h *handleTable) takeEnded() []map[meta.Inode]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.ended
+	h.ended = nil
+	return e
+}
+
+// count returns the handles held for session.
+func (h *handleTable) count(session string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, c := range h.sessions[session] {
+		n += c
+	}
+	return n
+}
+
+// keepHandle records the handle on ino the namespace just took for
+// session, and checks that the session is live. If it is not, the handle
+// goes (now, or with the session's other handles if it ended meanwhile)
+// and the error is locks.ErrSessionExpired: the mount opens a fresh
+// session and asks again. The record comes before the check, so a
+// session that ends in between always takes the handle with it.
+func (s *Server) keepHandle(ctx context.Context, session string, ino meta.Inode) error {
+	if session == "" {
+		return nil
+	}
+	s.handles.add(session, ino)
+	err := s.locks.Check(session)
+	if err == nil {
+		return nil
+	}
+	if s.handles.remove(session, ino) {
+		if rerr := s.ns.Release(context.WithoutCancel(ctx), ino); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return err
+}
+
+// dropHandle releases a handle on ino taken under session. A session that
+// no longer holds one (its handles went when it ended) releases nothing.
+func (s *Server) dropHandle(ctx context.Context, session string, ino meta.Inode) error {
+	if session != "" && !s.handles.remove(session, ino) {
+		return nil
+	}
+	return s.ns.Release(ctx, ino)
+}
+
+// releaseEnded releases the handles of sessions that ended, freeing the
+// open-unlinked files they alone held. A failure to free one is logged;
+// the file is freed at the next start at the latest.
+func (s *Server) releaseEnded(ctx context.Context) {
+	ended := s.handles.takeEnded()
+	if len(ended) == 0 {
+		return
+	}
+	cctx, ch := meta.WithChanges(ctx)
+	n := 0
+	for _, m := range ended {
+		for ino, c := range m {
+			for ; c > 0; c-- {
+				n++
+				if err := s.ns.Release(cctx, ino); err != nil && ctx.Err() == nil {
+					s.log.Warn("releasing a handle of an ended session", "ino", uint64(ino), "err", err)
+				}
+			}
+		}
+	}
+	s.log.Info("released the file handles of ended sessions", "sessions", len(ended), "handles", n, "freed", ch.Freed())
+	if ch.Freed() > 0 {
+		s.wakeGC()
+	}
+}
+
+// freeOrphansAfterGrace frees the open-unlinked files the previous run
+// left and no mount took back, once the grace period is over. It reports
+// whether that is done (or was never needed).
+func (s *Server) freeOrphansAfterGrace(ctx context.Context) bool {
+	if !s.orphansKept || s.locks.InGrace() {
+		return !s.orphansKept
+	}
+	freed, err := s.ns.FreeOrphans(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("freeing the open-unlinked files of the previous run; will retry", "err", err)
+		}
+		return false
+	}
+	s.orphansKept = false
+	if freed > 0 {
+		s.log.Info("grace period over: freed open-unlinked files of the previous run no mount took back", "count", freed)
+		s.wakeGC()
+	}
+	return true
+}

@@ -1,0 +1,170 @@
+package filerd
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kelpfs/kelp/api/filerpb"
+	"github.com/kelpfs/kelp/client"
+	"github.com/kelpfs/kelp/filerd/meta"
+)
+
+// openUnlinked creates name in the root with a handle taken under session
+// ("" for none), unlinks it, and returns its inode.
+func openUnlinked(t *testing.T, api filerpb.FilerClient, name, session string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	e, err := api.Create(ctx, &filerpb.CreateRequest{Parent: uint64(meta.RootInode), Name: name, Mode: 0o644, Open: true, Session: session})
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	if _, err := api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: uint64(meta.RootInode), Name: name}); err != nil {
+		t.Fatalf("unlink %s: %v", name, err)
+	}
+	return e.Attr.Inode
+}
+
+// exists reports whether inode ino is still in s's namespace.
+func exists(t *testing.T, s *Server, ino uint64) bool {
+	t.Helper()
+	_, err := s.Namespace().GetAttr(context.Background(), meta.Inode(ino))
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		t.Fatalf("getattr %d: %v", ino, err)
+	}
+	return err == nil
+}
+
+// Handles taken under a session go when it ends (lease run out, or
+// closed), freeing the open-unlinked files only they held; handles taken
+// with no session stay; a request naming an unknown session fails as a
+// lock request would, holding nothing.
+func TestHandlesLeasedToSessions(t *testing.T) {
+	tf, lc := startLockFiler(t, func(c *Config) { c.LockSessionTTL = 300 * time.Millisecond })
+	ctx := context.Background()
+	open(t, lc, "S", 0)
+	leased := openUnlinked(t, tf.api, "leased", "S")
+	plain := openUnlinked(t, tf.api, "plain", "")
+	released := openUnlinked(t, tf.api, "released", "S")
+	if _, err := tf.api.Release(ctx, &filerpb.ReleaseRequest{Inode: released, Session: "S"}); err != nil {
+		t.Fatal(err)
+	}
+	if exists(t, tf.s, released) || !exists(t, tf.s, leased) || !exists(t, tf.s, plain) {
+		t.Fatal("after the release: want only the released file freed")
+	}
+	// A release naming a session that holds no such handle is a no-op:
+	// it does not take the plain handle away.
+	if _, err := tf.api.Release(ctx, &filerpb.ReleaseRequest{Inode: plain, Session: "S"}); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(t, tf.s, plain) {
+		t.Fatal("a release under another session freed the plain file")
+	}
+
+	for what, call := range map[string]func() error{
+		"Open": func() error {
+			_, err := tf.api.Open(ctx, &filerpb.OpenRequest{Inode: plain, Session: "nobody"})
+			return err
+		},
+		"OpenContent": func() error {
+			_, err := tf.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: plain, Session: "nobody"})
+			return err
+		},
+		"Reopen": func() error {
+			_, err := tf.api.Reopen(ctx, &filerpb.ReopenRequest{Inodes: []uint64{plain}, Session: "nobody"})
+			return err
+		},
+		"Create": func() error {
+			_, err := tf.api.Create(ctx, &filerpb.CreateRequest{Parent: uint64(meta.RootInode), Name: "never", Mode: 0o644, Open: true, Session: "nobody"})
+			return err
+		},
+	} {
+		if err := call(); client.PosixErrno(err) != "ENOLCK" {
+			t.Fatalf("%s under an unknown session = %v, want ENOLCK", what, err)
+		}
+	}
+	if n := tf.s.Namespace().OpenCount(meta.Inode(plain)); n != 1 {
+		t.Fatalf("plain file has %d handles after refused opens, want 1", n)
+	}
+	if _, err := tf.api.Lookup(ctx, &filerpb.LookupRequest{Parent: uint64(meta.RootInode), Name: "never"}); client.PosixErrno(err) != "ENOENT" {
+		t.Fatalf("a create refused for its session made the file: %v", err)
+	}
+
+	// CloseSession lets go of a session's handles at once.
+	open(t, lc, "T", time.Minute)
+	if _, err := tf.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: plain, Session: "T"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := tf.s.handles.count("T"); n != 1 {
+		t.Fatalf("session T holds %d handles, want 1", n)
+	}
+	if err := lc.CloseSession(ctx, "T"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 3*time.Second, "T's handle released", func() bool { return tf.s.Namespace().OpenCount(meta.Inode(plain)) == 1 })
+
+	// S is never renewed: its lease runs out and its file goes.
+	within(t, 3*time.Second, "the leased file freed after its session's lease", func() bool { return !exists(t, tf.s, leased) })
+	if !exists(t, tf.s, plain) {
+		t.Fatal("the plain file was freed")
+	}
+}
+
+// After a restart the previous run's open-unlinked files wait out the
+// grace period: those a mount takes back with Reopen stay, the others are
+// freed when it ends.
+func TestHandlesReopenedAfterRestart(t *testing.T) {
+	tf, lc := startLockFiler(t, nil)
+	ctx := context.Background()
+	open(t, lc, "A", time.Minute)
+	kept := openUnlinked(t, tf.api, "kept", "A")
+	dropped := openUnlinked(t, tf.api, "dropped", "A")
+	cfg := tf.s.cfg
+	if err := tf.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	const grace = 800 * time.Millisecond
+	cfg.LockSessionTTL, cfg.LockGrace = 500*time.Millisecond, grace
+	s2 := serve(t, cfg)
+	fc, err := client.NewFilerClient(client.FilerClientConfig{Address: s2.GRPCAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	api, lc2 := fc.API(), fc.Locks()
+	if !exists(t, s2, kept) || !exists(t, s2, dropped) {
+		t.Fatal("open-unlinked files freed at the start of a grace period")
+	}
+	_, err = api.Reopen(ctx, &filerpb.ReopenRequest{Inodes: []uint64{kept}, Session: "A"})
+	if !client.SessionExpired(err) {
+		t.Fatalf("reopen under the session of before the restart = %v, want the session expired", err)
+	}
+	open(t, lc2, "A2", 0)
+	kctx, stop := context.WithCancel(ctx)
+	kdone := make(chan error, 1)
+	go func() { kdone <- lc2.KeepAlive(kctx, "A2", 500*time.Millisecond) }()
+	defer func() {
+		stop()
+		<-kdone
+	}()
+	const missing = 987654321
+	resp, err := api.Reopen(ctx, &filerpb.ReopenRequest{Inodes: []uint64{kept, missing}, Session: "A2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(resp.Gone, []uint64{missing}) {
+		t.Fatalf("Reopen gone = %v, want [%d]", resp.Gone, uint64(missing))
+	}
+	within(t, grace+3*time.Second, "the file nobody took back freed after the grace period", func() bool { return !exists(t, s2, dropped) })
+	if !exists(t, s2, kept) {
+		t.Fatal("the file taken back was freed")
+	}
+	if _, err := api.Release(ctx, &filerpb.ReleaseRequest{Inode: kept, Session: "A2"}); err != nil {
+		t.Fatal(err)
+	}
+	if exists(t, s2, kept) {
+		t.Fatal("the file taken back outlived its last release")
+	}
+}

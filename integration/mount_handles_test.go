@@ -1,0 +1,157 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kelpfs/kelp/filerd"
+	"github.com/kelpfs/kelp/filerd/meta"
+	"github.com/kelpfs/kelp/integration/cluster"
+	"github.com/kelpfs/kelp/mount"
+)
+
+// A file unlinked while open keeps its content until its last close, on
+// the mount that holds it open, whatever happens to the filer meanwhile;
+// and a dead mount does not keep such files forever. The filer holds one
+// handle per open file per mount, leased to the mount's session
+// (filerd/handles.go, mount/handles.go).
+
+// filerHas reports whether the filer's namespace still has inode ino.
+func filerHas(t *testing.T, c *cluster.Cluster, ino uint64) bool {
+	t.Helper()
+	_, err := c.Filer.Server().Namespace().GetAttr(context.Background(), meta.Inode(ino))
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		t.Fatalf("filer getattr %d: %v", ino, err)
+	}
+	return err == nil
+}
+
+// inodeOf returns the inode number of p.
+func inodeOf(t *testing.T, p string) uint64 {
+	t.Helper()
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Sys().(*syscall.Stat_t).Ino
+}
+
+// TestMountHandlesFilerRestart: a file open on a mount and unlinked
+// survives a filer restart: the mount takes its handle back within the
+// grace period, the filer keeps the file past it, the open descriptor
+// reads it whole, and the last close frees it.
+func TestMountHandlesFilerRestart(t *testing.T) {
+	cluster.NeedFUSE(t)
+	const ttl, grace = time.Second, 3 * time.Second
+	c := cluster.Start(t, cluster.Options{Filer: true, FilerConfig: func(cfg *filerd.Config) {
+		cfg.LockSessionTTL, cfg.LockGrace = ttl, grace
+	}})
+	m := c.MountFiler(func(cfg *mount.Config) { cfg.ChunkSizeMB = 1 })
+	data := randomBytes(t, 3<<20+77)
+	if err := os.WriteFile(m.Path("held"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m.Path("closed"), data[:5000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	held, closed := inodeOf(t, m.Path("held")), inodeOf(t, m.Path("closed"))
+	f, err := os.Open(m.Path("held"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, name := range []string{"held", "closed"} {
+		if err := os.Remove(m.Path(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !filerHas(t, c, held) || filerHas(t, c, closed) {
+		t.Fatal("after the unlinks: want the open file kept and the closed one freed")
+	}
+
+	c.Filer.Restart()
+	restarted := time.Now()
+	cluster.WaitFor(t, grace+10*time.Second, "the mount's session replaced after the restart", func() error {
+		if s := m.FS.LockStats().Session; s == "" {
+			return fmt.Errorf("no session")
+		}
+		if !filerHas(t, c, held) {
+			return fmt.Errorf("the open-unlinked file is gone")
+		}
+		if c.Filer.Server().Namespace().OpenCount(meta.Inode(held)) != 1 {
+			return fmt.Errorf("the filer holds no handle on the open file yet")
+		}
+		return nil
+	})
+	t.Logf("handle taken back %v after the filer restarted (lease %v)", time.Since(restarted).Round(time.Millisecond), ttl)
+	if wait := grace + time.Second - time.Since(restarted); wait > 0 {
+		time.Sleep(wait) // past the grace period: what nobody took back is freed
+	}
+	if !filerHas(t, c, held) {
+		t.Fatal("the open-unlinked file was freed after the grace period")
+	}
+	got := make([]byte, len(data)+10)
+	n, err := f.ReadAt(got, 0)
+	if err != nil && n != len(data) {
+		t.Fatalf("read the open-unlinked file after the restart: %d bytes, %v", n, err)
+	}
+	sameBytes(t, "open-unlinked file across a filer restart", got[:n], data)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, 10*time.Second, "the file freed at its last close", func() error {
+		if filerHas(t, c, held) {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+}
+
+// TestMountHandlesKilledMount: a mount process killed with SIGKILL while a
+// process holds an unlinked file open through it: the filer frees the
+// file once the dead mount's lease runs out.
+func TestMountHandlesKilledMount(t *testing.T) {
+	cluster.NeedFUSE(t)
+	const ttl = 2 * time.Second
+	c := cluster.Start(t, cluster.Options{Filer: true, FilerConfig: func(cfg *filerd.Config) { cfg.LockSessionTTL = ttl }})
+	b := c.MountFiler(nil)
+	if err := os.WriteFile(b.Path("orphan"), randomBytes(t, 2<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ino := inodeOf(t, b.Path("orphan"))
+	dir := t.TempDir()
+	p := startKelp(t, "mount", "-filer", c.Filer.MountAddr(), "-dir", dir, "-cacheDir", t.TempDir())
+	cluster.WaitFor(t, 20*time.Second, "kelp mount ready", func() error {
+		if !isMountPoint(dir) {
+			return fmt.Errorf("%s not mounted yet", dir)
+		}
+		return nil
+	})
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	startPyHolder(t, filepath.Join(dir, "orphan")) // holds it open
+	if err := os.Remove(b.Path("orphan")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * ttl) // the live mount renews: the file stays
+	if !filerHas(t, c, ino) {
+		t.Fatal("a file open on a live mount was freed at its unlink")
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	<-p.exited
+	cluster.WaitFor(t, ttl+10*time.Second, "the dead mount's open-unlinked file freed", func() error {
+		if filerHas(t, c, ino) {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+	t.Logf("freed %v after the mount holding it was killed (lease %v)", time.Since(killed).Round(time.Millisecond), ttl)
+}
