@@ -47,6 +47,7 @@ type file struct {
 	cond      *sync.Cond // signalled when inflight drops
 	opens     int
 	filerOpen bool   // the filer holds a handle for this mount
+	storing   bool   // storeSmall is filling the kernel's page cache
 	loaded    bool   // refs/inline/size reflect the filer (plus local state)
 	stale     bool   // another client changed the file: reload when clean
 	attr      Attr   // the filer's attributes, last seen
@@ -77,14 +78,16 @@ type handle struct {
 	// mapsImage: a writable handle with the image as its backing file;
 	// the kernel maps the image for its mmap.
 	mapsImage bool
-	mu        sync.Mutex
-	lastEnd   int64 // where the last read ended, for read-ahead
+	// direct: a writable handle doing direct IO (EnableDirectWrites):
+	// its writes never reached the kernel's page cache.
+	direct  bool
+	mu      sync.Mutex
+	lastEnd int64 // where the last read ended, for read-ahead
 }
 
 // fileFor returns ino's file state, creating it.
 func (fs *FS) fileFor(ino uint64) *file {
 	fs.mu.Lock()
-	defer fs.mu.Unlock()
 	f := fs.files[ino]
 	if f == nil {
 		f = &file{fs: fs, ino: ino, dirty: make(map[int64]*slot)}
@@ -92,7 +95,13 @@ func (fs *FS) fileFor(ino uint64) *file {
 		fs.files[ino] = f
 	}
 	f.mu.Lock()
+	fs.mu.Unlock()
 	f.opens++
+	// A new handle's IO must not cross a store into the page cache
+	// (storeSmall).
+	for f.storing {
+		f.cond.Wait()
+	}
 	f.mu.Unlock()
 	return f
 }
@@ -137,7 +146,12 @@ func (fs *FS) newHandleMode(f *file, flags uint32) (uint64, OpenMode) {
 	f.mu.Lock()
 	id, direct := fs.images.open(f, flags)
 	f.mu.Unlock()
-	h := &handle{f: f, backing: id != 0, mapsImage: id != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY}
+	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	h := &handle{f: f, backing: id != 0, mapsImage: id != 0 && writable}
+	if id == 0 && writable && fs.directWrites.Load() {
+		h.direct, direct = true, true
+		fs.io.directHandles.Add(1)
+	}
 	return fs.addHandle(h), OpenMode{BackingID: id, DirectIO: direct}
 }
 
@@ -433,7 +447,47 @@ func (fs *FS) Release(fh uint64, flockOwner uint64, releaseFlock bool) {
 	if h.backing {
 		fs.images.released(h.f.ino)
 	}
+	if h.direct {
+		h.f.storeSmall()
+	}
 	fs.dropOpen(h.f)
+}
+
+// storeSmall puts the content of a small file into the kernel's page
+// cache when the last handle on it, one whose writes bypassed the cache,
+// is released: a program that writes small files and reads them back
+// (fsbench, a compiler and its linker) finds them there as before. Only
+// inline content qualifies (the filer's InlineLimit, 4 KiB by default);
+// larger files written here are read through their image.
+//
+// The store runs with no handle open on the mount: no read of the file
+// can hold a page the store needs, and new handles wait for it in
+// fileFor. A change from elsewhere that lands meanwhile (the change feed)
+// is noticed afterwards, and the pages are dropped again.
+func (f *file) storeSmall() {
+	inv := f.fs.invalidator()
+	f.mu.Lock()
+	if inv == nil || f.opens != 1 || f.storing || !f.loaded || f.stale || f.hasLocalLocked() ||
+		f.size == 0 || int64(len(f.inline)) != f.size {
+		f.mu.Unlock()
+		return
+	}
+	data, mtime, size, writes := f.inline, f.mtime, f.size, f.writes
+	f.storing = true
+	f.mu.Unlock()
+	err := inv.StoreCache(f.ino, 0, data)
+	f.mu.Lock()
+	f.storing = false
+	f.cond.Broadcast()
+	same := !f.stale && f.mtime == mtime && f.size == size && f.writes == writes && !f.hasLocalLocked()
+	if err == nil && same {
+		f.fs.pages.set(f.ino, mtime, size)
+		f.fs.io.stored.Add(1)
+	}
+	f.mu.Unlock()
+	if err == nil && !same {
+		inv.InvalidateInode(f.ino)
+	}
 }
 
 // dropOpen undoes one fileFor; the last one releases the filer's handle

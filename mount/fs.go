@@ -58,6 +58,10 @@ type Invalidator interface {
 	// InvalidateAttr drops only the kernel's attributes of ino; unlike
 	// InvalidateInode it may be called while serving a request for ino.
 	InvalidateAttr(ino uint64)
+	// StoreCache puts data into the kernel's page cache of ino at off.
+	// It must not be called while the kernel may hold a page of ino
+	// locked waiting for the mount (a read of ino in flight).
+	StoreCache(ino uint64, off int64, data []byte) error
 }
 
 // FS is one mount session. Create it with New, hand it to mount/fusefs,
@@ -83,7 +87,10 @@ type FS struct {
 	relQueue    []uint64 // handles to give back in the next Release call
 	relSending  bool     // a goroutine is sending relQueue
 	inv         atomic.Pointer[invalidatorBox]
-	locks       *lockService
+	// directWrites: writable handles do direct IO (EnableDirectWrites).
+	directWrites atomic.Bool
+	io           ioCounters
+	locks        *lockService
 
 	mu      sync.Mutex
 	files   map[uint64]*file // open on this mount, or holding unflushed data
@@ -219,6 +226,16 @@ func (fs *FS) Config() Config { return fs.cfg }
 // invalidations are dropped (nothing is cached yet).
 func (fs *FS) SetInvalidator(inv Invalidator) { fs.inv.Store(&invalidatorBox{inv}) }
 
+// EnableDirectWrites has the kernel send writes of handles opened for
+// writing straight to the mount (FOPEN_DIRECT_IO), not through its page
+// cache: a file being written then costs one copy of its bytes in memory
+// fewer. A writer's reads come to the mount too; mmap still goes through
+// the page cache, which needs the kernel to allow mmap of such handles
+// (mount/fusefs checks). Small files written so have their content put
+// back into the page cache at their last close (storeSmall), so reading
+// them back costs no round trip, as it did when writes went through it.
+func (fs *FS) EnableDirectWrites() { fs.directWrites.Store(true) }
+
 // SetBacker turns on FUSE passthrough: from then on the mount keeps local
 // images of the files it writes (with a cache directory and
 // ImageCapacityMB) and lets the kernel read them directly.
@@ -293,6 +310,25 @@ func (fs *FS) BufferStats() BufferStats {
 		st.Spilled, st.PeakSpilled = fs.spill.used.Load(), fs.spill.peak.Load()
 	}
 	return st
+}
+
+// IOStats counts what the kernel asked of the mount's file IO.
+type IOStats struct {
+	// Reads is the reads the kernel sent (those its page cache or a
+	// passthrough image did not serve).
+	Reads int64
+	// DirectWriteHandles is the handles opened for writing that did
+	// direct IO; SmallStored the small files whose content was put into
+	// the kernel's page cache at their last close (see
+	// EnableDirectWrites).
+	DirectWriteHandles, SmallStored int64
+}
+
+type ioCounters struct{ reads, directHandles, stored atomic.Int64 }
+
+// IOStats reports the counts.
+func (fs *FS) IOStats() IOStats {
+	return IOStats{Reads: fs.io.reads.Load(), DirectWriteHandles: fs.io.directHandles.Load(), SmallStored: fs.io.stored.Load()}
 }
 
 // opCtx bounds a filer call by OpTimeout and tags it with this mount's

@@ -25,6 +25,7 @@ func (fs *FS) Read(ctx context.Context, fh uint64, p []byte, off int64) (int, sy
 	if off < 0 {
 		return 0, syscall.EINVAL
 	}
+	fs.io.reads.Add(1)
 	return h.f.readAt(ctx, h, p, off, true)
 }
 

@@ -22,7 +22,7 @@ func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 
 // setOpenFlags tells the kernel how to do a handle's IO: passthrough to
 // a backing file (with nothing the kernel refuses beside it), direct,
-// or through its page cache, kept if still current.
+// or through its page cache; the cache is kept if still current.
 func setOpenFlags(out *fuse.OpenOut, flags uint32, mode mount.OpenMode) {
 	switch {
 	case mode.BackingID != 0:
@@ -31,9 +31,11 @@ func setOpenFlags(out *fuse.OpenOut, flags uint32, mode mount.OpenMode) {
 		if mode.DirectIO {
 			out.OpenFlags |= fuse.FOPEN_DIRECT_IO
 		}
-	case flags&syscall.O_DIRECT != 0:
+		return
+	case flags&syscall.O_DIRECT != 0, mode.DirectIO:
 		out.OpenFlags |= fuse.FOPEN_DIRECT_IO
-	case mode.KeepCache:
+	}
+	if mode.KeepCache {
 		out.OpenFlags |= fuse.FOPEN_KEEP_CACHE
 	}
 }

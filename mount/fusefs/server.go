@@ -85,7 +85,9 @@ func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
 	// The kernel applies the umask itself unless told not to, POSIX ACLs
 	// or not; but a parent's default ACL replaces the umask, which only
 	// the filer knows about, so the mount takes the umask along unapplied.
-	extra := uint64(fuse.CAP_DONT_MASK)
+	// Handles opened for writing do direct IO where the kernel still
+	// lets them be mapped (mount.FS.EnableDirectWrites).
+	extra := uint64(fuse.CAP_DONT_MASK | fuse.CAP_DIRECT_IO_ALLOW_MMAP)
 	// The kernel would drop a file's pages whenever a GETATTR shows an
 	// mtime other than the one it set itself at its last write, which is
 	// after every write the mount commits: the next read of a file just
@@ -142,6 +144,9 @@ func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
 	}
 	if !opts.WritebackCache && server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0 {
 		fsys.SetBacker(raw)
+	}
+	if !opts.WritebackCache && server.KernelSettings().Flags64()&fuse.CAP_DIRECT_IO_ALLOW_MMAP != 0 {
+		fsys.EnableDirectWrites()
 	}
 	if opts.ReadAheadKB > 0 {
 		// Best effort: not root, or no sysfs, keeps the kernel's value.
@@ -250,6 +255,14 @@ func (r *rawFS) InvalidateInode(ino uint64) {
 	r.guard.invalidate(inodeKey(ino), func() bool {
 		return r.server.InodeNotify(r.node(ino), 0, 0) != fuse.ENOENT
 	})
+}
+
+// StoreCache implements mount.Invalidator.
+func (r *rawFS) StoreCache(ino uint64, off int64, data []byte) error {
+	if st := r.server.InodeNotifyStoreCache(r.node(ino), off, data); !st.Ok() && st != fuse.ENOENT {
+		return fmt.Errorf("store %d bytes of inode %d in the page cache: %w", len(data), ino, syscall.Errno(st))
+	}
+	return nil
 }
 
 // Interrupts. The kernel sends FUSE_INTERRUPT for a request whenever the
