@@ -74,10 +74,10 @@ func (g *grpcServer) SetAttr(ctx context.Context, req *filerpb.SetAttrRequest) (
 // Create makes a regular file, fifo, socket or device node; with open it
 // also takes a handle on it (drop it with Release).
 func (g *grpcServer) Create(ctx context.Context, req *filerpb.CreateRequest) (*filerpb.EntryResponse, error) {
-	if req.Open && req.Session != "" {
+	if req.Open && req.Lease != "" {
 		// Fail before creating anything: a retry under a fresh
 		// session must not meet its own file (O_EXCL).
-		if err := g.s.locks.Check(req.Session); err != nil {
+		if err := g.s.locks.Check(req.Lease); err != nil {
 			return nil, lockError(err)
 		}
 	}
@@ -92,8 +92,9 @@ func (g *grpcServer) Create(ctx context.Context, req *filerpb.CreateRequest) (*f
 		// The file exists now, so the create succeeds even if the
 		// session ended just since the check: the handle went with
 		// it, and the mount takes it back under its next session.
-		if err := g.s.keepHandle(ctx, req.Session, meta.Inode(a.Inode)); err != nil {
-			g.s.log.Info("session ended during a create; its handle is released", "session", req.Session, "ino", a.Inode, "err", err)
+		if err := g.s.keepHandle(ctx, req.Lease, meta.Inode(a.Inode)); err != nil {
+			g.s.log.Info("session ended during a create; its handle is released", "session", req.Lease, "ino", a.Inode, "err", err)
+			g.s.wakeGC()
 		}
 	}
 	return &filerpb.EntryResponse{Name: req.Name, Attr: attrToPB(&a), Changed: changedToPB(ch)}, nil
@@ -281,6 +282,9 @@ func (g *grpcServer) StatFs(ctx context.Context, _ *filerpb.StatFsRequest) (*fil
 // Open takes a handle on an inode so an unlink keeps it until Release.
 func (g *grpcServer) Open(ctx context.Context, req *filerpb.OpenRequest) (*filerpb.AttrResponse, error) {
 	ino := meta.Inode(req.Inode)
+	if err := g.s.checkLease(req.Lease); err != nil {
+		return nil, err
+	}
 	if err := g.ns().Open(ctx, ino); err != nil {
 		return nil, grpcError(err)
 	}
@@ -294,14 +298,17 @@ func (g *grpcServer) Open(ctx context.Context, req *filerpb.OpenRequest) (*filer
 		}
 		return nil, grpcError(err)
 	}
-	if err := g.s.keepHandle(ctx, req.Session, ino); err != nil {
+	if err := g.s.keepHandle(ctx, req.Lease, ino); err != nil {
+		g.s.wakeGC()
 		return nil, lockError(err)
 	}
 	return &filerpb.AttrResponse{Attr: attrToPB(&a)}, nil
 }
 
 // Reopen takes a handle on each inode under a fresh session (see the
-// handles.go comment); inodes that no longer exist are listed as gone.
+// handles.go comment); inodes that no longer exist are listed as gone,
+// and those it could not reopen otherwise as failed, so that one bad
+// inode does not keep a mount from its session.
 func (g *grpcServer) Reopen(ctx context.Context, req *filerpb.ReopenRequest) (*filerpb.ReopenResponse, error) {
 	if req.Session == "" {
 		return nil, grpcError(fmt.Errorf("reopen without a session: %w", meta.ErrInvalid))
@@ -313,14 +320,17 @@ func (g *grpcServer) Reopen(ctx context.Context, req *filerpb.ReopenRequest) (*f
 	for _, v := range req.Inodes {
 		ino := meta.Inode(v)
 		err := g.ns().Open(ctx, ino)
-		if errors.Is(err, meta.ErrStale) || errors.Is(err, meta.ErrNotFound) {
+		switch {
+		case errors.Is(err, meta.ErrStale), errors.Is(err, meta.ErrNotFound):
 			resp.Gone = append(resp.Gone, v)
 			continue
-		}
-		if err != nil {
-			return nil, grpcError(err)
+		case err != nil:
+			g.s.log.Warn("reopen of a handle failed", "session", req.Session, "ino", v, "err", err)
+			resp.Failed = append(resp.Failed, v)
+			continue
 		}
 		if err := g.s.keepHandle(ctx, req.Session, ino); err != nil {
+			g.s.wakeGC()
 			return nil, lockError(err)
 		}
 	}
@@ -336,7 +346,7 @@ func (g *grpcServer) Release(ctx context.Context, req *filerpb.ReleaseRequest) (
 		if ino == 0 {
 			continue
 		}
-		if err := g.s.dropHandle(cctx, req.Session, meta.Inode(ino)); err != nil {
+		if err := g.s.dropHandle(cctx, req.Lease, meta.Inode(ino)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -352,6 +362,9 @@ func (g *grpcServer) Release(ctx context.Context, req *filerpb.ReleaseRequest) (
 // handle.
 func (g *grpcServer) OpenContent(ctx context.Context, req *filerpb.OpenRequest) (*filerpb.GetChunksResponse, error) {
 	ino := meta.Inode(req.Inode)
+	if err := g.s.checkLease(req.Lease); err != nil {
+		return nil, err
+	}
 	c, err := g.ns().OpenContent(ctx, ino)
 	if err == nil {
 		c.Chunks, err = meta.ExpandChunks(ctx, c.Chunks, g.s.manifests)
@@ -366,7 +379,7 @@ func (g *grpcServer) OpenContent(ctx context.Context, req *filerpb.OpenRequest) 
 		g.s.wakeGC() // a failed open may have freed an inode an unlink kept for it
 		return nil, grpcError(err)
 	}
-	if err := g.s.keepHandle(ctx, req.Session, ino); err != nil {
+	if err := g.s.keepHandle(ctx, req.Lease, ino); err != nil {
 		g.s.wakeGC()
 		return nil, lockError(err)
 	}

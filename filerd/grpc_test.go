@@ -178,14 +178,14 @@ func TestNamespaceOpsOverGRPC(t *testing.T) {
 	if _, err := tf.fc.Locks().OpenSession(ctx, "s1", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	must[*filerpb.AttrResponse](t)(api.Open(ctx, &filerpb.OpenRequest{Inode: f.Attr.Inode, Session: "s1"}))
+	must[*filerpb.AttrResponse](t)(api.Open(ctx, &filerpb.OpenRequest{Inode: f.Attr.Inode, Lease: "s1"}))
 	must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: root, Name: "hard"}))
 	must[*filerpb.ChangeResponse](t)(api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: a.Attr.Inode, Name: "f"}))
 	ga = must[*filerpb.AttrResponse](t)(api.GetAttr(ctx, &filerpb.GetAttrRequest{Inode: f.Attr.Inode}))
 	if ga.Attr.Nlink != 0 {
 		t.Fatalf("open-unlinked nlink %d", ga.Attr.Nlink)
 	}
-	must[*filerpb.Empty](t)(api.Release(ctx, &filerpb.ReleaseRequest{Inode: f.Attr.Inode, Session: "s1"}))
+	must[*filerpb.Empty](t)(api.Release(ctx, &filerpb.ReleaseRequest{Inode: f.Attr.Inode, Lease: "s1"}))
 	_, err = api.GetAttr(ctx, &filerpb.GetAttrRequest{Inode: f.Attr.Inode})
 	wantErrno(t, err, "ENOENT", client.ErrNotFound)
 	_, err = api.Open(ctx, &filerpb.OpenRequest{Inode: f.Attr.Inode})

@@ -103,6 +103,18 @@ func (h *handleTable) count(session string) int {
 	return n
 }
 
+// checkLease fails (as a status error) if lease names a session that is
+// not live, before an open takes anything.
+func (s *Server) checkLease(lease string) error {
+	if lease == "" {
+		return nil
+	}
+	if err := s.locks.Check(lease); err != nil {
+		return lockError(err)
+	}
+	return nil
+}
+
 // keepHandle records the handle on ino the namespace just took for
 // session, and checks that the session is live. If it is not, the handle
 // goes (now, or with the session's other handles if it ended meanwhile)

@@ -17,7 +17,7 @@ import (
 func openUnlinked(t *testing.T, api filerpb.FilerClient, name, session string) uint64 {
 	t.Helper()
 	ctx := context.Background()
-	e, err := api.Create(ctx, &filerpb.CreateRequest{Parent: uint64(meta.RootInode), Name: name, Mode: 0o644, Open: true, Session: session})
+	e, err := api.Create(ctx, &filerpb.CreateRequest{Parent: uint64(meta.RootInode), Name: name, Mode: 0o644, Open: true, Lease: session})
 	if err != nil {
 		t.Fatalf("create %s: %v", name, err)
 	}
@@ -48,7 +48,7 @@ func TestHandlesLeasedToSessions(t *testing.T) {
 	leased := openUnlinked(t, tf.api, "leased", "S")
 	plain := openUnlinked(t, tf.api, "plain", "")
 	released := openUnlinked(t, tf.api, "released", "S")
-	if _, err := tf.api.Release(ctx, &filerpb.ReleaseRequest{Inode: released, Session: "S"}); err != nil {
+	if _, err := tf.api.Release(ctx, &filerpb.ReleaseRequest{Inode: released, Lease: "S"}); err != nil {
 		t.Fatal(err)
 	}
 	if exists(t, tf.s, released) || !exists(t, tf.s, leased) || !exists(t, tf.s, plain) {
@@ -56,20 +56,31 @@ func TestHandlesLeasedToSessions(t *testing.T) {
 	}
 	// A release naming a session that holds no such handle is a no-op:
 	// it does not take the plain handle away.
-	if _, err := tf.api.Release(ctx, &filerpb.ReleaseRequest{Inode: plain, Session: "S"}); err != nil {
+	if _, err := tf.api.Release(ctx, &filerpb.ReleaseRequest{Inode: plain, Lease: "S"}); err != nil {
 		t.Fatal(err)
 	}
 	if !exists(t, tf.s, plain) {
 		t.Fatal("a release under another session freed the plain file")
 	}
+	// Mounts of before leases sent their mount id in the session field,
+	// which stays ignored: their handles are plain ones.
+	if _, err := tf.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: plain, Session: "an-old-mount-id"}); err != nil {
+		t.Fatalf("an open from an older mount: %v", err)
+	}
+	if _, err := tf.api.Release(ctx, &filerpb.ReleaseRequest{Inode: plain, Session: "an-old-mount-id"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := tf.s.Namespace().OpenCount(meta.Inode(plain)); n != 1 {
+		t.Fatalf("plain file has %d handles after an older mount's open and release, want 1", n)
+	}
 
 	for what, call := range map[string]func() error{
 		"Open": func() error {
-			_, err := tf.api.Open(ctx, &filerpb.OpenRequest{Inode: plain, Session: "nobody"})
+			_, err := tf.api.Open(ctx, &filerpb.OpenRequest{Inode: plain, Lease: "nobody"})
 			return err
 		},
 		"OpenContent": func() error {
-			_, err := tf.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: plain, Session: "nobody"})
+			_, err := tf.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: plain, Lease: "nobody"})
 			return err
 		},
 		"Reopen": func() error {
@@ -77,7 +88,7 @@ func TestHandlesLeasedToSessions(t *testing.T) {
 			return err
 		},
 		"Create": func() error {
-			_, err := tf.api.Create(ctx, &filerpb.CreateRequest{Parent: uint64(meta.RootInode), Name: "never", Mode: 0o644, Open: true, Session: "nobody"})
+			_, err := tf.api.Create(ctx, &filerpb.CreateRequest{Parent: uint64(meta.RootInode), Name: "never", Mode: 0o644, Open: true, Lease: "nobody"})
 			return err
 		},
 	} {
@@ -94,7 +105,7 @@ func TestHandlesLeasedToSessions(t *testing.T) {
 
 	// CloseSession lets go of a session's handles at once.
 	open(t, lc, "T", time.Minute)
-	if _, err := tf.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: plain, Session: "T"}); err != nil {
+	if _, err := tf.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: plain, Lease: "T"}); err != nil {
 		t.Fatal(err)
 	}
 	if n := tf.s.handles.count("T"); n != 1 {
@@ -161,7 +172,7 @@ func TestHandlesReopenedAfterRestart(t *testing.T) {
 	if !exists(t, s2, kept) {
 		t.Fatal("the file taken back was freed")
 	}
-	if _, err := api.Release(ctx, &filerpb.ReleaseRequest{Inode: kept, Session: "A2"}); err != nil {
+	if _, err := api.Release(ctx, &filerpb.ReleaseRequest{Inode: kept, Lease: "A2"}); err != nil {
 		t.Fatal(err)
 	}
 	if exists(t, s2, kept) {

@@ -46,24 +46,27 @@ type file struct {
 	mu        sync.Mutex
 	cond      *sync.Cond // signalled when inflight drops
 	opens     int
-	filerOpen bool   // the filer holds a handle for this mount
-	storing   bool   // storeSmall is filling the kernel's page cache
-	loaded    bool   // refs/inline/size reflect the filer (plus local state)
-	stale     bool   // another client changed the file: reload when clean
-	attr      Attr   // the filer's attributes, last seen
-	inline    []byte // committed inline content
-	refs      []*chunkRef
-	ivs       []needle.Interval
-	ivsOK     bool
-	size      int64
-	mtime     int64
-	metaDirty bool // size or mtime changed locally and not committed
-	dirty     map[int64]*slot
-	inflight  int
-	err       error // first upload error since the last flush
-	lastMod   int64
-	writeEnd  int64  // where the last write ended
-	writes    uint64 // writes taken, to tell whether any came in meanwhile
+	filerOpen bool // the filer holds a handle for this mount
+	// filerLease is the session that handle was taken under (or taken
+	// back under, handles.go): its release names it.
+	filerLease string
+	storing    bool   // storeSmall is filling the kernel's page cache
+	loaded     bool   // refs/inline/size reflect the filer (plus local state)
+	stale      bool   // another client changed the file: reload when clean
+	attr       Attr   // the filer's attributes, last seen
+	inline     []byte // committed inline content
+	refs       []*chunkRef
+	ivs        []needle.Interval
+	ivsOK      bool
+	size       int64
+	mtime      int64
+	metaDirty  bool // size or mtime changed locally and not committed
+	dirty      map[int64]*slot
+	inflight   int
+	err        error // first upload error since the last flush
+	lastMod    int64
+	writeEnd   int64  // where the last write ended
+	writes     uint64 // writes taken, to tell whether any came in meanwhile
 	// lockOwners are the owners that asked for record locks on the
 	// file, each with the handles it asked through: a close by the
 	// owner (Flush) releases its locks and forgets it, so what is left
@@ -172,7 +175,7 @@ func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, 
 		resp, err := call(fs, ctx, func(ctx context.Context) (*filerpb.EntryResponse, error) {
 			return fs.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name,
 				Mode: syscall.S_IFREG | mode&^syscall.S_IFMT, Umask: fs.umask(umask), Uid: c.Uid, Gid: c.Gid,
-				Exclusive: flags&syscall.O_EXCL != 0, Open: true, Session: session})
+				Exclusive: flags&syscall.O_EXCL != 0, Open: true, Lease: session})
 		})
 		if err != nil {
 			return err
@@ -187,7 +190,7 @@ func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, 
 			fs.images.emptyAt(a.Ino, a.Generation)
 		}
 		f.mu.Unlock()
-		loaded = f.created(resp.Attr)
+		loaded = f.created(resp.Attr, session)
 		return nil
 	})
 	if err != nil {
@@ -207,17 +210,19 @@ func (fs *FS) Create(ctx context.Context, c Caller, parent uint64, name string, 
 // created records the filer's handle a Create took with the file, and
 // reports whether its content is loaded: an empty file's content is
 // known; one that existed (a create without O_EXCL) is to be fetched.
-func (f *file) created(a *filerpb.Attr) (loaded bool) {
+func (f *file) created(a *filerpb.Attr, lease string) (loaded bool) {
 	f.mu.Lock()
 	dup := f.filerOpen
-	f.filerOpen = true
+	if !dup {
+		f.filerOpen, f.filerLease = true, lease
+	}
 	if a.GetSize() == 0 && !f.hasLocalLocked() {
 		f.applyContentLocked(&filerpb.GetChunksResponse{Attr: a})
 	}
 	loaded = f.loaded
 	f.mu.Unlock()
 	if dup {
-		f.fs.releaseAsync(f.ino)
+		f.fs.releaseAsync(lease, f.ino)
 	}
 	return loaded
 }
@@ -235,21 +240,23 @@ func (f *file) open(ctx context.Context) syscall.Errno {
 	newer := false
 	err := f.fs.withHandleSession(ctx, func(session string) error {
 		resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.GetChunksResponse, error) {
-			return f.fs.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: f.ino, Session: session})
+			return f.fs.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: f.ino, Lease: session})
 		})
 		if err != nil {
 			return err
 		}
 		f.mu.Lock()
 		dup := f.filerOpen
-		f.filerOpen = true
+		if !dup {
+			f.filerOpen, f.filerLease = true, session
+		}
 		if !f.hasLocalLocked() {
 			newer = f.applyContentLocked(resp)
 		}
 		f.mu.Unlock()
 		if dup {
 			// Another open raced us to it: give ours back.
-			f.fs.releaseAsync(f.ino)
+			f.fs.releaseAsync(session, f.ino)
 		}
 		return nil
 	})
@@ -462,8 +469,9 @@ func (fs *FS) Release(fh uint64, flockOwner uint64, releaseFlock bool) {
 //
 // The store runs with no handle open on the mount: no read of the file
 // can hold a page the store needs, and new handles wait for it in
-// fileFor. A change from elsewhere that lands meanwhile (the change feed)
-// is noticed afterwards, and the pages are dropped again.
+// fileFor, truncates in SetAttr. A change that lands meanwhile (from the
+// change feed, or a chmod or utimens here) is noticed afterwards, and the
+// pages are dropped again before anyone can open the file.
 func (f *file) storeSmall() {
 	inv := f.fs.invalidator()
 	f.mu.Lock()
@@ -477,17 +485,32 @@ func (f *file) storeSmall() {
 	f.mu.Unlock()
 	err := inv.StoreCache(f.ino, 0, data)
 	f.mu.Lock()
-	f.storing = false
-	f.cond.Broadcast()
 	same := !f.stale && f.mtime == mtime && f.size == size && f.writes == writes && !f.hasLocalLocked()
+	if err == nil && !same {
+		// Drop what was stored before any new handle can read it
+		// (the kernel holds no page of the file waiting on us: there
+		// is no handle).
+		f.fs.pages.forget(f.ino)
+		f.mu.Unlock()
+		inv.InvalidateInode(f.ino)
+		f.mu.Lock()
+	}
 	if err == nil && same {
 		f.fs.pages.set(f.ino, mtime, size)
 		f.fs.io.stored.Add(1)
 	}
+	f.storing = false
+	f.cond.Broadcast()
 	f.mu.Unlock()
-	if err == nil && !same {
-		inv.InvalidateInode(f.ino)
+}
+
+// waitStored waits for a storeSmall of f in progress to end.
+func (f *file) waitStored() {
+	f.mu.Lock()
+	for f.storing {
+		f.cond.Wait()
 	}
+	f.mu.Unlock()
 }
 
 // dropOpen undoes one fileFor; the last one releases the filer's handle
@@ -497,13 +520,14 @@ func (fs *FS) dropOpen(f *file) {
 	f.opens--
 	last := f.opens == 0
 	release := last && f.filerOpen
+	lease := f.filerLease
 	if release {
-		f.filerOpen = false
+		f.filerOpen, f.filerLease = false, ""
 	}
 	clean := last && !f.hasLocalLocked()
 	f.mu.Unlock()
 	if release {
-		fs.releaseAsync(f.ino)
+		fs.releaseAsync(lease, f.ino)
 	}
 	if clean {
 		fs.mu.Lock()
@@ -521,9 +545,9 @@ func (fs *FS) dropOpen(f *file) {
 // gather for releaseDelay and while a call is in flight, and go together
 // in one call, so a burst of closes costs a few round trips. Close waits for them before
 // disconnecting.
-func (fs *FS) releaseAsync(ino uint64) {
+func (fs *FS) releaseAsync(lease string, ino uint64) {
 	fs.relMu.Lock()
-	fs.relQueue = append(fs.relQueue, ino)
+	fs.relQueue = append(fs.relQueue, heldHandle{lease, ino})
 	start := !fs.relSending
 	fs.relSending = true
 	fs.relMu.Unlock()
@@ -549,7 +573,7 @@ func (fs *FS) releaseAsync(ino uint64) {
 				return
 			}
 			fs.relMu.Unlock()
-			fs.sendReleasesUnder(batch)
+			fs.sendReleases(batch)
 		}
 	}()
 }

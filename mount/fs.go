@@ -84,8 +84,8 @@ type FS struct {
 	pages       pageStates
 	releases    sync.WaitGroup // filer handles being given back
 	relMu       sync.Mutex
-	relQueue    []uint64 // handles to give back in the next Release call
-	relSending  bool     // a goroutine is sending relQueue
+	relQueue    []heldHandle // handles to give back in the next Release calls
+	relSending  bool         // a goroutine is sending relQueue
 	inv         atomic.Pointer[invalidatorBox]
 	// directWrites: writable handles do direct IO (EnableDirectWrites).
 	directWrites atomic.Bool

@@ -3,7 +3,11 @@ package mount
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/kelpfs/kelp/api/filerpb"
 	"github.com/kelpfs/kelp/client"
@@ -11,22 +15,33 @@ import (
 
 // Filer handles. The mount holds one filer handle on each file it has
 // open, so that an unlink elsewhere keeps the file's content while it is
-// open here. Handles are taken under the mount's lock session (locks.go),
+// open here. Handles are leased to the mount's lock session (locks.go),
 // which makes them last exactly as long as the mount: a mount killed or
 // cut off past its lease leaves none behind, and after a filer restart
 // the session's replacement takes them back (Reopen) within the filer's
 // grace period, before the filer frees the open-unlinked files nobody
 // took back (see filerd/handles.go).
 //
-// handlesMu orders handle calls against a replacement: a call holds it
-// for reading from reading the session until the mount has recorded the
-// result (file.filerOpen); a replacement holds it for writing from taking
-// the list of handles to installing the new session, so every handle is
-// either in that list or taken, or given back, under the new session.
+// Each file remembers the session its handle was taken (or taken back)
+// under, and its release names that session: a release that reaches the
+// filer after the session ended is a no-op there, and never takes away a
+// handle taken under another session. handlesMu orders the taking of
+// handles against a replacement: a call holds it for reading from reading
+// the session until the mount has recorded the handle (file.filerOpen,
+// file.filerLease); a replacement holds it for writing from listing the
+// handles to installing the new session, so every handle is either in
+// that list or taken under the new session. Closes do not wait for it:
+// the replacement gives back what was closed while it took handles back.
 
 // maxHandleAttempts bounds how often a handle call is retried under a
 // fresh session.
 const maxHandleAttempts = 3
+
+// heldHandle is a filer handle: the inode and the session it is leased to.
+type heldHandle struct {
+	lease string
+	ino   uint64
+}
 
 // withHandleSession runs fn, a filer call taking a handle under session
 // that records the handle before it returns, under the live session
@@ -49,8 +64,11 @@ func (fs *FS) withHandleSession(ctx context.Context, fn func(session string) err
 		}
 		err = fn(session)
 		ls.handlesMu.RUnlock()
-		if err == nil || !client.SessionExpired(err) || attempt == maxHandleAttempts {
+		if err == nil || !client.SessionExpired(err) {
 			return err
+		}
+		if attempt == maxHandleAttempts {
+			return fmt.Errorf("%w: the filer kept refusing fresh sessions: %w", syscall.EIO, err)
 		}
 		if _, err := ls.replace(sctx, session); err != nil {
 			return err
@@ -59,78 +77,102 @@ func (fs *FS) withHandleSession(ctx context.Context, fn func(session string) err
 }
 
 // filerHandles lists the files the filer holds a handle on for this mount.
-func (fs *FS) filerHandles() []uint64 {
+func (fs *FS) filerHandles() []*file {
 	fs.mu.Lock()
 	files := make([]*file, 0, len(fs.files))
 	for _, f := range fs.files {
 		files = append(files, f)
 	}
 	fs.mu.Unlock()
-	var inodes []uint64
+	held := files[:0]
 	for _, f := range files {
 		f.mu.Lock()
 		if f.filerOpen {
-			inodes = append(inodes, f.ino)
+			held = append(held, f)
 		}
 		f.mu.Unlock()
 	}
-	return inodes
+	return held
 }
 
 // reopenHandles takes the mount's handles back under session, a fresh
 // one, with handlesMu held for writing. Files the filer no longer has
-// (freed while no session of this mount held them: the lease ran out)
-// are logged; their open descriptors read what the mount still has.
+// (freed while no session of this mount held them: the lease ran out),
+// or could not reopen, are logged; their open descriptors read what the
+// mount still has. A filer that does not know Reopen does not lease
+// handles: they were never lost.
 func (fs *FS) reopenHandles(ctx context.Context, session string) error {
-	inodes := fs.filerHandles()
-	if len(inodes) == 0 {
+	files := fs.filerHandles()
+	if len(files) == 0 {
 		return nil
+	}
+	inodes := make([]uint64, len(files))
+	for i, f := range files {
+		inodes[i] = f.ino
 	}
 	cctx, cancel := context.WithTimeout(fs.opCtx(ctx), fs.cfg.OpTimeout)
 	defer cancel()
 	resp, err := fs.api.Reopen(cctx, &filerpb.ReopenRequest{Session: session, Inodes: inodes})
+	if status.Code(err) == codes.Unimplemented {
+		fs.log.Info("mount: the filer does not lease file handles (an older filer): nothing to take back")
+		resp, err = &filerpb.ReopenResponse{}, nil
+	}
 	if err != nil {
 		return fmt.Errorf("take file handles back: %w", err)
 	}
-	if len(resp.Gone) > 0 {
-		fs.log.Error("mount: open files lost: the filer freed them while this mount's session was gone (unlinked while open, lease ran out)",
-			"lost", len(resp.Gone), "held", len(inodes))
-		fs.mu.Lock()
-		for _, ino := range resp.Gone {
-			if f := fs.files[ino]; f != nil {
-				f.mu.Lock()
-				f.filerOpen = false
-				f.mu.Unlock()
+	lost := make(map[uint64]bool, len(resp.Gone)+len(resp.Failed))
+	for _, ino := range append(resp.Gone, resp.Failed...) {
+		lost[ino] = true
+	}
+	for _, f := range files {
+		f.mu.Lock()
+		switch {
+		case lost[f.ino]:
+			if f.filerOpen {
+				f.filerOpen, f.filerLease = false, ""
 			}
+		case f.filerOpen:
+			f.filerLease = session
+		default:
+			// Closed meanwhile, its release sent under the old
+			// session: give back the one just taken.
+			fs.releaseAsync(session, f.ino)
 		}
-		fs.mu.Unlock()
-	} else {
-		fs.log.Info("mount: file handles taken back under a fresh session", "handles", len(inodes))
+		f.mu.Unlock()
+	}
+	switch {
+	case len(lost) > 0:
+		fs.log.Error("mount: open files lost: the filer freed them while this mount's session was gone (unlinked while open, lease ran out), or could not reopen them",
+			"gone", len(resp.Gone), "failed", len(resp.Failed), "held", len(files))
+	default:
+		fs.log.Info("mount: file handles taken back under a fresh session", "handles", len(files))
 	}
 	return nil
 }
 
-// sendReleasesUnder gives handles back under the live session. With no
-// session there is nothing to give back: the handles went when the last
-// one ended (and the replacement did not take back files closed before
-// it).
-func (fs *FS) sendReleasesUnder(inodes []uint64) {
-	ls := fs.locks
-	ls.handlesMu.RLock()
-	defer ls.handlesMu.RUnlock()
-	session := ls.current()
-	if session == "" {
-		return
-	}
-	for len(inodes) > 0 {
-		n := min(len(inodes), maxReleaseBatch)
-		ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
-		_, err := fs.api.Release(fs.opCtx(ctx), &filerpb.ReleaseRequest{Inodes: inodes[:n], Session: session})
-		cancel()
-		if err != nil && !client.SessionExpired(err) {
-			fs.log.Warn("mount: filer release failed", "inodes", n, "err", err)
+// sendReleases gives handles back, each under the session it was taken
+// under, in as few calls as the batch allows.
+func (fs *FS) sendReleases(batch []heldHandle) {
+	byLease := make(map[string][]uint64)
+	var order []string
+	for _, h := range batch {
+		if _, ok := byLease[h.lease]; !ok {
+			order = append(order, h.lease)
 		}
-		inodes = inodes[n:]
+		byLease[h.lease] = append(byLease[h.lease], h.ino)
+	}
+	for _, lease := range order {
+		inodes := byLease[lease]
+		for len(inodes) > 0 {
+			n := min(len(inodes), maxReleaseBatch)
+			ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
+			_, err := fs.api.Release(fs.opCtx(ctx), &filerpb.ReleaseRequest{Inodes: inodes[:n], Lease: lease})
+			cancel()
+			if err != nil {
+				fs.log.Warn("mount: filer release failed", "inodes", n, "err", err)
+			}
+			inodes = inodes[n:]
+		}
 	}
 }
 

@@ -18,7 +18,8 @@ import (
 // Locks. flock and fcntl locks taken through the mount are held by the
 // filer's lock service (api/lockpb), so they hold against every mount of
 // the cluster (DESIGN.md decision 6). The mount opens one lock session,
-// lazily at its first lock request, renews its lease every third of the
+// lazily at its first open or lock request (the session also leases the
+// filer's handles on the mount's open files, handles.go), renews its lease every third of the
 // ttl from a goroutine the FS owns, and closes it when it unmounts. It
 // keeps its own record of what its owners hold, for two reasons: a
 // close(2) sends a FLUSH whose lock owner's record locks must go (POSIX),
@@ -84,10 +85,13 @@ type lockService struct {
 
 	mu      sync.Mutex
 	session string // the live session; "" until one is open
-	ttl     time.Duration
-	opened  int // sessions opened so far, for fresh ids
-	running bool
-	closed  bool // the FS is closing: no new session
+	// failedAt and failErr are the last failed attempt to open one.
+	failedAt time.Time
+	failErr  error
+	ttl      time.Duration
+	opened   int // sessions opened so far, for fresh ids
+	running  bool
+	closed   bool // the FS is closing: no new session
 	// held records what this mount's owners hold, one Table per
 	// (inode, owner) so that an owner's record never conflicts with
 	// another's while their calls cross on the way back from the filer.
@@ -345,6 +349,9 @@ func (ls *lockService) current() string {
 }
 
 // ensure returns the live session, opening one first if there is none.
+// Callers that waited for another caller's attempt take its failure
+// rather than trying again, so that with the filer away, opens waiting
+// for a session fail together, each within OpTimeout.
 func (ls *lockService) ensure(ctx context.Context) (string, error) {
 	ls.mu.Lock()
 	s := ls.session
@@ -352,16 +359,24 @@ func (ls *lockService) ensure(ctx context.Context) (string, error) {
 	if s != "" {
 		return s, nil
 	}
+	asked := time.Now()
 	ls.openMu.Lock()
 	defer ls.openMu.Unlock()
 	ls.mu.Lock()
 	s = ls.session
+	failed, ferr := ls.failedAt, ls.failErr
 	ls.mu.Unlock()
 	if s != "" {
 		return s, nil
 	}
+	if failed.After(asked) {
+		return "", ferr
+	}
 	_, err := ls.openLocked(ctx)
 	if err != nil {
+		ls.mu.Lock()
+		ls.failedAt, ls.failErr = time.Now(), err
+		ls.mu.Unlock()
 		return "", err
 	}
 	ls.mu.Lock()

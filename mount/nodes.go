@@ -146,6 +146,9 @@ func (fs *FS) SetAttr(ctx context.Context, ino uint64, in SetAttrIn) (Attr, sysc
 	f := fs.files[ino]
 	fs.mu.Unlock()
 	if f != nil && in.Size != nil {
+		// A truncate must not cross a store of the old content into
+		// the kernel's page cache (storeSmall).
+		f.waitStored()
 		// Hold the file's write lock across flush and truncate so no
 		// write slips in between and lands beyond the new size.
 		f.truncMu.Lock()

@@ -541,8 +541,9 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 	f.fs.images.committed(f.ino, f.attr.Generation)
 	if f.size == size && f.mtime == mtime {
 		f.metaDirty = false
-		// Writes went through the kernel's page cache, so its pages
-		// hold what we committed.
+		// The kernel's pages hold what we committed: writes went
+		// through its page cache, or (direct IO) it dropped the pages
+		// of the ranges written.
 		f.fs.pages.set(f.ino, f.attr.Mtime, size)
 		f.mtime = f.attr.Mtime
 	}

@@ -932,7 +932,7 @@ type CreateRequest struct {
 	// inherited ACL mode then masks instead, as POSIX requires. 0 (what
 	// older clients send, having applied their umask to mode) clears nothing.
 	Umask         uint32 `protobuf:"varint,9,opt,name=umask,proto3" json:"umask,omitempty"`
-	Session       string `protobuf:"bytes,10,opt,name=session,proto3" json:"session,omitempty"` // the session the handle of open belongs to (see Open)
+	Lease         string `protobuf:"bytes,10,opt,name=lease,proto3" json:"lease,omitempty"` // the session the handle of open belongs to (see Open)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1030,9 +1030,9 @@ func (x *CreateRequest) GetUmask() uint32 {
 	return 0
 }
 
-func (x *CreateRequest) GetSession() string {
+func (x *CreateRequest) GetLease() string {
 	if x != nil {
-		return x.Session
+		return x.Lease
 	}
 	return ""
 }
@@ -2125,7 +2125,8 @@ func (x *StatFsResponse) GetBlockSize() uint64 {
 type OpenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // the session the handle belongs to (see Open); "" for none
+	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // ignored (older mounts sent their mount id here)
+	Lease         string                 `protobuf:"bytes,3,opt,name=lease,proto3" json:"lease,omitempty"`     // the session the handle belongs to (see Open); "" for none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2174,15 +2175,23 @@ func (x *OpenRequest) GetSession() string {
 	return ""
 }
 
+func (x *OpenRequest) GetLease() string {
+	if x != nil {
+		return x.Lease
+	}
+	return ""
+}
+
 // A Release without a matching Open is harmless (no count goes negative),
-// and so is one naming a session that no longer holds the handle.
+// and so is one naming a lease session that no longer holds the handle.
 type ReleaseRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Inode   uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	Session string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // the session the handles were taken under
+	Session string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // ignored (older mounts sent their mount id here)
 	// more handles to drop in the same call, one per entry (a client
 	// batches the releases of many closes); inode 0 is skipped.
 	Inodes        []uint64 `protobuf:"varint,3,rep,packed,name=inodes,proto3" json:"inodes,omitempty"`
+	Lease         string   `protobuf:"bytes,4,opt,name=lease,proto3" json:"lease,omitempty"` // the session the handles were taken under; "" for none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2236,6 +2245,13 @@ func (x *ReleaseRequest) GetInodes() []uint64 {
 		return x.Inodes
 	}
 	return nil
+}
+
+func (x *ReleaseRequest) GetLease() string {
+	if x != nil {
+		return x.Lease
+	}
+	return ""
 }
 
 type ReopenRequest struct {
@@ -2292,7 +2308,8 @@ func (x *ReopenRequest) GetInodes() []uint64 {
 
 type ReopenResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Gone          []uint64               `protobuf:"varint,1,rep,packed,name=gone,proto3" json:"gone,omitempty"` // inodes that no longer exist: no handle taken
+	Gone          []uint64               `protobuf:"varint,1,rep,packed,name=gone,proto3" json:"gone,omitempty"`     // inodes that no longer exist: no handle taken
+	Failed        []uint64               `protobuf:"varint,2,rep,packed,name=failed,proto3" json:"failed,omitempty"` // inodes the filer could not reopen (a store error): no handle taken
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2330,6 +2347,13 @@ func (*ReopenResponse) Descriptor() ([]byte, []int) {
 func (x *ReopenResponse) GetGone() []uint64 {
 	if x != nil {
 		return x.Gone
+	}
+	return nil
+}
+
+func (x *ReopenResponse) GetFailed() []uint64 {
+	if x != nil {
+		return x.Failed
 	}
 	return nil
 }
@@ -3523,7 +3547,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x04_gidB\a\n" +
 	"\x05_sizeB\v\n" +
 	"\t_atime_nsB\v\n" +
-	"\t_mtime_ns\"\xe9\x01\n" +
+	"\t_mtime_ns\"\xe5\x01\n" +
 	"\rCreateRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3533,9 +3557,9 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x04rdev\x18\x06 \x01(\rR\x04rdev\x12\x1c\n" +
 	"\texclusive\x18\a \x01(\bR\texclusive\x12\x12\n" +
 	"\x04open\x18\b \x01(\bR\x04open\x12\x14\n" +
-	"\x05umask\x18\t \x01(\rR\x05umask\x12\x18\n" +
-	"\asession\x18\n" +
-	" \x01(\tR\asession\"\x88\x01\n" +
+	"\x05umask\x18\t \x01(\rR\x05umask\x12\x14\n" +
+	"\x05lease\x18\n" +
+	" \x01(\tR\x05lease\"\x88\x01\n" +
 	"\fMkdirRequest\x12\x16\n" +
 	"\x06parent\x18\x01 \x01(\x04R\x06parent\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -3611,19 +3635,22 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"free_bytes\x18\x02 \x01(\x04R\tfreeBytes\x12\x14\n" +
 	"\x05files\x18\x03 \x01(\x04R\x05files\x12\x1d\n" +
 	"\n" +
-	"block_size\x18\x04 \x01(\x04R\tblockSize\"=\n" +
+	"block_size\x18\x04 \x01(\x04R\tblockSize\"S\n" +
 	"\vOpenRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x18\n" +
-	"\asession\x18\x02 \x01(\tR\asession\"X\n" +
+	"\asession\x18\x02 \x01(\tR\asession\x12\x14\n" +
+	"\x05lease\x18\x03 \x01(\tR\x05lease\"n\n" +
 	"\x0eReleaseRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x12\x16\n" +
-	"\x06inodes\x18\x03 \x03(\x04R\x06inodes\"A\n" +
+	"\x06inodes\x18\x03 \x03(\x04R\x06inodes\x12\x14\n" +
+	"\x05lease\x18\x04 \x01(\tR\x05lease\"A\n" +
 	"\rReopenRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x16\n" +
-	"\x06inodes\x18\x02 \x03(\x04R\x06inodes\"$\n" +
+	"\x06inodes\x18\x02 \x03(\x04R\x06inodes\"<\n" +
 	"\x0eReopenResponse\x12\x12\n" +
-	"\x04gone\x18\x01 \x03(\x04R\x04gone\"(\n" +
+	"\x04gone\x18\x01 \x03(\x04R\x04gone\x12\x16\n" +
+	"\x06failed\x18\x02 \x03(\x04R\x06failed\"(\n" +
 	"\x10GetChunksRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\"|\n" +
 	"\x11GetChunksResponse\x12$\n" +

@@ -109,7 +109,7 @@ type FilerClient interface {
 	// file keeps its data until the last Release. A handle taken under a
 	// session (a lock-service session, api/lockpb) lasts as long as the
 	// session: when its lease runs out or it is closed, its handles go. A
-	// request naming a session the filer does not know (its lease ran out,
+	// request naming a lease session the filer does not know (its lease ran out,
 	// or the filer restarted) fails with NOT_FOUND and the errno ENOLCK, as
 	// lock requests do; the client opens a fresh session and takes its
 	// handles again with Reopen. Handles taken with no session last until
@@ -496,7 +496,7 @@ type FilerServer interface {
 	// file keeps its data until the last Release. A handle taken under a
 	// session (a lock-service session, api/lockpb) lasts as long as the
 	// session: when its lease runs out or it is closed, its handles go. A
-	// request naming a session the filer does not know (its lease ran out,
+	// request naming a lease session the filer does not know (its lease ran out,
 	// or the filer restarted) fails with NOT_FOUND and the errno ENOLCK, as
 	// lock requests do; the client opens a fresh session and takes its
 	// handles again with Reopen. Handles taken with no session last until

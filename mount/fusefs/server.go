@@ -145,7 +145,10 @@ func Mount(fsys *mount.FS, dir string, opts Options) (*Mounted, error) {
 	if !opts.WritebackCache && server.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0 {
 		fsys.SetBacker(raw)
 	}
-	if !opts.WritebackCache && server.KernelSettings().Flags64()&fuse.CAP_DIRECT_IO_ALLOW_MMAP != 0 {
+	// Direct writes need mmap of such handles (6.6) and the kernel to
+	// drop cached pages of a range after a direct write of it, which
+	// kernels with passthrough (protocol 7.40, Linux 6.9) do.
+	if ks := server.KernelSettings(); !opts.WritebackCache && ks.Flags64()&fuse.CAP_DIRECT_IO_ALLOW_MMAP != 0 && ks.Minor >= 40 {
 		fsys.EnableDirectWrites()
 	}
 	if opts.ReadAheadKB > 0 {
