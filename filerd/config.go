@@ -73,10 +73,12 @@ type Config struct {
 	// LockGrace is the lock service's grace period after a start that
 	// follows a stop or crash with lock sessions live (the lock table is
 	// kept in memory only; the store's side KV record "filer.locks.live"
-	// marks that sessions may be live). Until it ends, mounts re-assert the
-	// locks they held and no new lock is granted, and the open-unlinked
-	// files of the previous run are kept while mounts take back their
-	// handles on them (handles.go). A filer that starts for
+	// marks that sessions may be live, "filer.locks.held" that locks may
+	// be held). Until it ends, mounts re-assert the locks they held and no
+	// new lock is granted; it runs only if locks may have been held. After
+	// a start with sessions live, the open-unlinked files of the previous
+	// run are kept this long while mounts take back their handles on them
+	// (handles.go). A filer that starts for
 	// the first time, or after a stop with no session left, has none. It
 	// must outlast LockSessionTTL, so that every live mount notices the
 	// restart at its next renewal and re-asserts in time; 0 disables it (a

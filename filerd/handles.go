@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/kelpfs/kelp/filerd/meta"
 )
@@ -14,11 +15,13 @@ import (
 // namespace counts them in memory. A handle taken under a lock session
 // lasts as long as the session: a mount killed or cut off past its lease
 // leaves no handle behind, and the open-unlinked files only it held are
-// freed. After a restart the filer keeps the previous run's open-unlinked
-// files through the lock grace period (meta.Config.KeepOrphans) while the
-// mounts, which notice at their next renewal that their session is gone,
-// open a fresh one and take their handles again (Reopen); what nobody took
-// back is freed when the grace period ends. Handles taken with no session
+// freed. After a restart with sessions live (lockLiveKey) the filer keeps
+// the previous run's open-unlinked files for LockGrace
+// (meta.Config.KeepOrphans) while the mounts, which notice at their next
+// renewal that their session is gone, open a fresh one and take their
+// handles again (Reopen); what nobody took back is freed then. (The lock
+// grace period proper runs only if locks may have been held,
+// lockHeldKey.) Handles taken with no session
 // (clients that keep none) last until released or the filer stops.
 
 // handleTable records which session holds which handles. Its mutex comes
@@ -174,10 +177,10 @@ func (s *Server) releaseEnded(ctx context.Context) {
 }
 
 // freeOrphansAfterGrace frees the open-unlinked files the previous run
-// left and no mount took back, once the grace period is over. It reports
+// left and no mount took back, once LockGrace has passed since Serve. It reports
 // whether that is done (or was never needed).
 func (s *Server) freeOrphansAfterGrace(ctx context.Context) bool {
-	if !s.orphansKept || s.locks.InGrace() {
+	if !s.orphansKept || time.Now().Before(s.orphansUntil) {
 		return !s.orphansKept
 	}
 	freed, err := s.ns.FreeOrphans(ctx)

@@ -50,6 +50,49 @@ const (
 // that finds it runs the grace period (Serve).
 const lockLiveKey = "filer.locks.live"
 
+// lockHeldKey is the side KV record whose presence means "some lock may
+// be held": it is written before the first lock is granted (SetLk, SetLkw
+// or Reassert of a lock) and deleted once the Manager holds no lock, no
+// lock request is in flight and no grace period runs. A start that finds
+// it runs the lock grace period (Serve). Sessions also lease the mounts'
+// file handles (handles.go), so lockLiveKey is set whenever a mount has
+// opened a file; this record keeps the lock grace period, which stalls
+// every lock request, to restarts that may have lost locks.
+const lockHeldKey = "filer.locks.held"
+
+// heldMarker keeps lockHeldKey in step with the locks granted: inflight
+// counts the lock requests between their check of set and their return,
+// so the record is never deleted under a request about to be granted.
+type heldMarker struct {
+	mu       sync.Mutex
+	set      bool
+	inflight int
+	failing  bool
+}
+
+// startLockRequest is called before a request that may grant a lock: it
+// commits lockHeldKey first if it is not set. endLockRequest must follow.
+func (s *Server) startLockRequest(ctx context.Context) error {
+	mk := &s.heldMarker
+	mk.mu.Lock()
+	defer mk.mu.Unlock()
+	if !mk.set {
+		if err := s.ns.KVPut(ctx, lockHeldKey, []byte("1")); err != nil {
+			return fmt.Errorf("filerd: mark locks held: %w", err)
+		}
+		mk.set = true
+	}
+	mk.inflight++
+	return nil
+}
+
+func (s *Server) endLockRequest() {
+	mk := &s.heldMarker
+	mk.mu.Lock()
+	mk.inflight--
+	mk.mu.Unlock()
+}
+
 // lockMarker keeps lockLiveKey in step with the Manager's sessions. mu
 // orders the record's writes against new sessions: OpenSession holds it
 // from the check of set through Manager.OpenSession, and a clear holds it
@@ -62,16 +105,22 @@ type lockMarker struct {
 	failing bool // the last delete failed (logged once per streak)
 }
 
-// readLockMarker loads lockLiveKey from the store into s.lockMarker (New).
+// readLockMarker loads lockLiveKey and lockHeldKey from the store into
+// s.lockMarker and s.heldMarker (New).
 func (s *Server) readLockMarker(ctx context.Context) error {
-	_, err := s.ns.KVGet(ctx, lockLiveKey)
-	switch {
-	case err == nil:
-		s.lockMarker.set = true
-	case errors.Is(err, meta.ErrNotFound):
-		s.lockMarker.set = false
-	default:
-		return fmt.Errorf("filerd: read lock marker: %w", err)
+	for _, m := range []struct {
+		key string
+		set *bool
+	}{{lockLiveKey, &s.lockMarker.set}, {lockHeldKey, &s.heldMarker.set}} {
+		_, err := s.ns.KVGet(ctx, m.key)
+		switch {
+		case err == nil:
+			*m.set = true
+		case errors.Is(err, meta.ErrNotFound):
+			*m.set = false
+		default:
+			return fmt.Errorf("filerd: read lock marker %s: %w", m.key, err)
+		}
 	}
 	return nil
 }
@@ -99,6 +148,7 @@ func (s *Server) openLockSession(ctx context.Context, id string, ttl time.Durati
 // delete leaves the record, which only costs a needless grace period; the
 // sweep tries again.
 func (s *Server) clearLockMarker(ctx context.Context) {
+	s.clearHeldMarker(ctx)
 	mk := &s.lockMarker
 	mk.mu.Lock()
 	defer mk.mu.Unlock()
@@ -119,6 +169,32 @@ func (s *Server) clearLockMarker(ctx context.Context) {
 	}
 	mk.set, mk.failing = false, false
 	s.log.Debug("no lock session left: lock marker cleared", "key", lockLiveKey)
+}
+
+// clearHeldMarker deletes lockHeldKey if it is set, no lock is held or
+// being requested, and no grace period runs; as clearLockMarker, a failed
+// delete is retried by the sweep.
+func (s *Server) clearHeldMarker(ctx context.Context) {
+	mk := &s.heldMarker
+	mk.mu.Lock()
+	defer mk.mu.Unlock()
+	if !mk.set || mk.inflight > 0 {
+		return
+	}
+	if st := s.locks.Stats(); st.Locks > 0 || st.Grace {
+		return
+	}
+	if err := s.ns.KVDelete(ctx, lockHeldKey); err != nil {
+		if ctx.Err() == nil {
+			if !mk.failing {
+				s.log.Warn("cannot clear the locks-held marker; will retry", "key", lockHeldKey, "err", err)
+			}
+			mk.failing = true
+		}
+		return
+	}
+	mk.set, mk.failing = false, false
+	s.log.Debug("no lock held: locks-held marker cleared", "key", lockHeldKey)
 }
 
 // lockSweepLoop expires lapsed sessions every interval, as Manager.Run
@@ -292,6 +368,12 @@ func (l *locksServer) SetLk(ctx context.Context, req *lockpb.LockRequest) (*lock
 	if err != nil {
 		return nil, lockError(err)
 	}
+	if lk.Type != locks.Unlock {
+		if err := l.s.startLockRequest(ctx); err != nil {
+			return nil, lockError(err)
+		}
+		defer l.s.endLockRequest()
+	}
 	if err := l.m().SetLk(ino, lk); err != nil {
 		return nil, lockError(err)
 	}
@@ -339,6 +421,12 @@ func (l *locksServer) SetLkw(stream lockpb.Locks_SetLkwServer) error {
 		_, _ = stream.Recv()
 		cancel()
 	}()
+	if lk.Type != locks.Unlock {
+		if err := l.s.startLockRequest(ctx); err != nil {
+			return lockError(err)
+		}
+		defer l.s.endLockRequest()
+	}
 	err = l.m().SetLkw(ctx, ino, lk)
 	if err != nil && l.s.baseCtx.Err() != nil && stream.Context().Err() == nil {
 		err = fmt.Errorf("%w: lock wait ended", ErrClosed)
@@ -359,7 +447,11 @@ func (l *locksServer) ReleaseOwner(_ context.Context, req *lockpb.ReleaseOwnerRe
 // Reassert hands the session's locks to the Manager; a lock that does not
 // even decode is rejected with the others. rejected keeps the request's
 // order.
-func (l *locksServer) Reassert(_ context.Context, req *lockpb.ReassertRequest) (*lockpb.ReassertResponse, error) {
+func (l *locksServer) Reassert(ctx context.Context, req *lockpb.ReassertRequest) (*lockpb.ReassertResponse, error) {
+	if err := l.s.startLockRequest(ctx); err != nil {
+		return nil, lockError(err)
+	}
+	defer l.s.endLockRequest()
 	held := make([]locks.Held, 0, len(req.Locks))
 	index := make([]int, 0, len(req.Locks)) // held[i] is req.Locks[index[i]]
 	refused := make([]bool, len(req.Locks))

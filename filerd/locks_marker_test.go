@@ -77,6 +77,40 @@ func (mf *markerFiler) restart() {
 	mf.lc = lc
 }
 
+// heldMarked reports whether the store holds lockHeldKey.
+func (mf *markerFiler) heldMarked() bool {
+	mf.t.Helper()
+	_, err := mf.s.Namespace().KVGet(context.Background(), lockHeldKey)
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		mf.t.Fatalf("read %s: %v", lockHeldKey, err)
+	}
+	return err == nil
+}
+
+// TestLockMarkerSessionWithoutLocks: sessions also lease the mounts' file
+// handles, so most are open with no lock; a filer stopped with such a
+// session starts with no lock grace period (it keeps the open-unlinked
+// files for LockGrace instead, handles_test.go), and the locks-held marker
+// goes once the last lock does.
+func TestLockMarkerSessionWithoutLocks(t *testing.T) {
+	mf := startMarkerFiler(t, nil)
+	mf.wantNoGrace("A", 1) // a lock, then unlocked below
+	if !mf.heldMarked() {
+		t.Fatal("no locks-held marker after a lock was granted")
+	}
+	if err := mf.lc.SetLk(context.Background(), "A", whole(1, lockpb.LockType_UNLOCK, 1)); err != nil {
+		t.Fatal(err)
+	}
+	within(t, lockMarkerCheck+2*time.Second, "locks-held marker cleared once no lock is held", func() bool { return !mf.heldMarked() })
+	if !mf.marked() {
+		t.Fatal("the session marker went while A is open")
+	}
+	mf.restart()
+	mf.wantLog("no locks were held: no lock grace period")
+	mf.wantLog("keeping the open-unlinked files of the previous run")
+	mf.wantNoGrace("B", 1)
+}
+
 // inStore reports whether the store holds lockLiveKey.
 func (mf *markerFiler) inStore() (bool, error) {
 	_, err := mf.s.Namespace().KVGet(context.Background(), lockLiveKey)
@@ -148,7 +182,8 @@ func TestLockMarkerFreshFilerNoGrace(t *testing.T) {
 }
 
 // TestLockMarkerGraceAfterStopWithSession: a filer stopped while a session
-// is open starts in its grace period on the same store, which then ends.
+// holds a lock starts in its grace period on the same store, which then
+// ends.
 func TestLockMarkerGraceAfterStopWithSession(t *testing.T) {
 	mf := startMarkerFiler(t, func(c *Config) {
 		c.LockSessionTTL, c.LockGrace = 300*time.Millisecond, time.Second
@@ -156,7 +191,7 @@ func TestLockMarkerGraceAfterStopWithSession(t *testing.T) {
 	mf.wantNoGrace("A", 1)
 	mf.restart()
 	start := time.Now()
-	mf.wantLog("lock grace period: lock sessions may have been live")
+	mf.wantLog("lock grace period: locks may have been held")
 	mf.wantGrace("B", 2)
 	kctx, stop := context.WithCancel(context.Background())
 	kdone := make(chan error, 1)
@@ -195,7 +230,7 @@ func TestLockMarkerNoGraceAfterCloseSession(t *testing.T) {
 		t.Fatal("marker still set after the last CloseSession answered")
 	}
 	mf.restart()
-	mf.wantLog("no lock sessions were live: no grace period")
+	mf.wantLog("no locks were held: no lock grace period")
 	mf.wantNoGrace("C", 1)
 }
 
@@ -212,7 +247,7 @@ func TestLockMarkerNoGraceAfterExpiry(t *testing.T) {
 		t.Fatalf("%d sessions left after the marker was cleared", n)
 	}
 	mf.restart()
-	mf.wantLog("no lock sessions were live: no grace period")
+	mf.wantLog("no locks were held: no lock grace period")
 	mf.wantNoGrace("B", 1)
 }
 
@@ -224,25 +259,25 @@ func TestLockMarkerKeptThroughGrace(t *testing.T) {
 	mf := startMarkerFiler(t, func(c *Config) {
 		c.LockSessionTTL, c.LockGrace = 200*time.Millisecond, 700*time.Millisecond
 	})
-	open(t, mf.lc, "A", 0)
+	mf.wantNoGrace("A", 1)
 	mf.restart()
 	// What the sweep does, with no session open: nothing in grace.
 	mf.s.clearLockMarker(context.Background())
-	if !mf.s.locks.InGrace() || mf.s.locks.Stats().Sessions != 0 || !mf.marked() {
-		t.Fatalf("in grace %v, %+v, marked %v: want the marker kept through the grace period",
-			mf.s.locks.InGrace(), mf.s.locks.Stats(), mf.marked())
+	if !mf.s.locks.InGrace() || mf.s.locks.Stats().Sessions != 0 || !mf.marked() || !mf.heldMarked() {
+		t.Fatalf("in grace %v, %+v, marked %v, %v: want the markers kept through the grace period",
+			mf.s.locks.InGrace(), mf.s.locks.Stats(), mf.marked(), mf.heldMarked())
 	}
 	mf.restart() // a crash in the grace period
-	mf.wantLog("sessions may have been live")
+	mf.wantLog("locks may have been held")
 	if !mf.s.locks.InGrace() {
 		t.Fatal("no grace period after a restart during one")
 	}
 	t0 := time.Now()
-	within(t, mf.cfg.LockGrace+lockMarkerCheck+2*time.Second, "marker cleared after the grace period",
-		func() bool { return !mf.marked() })
+	within(t, mf.cfg.LockGrace+lockMarkerCheck+2*time.Second, "markers cleared after the grace period",
+		func() bool { return !mf.marked() && !mf.heldMarked() })
 	t.Logf("marker cleared %v after the restart (grace %v)", time.Since(t0), mf.cfg.LockGrace)
 	mf.restart()
-	mf.wantLog("no lock sessions were live: no grace period")
+	mf.wantLog("no locks were held: no lock grace period")
 	mf.wantNoGrace("B", 1)
 }
 

@@ -60,13 +60,16 @@ type Server struct {
 
 	locks      *locks.Manager // the lock table: in memory only, leased to mount sessions
 	lockMarker lockMarker     // lockLiveKey in the store (locks_grpc.go)
+	heldMarker heldMarker     // lockHeldKey in the store (locks_grpc.go)
+	locksHeld  bool           // lockHeldKey was set when New opened the store
 	locksLive  bool           // lockLiveKey was set when New opened the store
 	handles    *handleTable   // file handles held for lock sessions (handles.go)
 	// orphansKept: the previous run's open-unlinked files wait for the
 	// grace period to end before they are freed (handles.go); only the
 	// lock sweep loop touches it after New.
-	orphansKept bool
-	graceUntil  time.Time // end of the lock grace period Serve started (zero: none)
+	orphansKept  bool
+	orphansUntil time.Time // when they are freed (set by Serve)
+	graceUntil   time.Time // end of the lock grace period Serve started (zero: none)
 
 	baseCtx   context.Context // cancelled by Close: loops and subscriptions end
 	cancel    context.CancelFunc
@@ -169,7 +172,7 @@ func New(cfg Config) (*Server, error) {
 	if err := s.readLockMarker(ctx); err != nil {
 		return nil, err
 	}
-	s.locksLive = s.lockMarker.set
+	s.locksLive, s.locksHeld = s.lockMarker.set, s.heldMarker.set
 	if s.locksLive && cfg.LockGrace > 0 {
 		s.orphansKept = true // freed when the grace period ends
 	} else if freed, err := s.ns.FreeOrphans(ctx); err != nil {
@@ -274,16 +277,22 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.serving = true
 	switch {
-	case s.locksLive && s.cfg.LockGrace > 0:
+	case s.locksHeld && s.cfg.LockGrace > 0:
 		// The lock table starts empty: mounts re-assert what they held
 		// before anyone gets a new lock.
 		s.graceUntil = time.Now().Add(s.cfg.LockGrace)
 		s.locks.StartGrace(s.graceUntil)
-		s.log.Info("lock grace period: lock sessions may have been live", "grace", s.cfg.LockGrace)
-	case s.locksLive:
-		s.log.Warn("lock sessions may have been live, but LockGrace is 0: no grace period, their locks are lost")
+		s.log.Info("lock grace period: locks may have been held", "grace", s.cfg.LockGrace)
+	case s.locksHeld:
+		s.log.Warn("locks may have been held, but LockGrace is 0: no grace period, they are lost")
 	default:
-		s.log.Info("no lock sessions were live: no grace period")
+		s.log.Info("no locks were held: no lock grace period")
+	}
+	if s.orphansKept {
+		// Mounts take back their handles on open files within the
+		// same time (handles.go).
+		s.orphansUntil = time.Now().Add(s.cfg.LockGrace)
+		s.log.Info("keeping the open-unlinked files of the previous run while mounts take their handles back", "for", s.cfg.LockGrace)
 	}
 	errc := make(chan error, 2)
 	s.loops.Add(6)

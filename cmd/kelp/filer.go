@@ -42,7 +42,7 @@ func (f *filerFlags) register(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&f.logRetention, prefix+"logRetention", d.LogRetention, "how long the metadata change log is kept for subscribers")
 	fs.BoolVar(&f.fsync, prefix+"fsync", false, "fsync every metadata commit, so it survives a power cut too (slower; without it a commit survives any process crash)")
 	fs.DurationVar(&f.lockSessionTTL, prefix+"lockSessionTTL", d.LockSessionTTL, "lease of a mount's lock session: how long the locks of a dead mount outlive it")
-	fs.DurationVar(&f.lockGrace, prefix+"lockGrace", d.LockGrace, "after a restart with mount sessions live, how long mounts have to re-assert their locks (before new ones are granted) and take back their handles on open files (before unlinked ones are freed); at least -"+prefix+"lockSessionTTL; 0 disables it, and such locks and files are lost")
+	fs.DurationVar(&f.lockGrace, prefix+"lockGrace", d.LockGrace, "after a restart with mount sessions live, how long mounts have to re-assert their locks (before new ones are granted; only if locks were held) and take back their handles on open files (before unlinked ones are freed); at least -"+prefix+"lockSessionTTL; 0 disables it, and such locks and files are lost")
 }
 
 func (f *filerFlags) config(ip, masterGRPC string) (filerd.Config, error) {
