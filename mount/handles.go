@@ -110,15 +110,22 @@ func (fs *FS) reopenHandles(ctx context.Context, session string) error {
 	for i, f := range files {
 		inodes[i] = f.ino
 	}
-	cctx, cancel := context.WithTimeout(fs.opCtx(ctx), fs.cfg.OpTimeout)
-	defer cancel()
-	resp, err := fs.api.Reopen(cctx, &filerpb.ReopenRequest{Session: session, Inodes: inodes})
-	if status.Code(err) == codes.Unimplemented {
-		fs.log.Info("mount: the filer does not lease file handles (an older filer): nothing to take back")
-		resp, err = &filerpb.ReopenResponse{}, nil
-	}
-	if err != nil {
-		return fmt.Errorf("take file handles back: %w", err)
+	resp := &filerpb.ReopenResponse{}
+	for len(inodes) > 0 {
+		n := min(len(inodes), maxReleaseBatch)
+		cctx, cancel := context.WithTimeout(fs.opCtx(ctx), fs.cfg.OpTimeout)
+		r, err := fs.api.Reopen(cctx, &filerpb.ReopenRequest{Session: session, Inodes: inodes[:n]})
+		cancel()
+		if status.Code(err) == codes.Unimplemented {
+			fs.log.Info("mount: the filer does not lease file handles (an older filer): nothing to take back")
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("take file handles back: %w", err)
+		}
+		resp.Gone = append(resp.Gone, r.Gone...)
+		resp.Failed = append(resp.Failed, r.Failed...)
+		inodes = inodes[n:]
 	}
 	lost := make(map[uint64]bool, len(resp.Gone)+len(resp.Failed))
 	for _, ino := range append(resp.Gone, resp.Failed...) {

@@ -260,9 +260,11 @@ func (r *rawFS) InvalidateInode(ino uint64) {
 	})
 }
 
-// StoreCache implements mount.Invalidator.
+// StoreCache implements mount.Invalidator. An inode the kernel no longer
+// holds (ENOENT) has nothing to store into: that is an error too, so the
+// mount does not count the pages as cached.
 func (r *rawFS) StoreCache(ino uint64, off int64, data []byte) error {
-	if st := r.server.InodeNotifyStoreCache(r.node(ino), off, data); !st.Ok() && st != fuse.ENOENT {
+	if st := r.server.InodeNotifyStoreCache(r.node(ino), off, data); !st.Ok() {
 		return fmt.Errorf("store %d bytes of inode %d in the page cache: %w", len(data), ino, syscall.Errno(st))
 	}
 	return nil
