@@ -107,13 +107,13 @@ type FilerClient interface {
 	StatFs(ctx context.Context, in *StatFsRequest, opts ...grpc.CallOption) (*StatFsResponse, error)
 	// Open and Release hold a file while it is open, so an unlinked open
 	// file keeps its data until the last Release. A handle taken under a
-	// session (a lock-service session, api/lockpb) lasts as long as the
-	// session: when its lease runs out or it is closed, its handles go. A
-	// request naming a lease session the filer does not know (its lease ran out,
-	// or the filer restarted) fails with NOT_FOUND and the errno ENOLCK, as
-	// lock requests do; the client opens a fresh session and takes its
-	// handles again with Reopen. Handles taken with no session last until
-	// released or the filer stops.
+	// lease (a lock-service session, api/lockpb, named in the request's
+	// lease field) lasts as long as the session: when its lease runs out or
+	// it is closed, its handles go. A request naming a lease the filer does
+	// not know (it ran out, or the filer restarted) fails with NOT_FOUND and
+	// the errno ENOLCK, as lock requests do; the client opens a fresh session
+	// and takes its handles again with Reopen. Handles taken with no lease
+	// last until released or the filer stops.
 	Open(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*AttrResponse, error)
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*Empty, error)
 	// Reopen takes handles again under a fresh session after the old one
@@ -494,13 +494,13 @@ type FilerServer interface {
 	StatFs(context.Context, *StatFsRequest) (*StatFsResponse, error)
 	// Open and Release hold a file while it is open, so an unlinked open
 	// file keeps its data until the last Release. A handle taken under a
-	// session (a lock-service session, api/lockpb) lasts as long as the
-	// session: when its lease runs out or it is closed, its handles go. A
-	// request naming a lease session the filer does not know (its lease ran out,
-	// or the filer restarted) fails with NOT_FOUND and the errno ENOLCK, as
-	// lock requests do; the client opens a fresh session and takes its
-	// handles again with Reopen. Handles taken with no session last until
-	// released or the filer stops.
+	// lease (a lock-service session, api/lockpb, named in the request's
+	// lease field) lasts as long as the session: when its lease runs out or
+	// it is closed, its handles go. A request naming a lease the filer does
+	// not know (it ran out, or the filer restarted) fails with NOT_FOUND and
+	// the errno ENOLCK, as lock requests do; the client opens a fresh session
+	// and takes its handles again with Reopen. Handles taken with no lease
+	// last until released or the filer stops.
 	Open(context.Context, *OpenRequest) (*AttrResponse, error)
 	Release(context.Context, *ReleaseRequest) (*Empty, error)
 	// Reopen takes handles again under a fresh session after the old one
