@@ -132,13 +132,8 @@ func TestHandlesReopenedAfterRestart(t *testing.T) {
 	open(t, lc, "A", time.Minute)
 	kept := openUnlinked(t, tf.api, "kept", "A")
 	dropped := openUnlinked(t, tf.api, "dropped", "A")
-	cfg := tf.s.cfg
-	if err := tf.s.Close(); err != nil {
-		t.Fatal(err)
-	}
 	const grace = 800 * time.Millisecond
-	cfg.LockSessionTTL, cfg.LockGrace = 500*time.Millisecond, grace
-	s2 := serve(t, cfg)
+	s2 := restartWithGrace(t, tf, 500*time.Millisecond, grace)
 	fc, err := client.NewFilerClient(client.FilerClientConfig{Address: s2.GRPCAddr()})
 	if err != nil {
 		t.Fatal(err)

@@ -158,17 +158,7 @@ func (s *Server) clearLockMarker(ctx context.Context) {
 	if st := s.locks.Stats(); st.Sessions > 0 || st.Grace {
 		return
 	}
-	if err := s.ns.KVDelete(ctx, lockLiveKey); err != nil {
-		if ctx.Err() == nil {
-			if !mk.failing {
-				s.log.Warn("cannot clear the lock marker; will retry", "key", lockLiveKey, "err", err)
-			}
-			mk.failing = true
-		}
-		return
-	}
-	mk.set, mk.failing = false, false
-	s.log.Debug("no lock session left: lock marker cleared", "key", lockLiveKey)
+	s.deleteMarker(ctx, lockLiveKey, "lock marker", &mk.set, &mk.failing)
 }
 
 // clearHeldMarker deletes lockHeldKey if it is set, no lock is held or
@@ -184,17 +174,24 @@ func (s *Server) clearHeldMarker(ctx context.Context) {
 	if st := s.locks.Stats(); st.Locks > 0 || st.Grace {
 		return
 	}
-	if err := s.ns.KVDelete(ctx, lockHeldKey); err != nil {
+	s.deleteMarker(ctx, lockHeldKey, "locks-held marker", &mk.set, &mk.failing)
+}
+
+// deleteMarker deletes key, a marker whose state set and failing track
+// (the caller holds the marker's mutex). A failed delete is logged once
+// per streak and left for the sweep to retry.
+func (s *Server) deleteMarker(ctx context.Context, key, what string, set, failing *bool) {
+	if err := s.ns.KVDelete(ctx, key); err != nil {
 		if ctx.Err() == nil {
-			if !mk.failing {
-				s.log.Warn("cannot clear the locks-held marker; will retry", "key", lockHeldKey, "err", err)
+			if !*failing {
+				s.log.Warn("cannot clear the "+what+"; will retry", "key", key, "err", err)
 			}
-			mk.failing = true
+			*failing = true
 		}
 		return
 	}
-	mk.set, mk.failing = false, false
-	s.log.Debug("no lock held: locks-held marker cleared", "key", lockHeldKey)
+	*set, *failing = false, false
+	s.log.Debug(what+" cleared", "key", key)
 }
 
 // lockSweepLoop expires lapsed sessions every interval, as Manager.Run

@@ -30,6 +30,18 @@ func startLockFiler(t *testing.T, tweak func(*Config)) (*testFiler, *client.Lock
 	return tf, tf.fc.Locks()
 }
 
+// restartWithGrace closes tf's filer and serves a new one on the same
+// store, with lease ttl and grace period grace.
+func restartWithGrace(t *testing.T, tf *testFiler, ttl, grace time.Duration) *Server {
+	t.Helper()
+	cfg := tf.s.cfg
+	if err := tf.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.LockSessionTTL, cfg.LockGrace = ttl, grace
+	return serve(t, cfg)
+}
+
 // rng is an fcntl lock of owner over [start, end].
 func rng(ino uint64, typ lockpb.LockType, start, end int64, owner uint64, pid uint32) *lockpb.Lock {
 	return &lockpb.Lock{Inode: ino, Kind: lockpb.LockKind_FCNTL, Type: typ, Start: start, End: end, Owner: owner, Pid: pid}
@@ -353,14 +365,8 @@ func TestLocksGraceAfterRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Restart on the same store, with a grace period.
-	cfg := tf.s.cfg
-	if err := tf.s.Close(); err != nil {
-		t.Fatal(err)
-	}
 	const grace = 800 * time.Millisecond
-	cfg.LockSessionTTL, cfg.LockGrace = 500*time.Millisecond, grace
-	s2 := serve(t, cfg)
+	s2 := restartWithGrace(t, tf, 500*time.Millisecond, grace)
 	start := time.Now()
 	lc, err := client.NewLockClient(client.LockClientConfig{Address: s2.GRPCAddr()})
 	if err != nil {

@@ -133,15 +133,7 @@ func TestMountHandlesKilledMount(t *testing.T) {
 		t.Fatal(err)
 	}
 	ino := inodeOf(t, b.Path("orphan"))
-	dir := t.TempDir()
-	p := startKelp(t, "mount", "-filer", c.Filer.MountAddr(), "-dir", dir, "-cacheDir", t.TempDir())
-	cluster.WaitFor(t, 20*time.Second, "kelp mount ready", func() error {
-		if !isMountPoint(dir) {
-			return fmt.Errorf("%s not mounted yet", dir)
-		}
-		return nil
-	})
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	p, dir := startKelpMount(t, c)
 	startPyHolder(t, filepath.Join(dir, "orphan")) // holds it open
 	if err := os.Remove(b.Path("orphan")); err != nil {
 		t.Fatal(err)

@@ -562,15 +562,7 @@ print(con.execute("SELECT c FROM counters").fetchone()[0])
 func TestMountLocksKilledMount(t *testing.T) {
 	const ttl = 2 * time.Second
 	c, _, b := lockCluster(t, func(cfg *filerd.Config) { cfg.LockSessionTTL = ttl })
-	dir := t.TempDir()
-	p := startKelp(t, "mount", "-filer", c.Filer.MountAddr(), "-dir", dir, "-cacheDir", t.TempDir())
-	cluster.WaitFor(t, 20*time.Second, "kelp mount ready", func() error {
-		if !isMountPoint(dir) {
-			return fmt.Errorf("%s not mounted yet", dir)
-		}
-		return nil
-	})
-	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	p, dir := startKelpMount(t, c)
 	h := startPyHolder(t, filepath.Join(dir, "killed"))
 	if got := h.do(t, "flock"); got != "ok" {
 		t.Fatalf("flock through the kelp mount process: %q", got)
@@ -591,6 +583,22 @@ func TestMountLocksKilledMount(t *testing.T) {
 		t.Fatalf("flock on B after the holder's mount died: %v", got)
 	}
 	t.Logf("lock taken over %v after the holding mount was killed (lease %v)", time.Since(killed).Round(time.Millisecond), ttl)
+}
+
+// startKelpMount runs `kelp mount` of c's filer on a fresh directory, a
+// process of its own (to be killed), and waits until it is mounted.
+func startKelpMount(t *testing.T, c *cluster.Cluster) (*proc, string) {
+	t.Helper()
+	dir := t.TempDir()
+	p := startKelp(t, "mount", "-filer", c.Filer.MountAddr(), "-dir", dir, "-cacheDir", t.TempDir())
+	cluster.WaitFor(t, 20*time.Second, "kelp mount ready", func() error {
+		if !isMountPoint(dir) {
+			return fmt.Errorf("%s not mounted yet", dir)
+		}
+		return nil
+	})
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return p, dir
 }
 
 // isMountPoint reports whether dir is on another device than its parent.
