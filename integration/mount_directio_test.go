@@ -9,12 +9,13 @@ import (
 	"github.com/kelpfs/kelp/integration/cluster"
 )
 
-// TestMountDirectWrites: handles opened for writing do direct IO (their
-// bytes skip the kernel's page cache; mount.FS.EnableDirectWrites), and
-// nothing a program sees changes: a small file written and closed is read
-// back from the page cache with no read reaching the mount; a reader's
-// cached pages follow a direct writer on the same mount; a writer reads
-// back what it wrote through its own descriptor.
+// TestMountDirectWrites: handles opened write-only, or read-write on a
+// file with no data yet, do direct IO (their bytes skip the kernel's page
+// cache; mount.FS.EnableDirectWrites), and nothing a program sees changes:
+// a small file written and closed is read back from the page cache with
+// no read reaching the mount; a reader's cached pages follow a writer on
+// the same mount; a writer reads back what it wrote through its own
+// descriptor.
 func TestMountDirectWrites(t *testing.T) {
 	cluster.NeedFUSE(t)
 	c := cluster.Start(t, cluster.Options{Filer: true})
@@ -58,11 +59,16 @@ func TestMountDirectWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameBytes(t, "reader before the write", buf, data)
+	// Read-write on a file with data: the page cache serves its reads.
+	direct := m.FS.IOStats().DirectWriteHandles
 	w, err := os.OpenFile(m.Path("shared"), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	if m.FS.IOStats().DirectWriteHandles != direct {
+		t.Fatal("a read-write open of a file with data did direct IO")
+	}
 	patch := randomBytes(t, 5000)
 	if _, err := w.WriteAt(patch, 4000); err != nil {
 		t.Fatal(err)
@@ -85,4 +91,35 @@ func TestMountDirectWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameBytes(t, "file after the writer closed", got, data)
+
+	// Read-write on a file with no data yet (as fio opens the file it
+	// sized with fallocate): direct IO.
+	e, err := os.OpenFile(m.Path("sized"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if err := e.Truncate(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	direct = m.FS.IOStats().DirectWriteHandles
+	e, err = os.OpenFile(m.Path("sized"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if m.FS.IOStats().DirectWriteHandles != direct+1 {
+		t.Fatal("a read-write open of a file with no data did no direct IO")
+	}
+	if _, err := e.WriteAt(patch, 12345); err != nil {
+		t.Fatal(err)
+	}
+	back = make([]byte, len(patch))
+	if _, err := e.ReadAt(back, 12345); err != nil {
+		t.Fatal(err)
+	}
+	sameBytes(t, "read back through a direct read-write descriptor", back, patch)
 }

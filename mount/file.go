@@ -148,14 +148,31 @@ func (fs *FS) Open(ctx context.Context, ino uint64, flags uint32) (fh uint64, mo
 func (fs *FS) newHandleMode(f *file, flags uint32) (uint64, OpenMode) {
 	f.mu.Lock()
 	id, direct := fs.images.open(f, flags)
+	streaming := f.streamingLocked(flags)
 	f.mu.Unlock()
 	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	h := &handle{f: f, backing: id != 0, mapsImage: id != 0 && writable}
-	if id == 0 && writable && fs.directWrites.Load() {
+	if id == 0 && streaming && fs.directWrites.Load() {
 		h.direct, direct = true, true
 		fs.io.directHandles.Add(1)
 	}
 	return fs.addHandle(h), OpenMode{BackingID: id, DirectIO: direct}
+}
+
+// streamingLocked says whether a handle opened with flags is one whose
+// writes should skip the kernel's page cache (EnableDirectWrites): one
+// opened write-only, or read-write on a file that holds no data yet (new,
+// truncated, or only sized: cp, tar, a compiler, fio's writers). A
+// read-write open of a file with data (a database, an editor) reads what
+// it updates, and the page cache serves those reads.
+func (f *file) streamingLocked(flags uint32) bool {
+	switch flags & syscall.O_ACCMODE {
+	case syscall.O_WRONLY:
+		return true
+	case syscall.O_RDWR:
+		return len(f.refs) == 0 && len(f.inline) == 0 && len(f.dirty) == 0
+	}
+	return false
 }
 
 // Create makes and opens a regular file.
