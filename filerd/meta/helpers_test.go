@@ -86,3 +86,14 @@ func names(es []Entry) []string {
 	sort.Strings(out)
 	return out
 }
+
+// wantNoHandles fails if ns holds any handle after what.
+func wantNoHandles(t *testing.T, ns *Namespace, what string) {
+	t.Helper()
+	ns.openMu.Lock()
+	held := len(ns.opens)
+	ns.openMu.Unlock()
+	if held != 0 {
+		t.Fatalf("%d handles held after %s", held, what)
+	}
+}

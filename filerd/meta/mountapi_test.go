@@ -166,12 +166,7 @@ func TestCreateOpen(t *testing.T) {
 	mustErr(t, err, ErrExists)
 	_, err = ns.Create(ctx, 999, "x", CreateRequest{Mode: 0o644, Open: true})
 	mustErr(t, err, ErrNotFound)
-	ns.openMu.Lock()
-	left := len(ns.opens)
-	ns.openMu.Unlock()
-	if left != 0 {
-		t.Fatalf("%d handles left after failed creates", left)
-	}
+	wantNoHandles(t, ns, "failed creates")
 	checkInvariants(t, ns)
 }
 

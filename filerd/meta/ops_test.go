@@ -701,11 +701,6 @@ func TestOpenContent(t *testing.T) {
 	ok(t, err)
 	_, err = ns.OpenContent(ctx, d.Inode)
 	mustErr(t, err, ErrIsDir)
-	ns.openMu.Lock()
-	held := len(ns.opens)
-	ns.openMu.Unlock()
-	if held != 0 {
-		t.Fatalf("%d handles held after failed opens", held)
-	}
+	wantNoHandles(t, ns, "failed opens")
 	checkInvariants(t, ns)
 }
