@@ -365,8 +365,8 @@ func (g *grpcServer) OpenContent(ctx context.Context, req *filerpb.OpenRequest) 
 	if err := g.s.checkLease(req.Lease); err != nil {
 		return nil, err
 	}
-	c, err := g.ns().OpenContent(ctx, ino)
-	if err == nil {
+	c, err := g.ns().OpenContentSince(ctx, ino, req.KnownGeneration)
+	if err == nil && !c.Unchanged {
 		c.Chunks, err = meta.ExpandChunks(ctx, c.Chunks, g.s.manifests)
 		if err != nil {
 			err = fmt.Errorf("inode %d: %w", ino, err)
@@ -383,17 +383,26 @@ func (g *grpcServer) OpenContent(ctx context.Context, req *filerpb.OpenRequest) 
 		g.s.wakeGC()
 		return nil, lockError(err)
 	}
-	return &filerpb.GetChunksResponse{Attr: attrToPB(&c.Attr), Chunks: chunksToPB(c.Chunks), Inline: c.Inline}, nil
+	return contentToPB(&c), nil
+}
+
+// contentToPB is the answer to OpenContent and GetChunks.
+func contentToPB(c *meta.Content) *filerpb.GetChunksResponse {
+	if c.Unchanged {
+		return &filerpb.GetChunksResponse{Attr: attrToPB(&c.Attr), Unchanged: true}
+	}
+	return &filerpb.GetChunksResponse{Attr: attrToPB(&c.Attr), Chunks: chunksToPB(c.Chunks), Inline: c.Inline}
 }
 
 // GetChunks returns a regular file's attributes and content, manifest
-// chunks expanded.
+// chunks expanded (or, for a client holding the current generation, the
+// attributes alone).
 func (g *grpcServer) GetChunks(ctx context.Context, req *filerpb.GetChunksRequest) (*filerpb.GetChunksResponse, error) {
-	c, err := g.s.content(ctx, meta.Inode(req.Inode))
+	c, err := g.s.contentSince(ctx, meta.Inode(req.Inode), req.KnownGeneration)
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	return &filerpb.GetChunksResponse{Attr: attrToPB(&c.Attr), Chunks: chunksToPB(c.Chunks), Inline: c.Inline}, nil
+	return contentToPB(&c), nil
 }
 
 // CommitChunks changes a regular file's content in one transaction with

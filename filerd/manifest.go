@@ -208,8 +208,14 @@ func errUnavailable(err error) error {
 // content returns a regular file's attributes and content with its
 // manifest chunks expanded: what readers see.
 func (s *Server) content(ctx context.Context, ino meta.Inode) (meta.Content, error) {
-	c, err := s.ns.GetContent(ctx, ino)
-	if err != nil {
+	return s.contentSince(ctx, ino, 0)
+}
+
+// contentSince is content for a caller holding generation known (see
+// meta.ContentSince): an unchanged file's manifests are not read.
+func (s *Server) contentSince(ctx context.Context, ino meta.Inode, known uint64) (meta.Content, error) {
+	c, err := s.ns.ContentSince(ctx, ino, known)
+	if err != nil || c.Unchanged {
 		return c, err
 	}
 	if c.Chunks, err = meta.ExpandChunks(ctx, c.Chunks, s.manifests); err != nil {

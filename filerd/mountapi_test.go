@@ -121,6 +121,46 @@ func TestOpenContentAndCreateOpen(t *testing.T) {
 	}
 }
 
+// OpenContent and GetChunks naming the generation the client holds answer
+// with the attributes alone while the file is at it (the open still takes
+// its handle), and in full once it moved on.
+func TestContentSinceKnownGeneration(t *testing.T) {
+	tf := startFiler(t, nil)
+	api, ctx, ns := tf.api, tf.ctx, tf.s.ns
+	f := must[*filerpb.EntryResponse](t)(api.Create(ctx, &filerpb.CreateRequest{Parent: root, Name: "f", Mode: 0o644}))
+	ino := f.Attr.Inode
+	c := must[*filerpb.AttrResponse](t)(api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: ino, Inline: []byte("hello")}))
+	gen := c.Attr.Generation
+	oc := must[*filerpb.GetChunksResponse](t)(api.OpenContent(ctx, &filerpb.OpenRequest{Inode: ino, KnownGeneration: gen}))
+	if !oc.Unchanged || len(oc.Inline) != 0 || oc.Attr.GetGeneration() != gen || oc.Attr.Size != 5 {
+		t.Fatalf("open naming the current generation: %+v", oc)
+	}
+	if n := ns.OpenCount(meta.Inode(ino)); n != 1 {
+		t.Fatalf("an unchanged open took %d handles", n)
+	}
+	gc := must[*filerpb.GetChunksResponse](t)(api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: ino, KnownGeneration: gen}))
+	if !gc.Unchanged || len(gc.Inline) != 0 {
+		t.Fatalf("GetChunks naming the current generation: %+v", gc)
+	}
+	// An older generation, or none, gets the content.
+	for _, known := range []uint64{gen - 1, 0} {
+		gc = must[*filerpb.GetChunksResponse](t)(api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: ino, KnownGeneration: known}))
+		if gc.Unchanged || string(gc.Inline) != "hello" {
+			t.Fatalf("GetChunks naming generation %d of %d: %+v", known, gen, gc)
+		}
+	}
+	// Any change moves the generation: a chmod as much as new content.
+	mode := uint32(0o600)
+	must[*filerpb.AttrResponse](t)(api.SetAttr(ctx, &filerpb.SetAttrRequest{Inode: ino, Mode: &mode}))
+	oc = must[*filerpb.GetChunksResponse](t)(api.OpenContent(ctx, &filerpb.OpenRequest{Inode: ino, KnownGeneration: gen}))
+	if oc.Unchanged || string(oc.Inline) != "hello" || oc.Attr.GetGeneration() == gen {
+		t.Fatalf("open naming a generation before a chmod: %+v", oc)
+	}
+	if n := ns.OpenCount(meta.Inode(ino)); n != 2 {
+		t.Fatalf("%d handles after two opens", n)
+	}
+}
+
 // A commit with an mtime is one change-log event.
 func TestCommitMtimeOneEvent(t *testing.T) {
 	tf := startFiler(t, nil)

@@ -36,6 +36,63 @@ func TestMountTwoMounts(t *testing.T) {
 	t.Run("CloseToOpen", func(t *testing.T) { testTwoMountsCloseToOpen(t, a, b) })
 	t.Run("HeldSeesOverwrite", func(t *testing.T) { testTwoMountsHeldSeesOverwrite(t, a, b) })
 	t.Run("BothWays", func(t *testing.T) { testTwoMountsBothWays(t, a, b) })
+	t.Run("UnchangedReopen", func(t *testing.T) { testTwoMountsUnchangedReopen(t, a, b) })
+}
+
+// testTwoMountsUnchangedReopen: an open of a file whose content the mount
+// holds names its generation, and the filer answers "unchanged" without
+// the content while the file stays at it; once another mount rewrote the
+// file, the next open reads the new content whole.
+func testTwoMountsUnchangedReopen(t *testing.T, a, b *cluster.Mount) {
+	names := []string{"unch-small", "unch-big"}
+	sizes := []int{3000, 3<<20 + 5}
+	want := make([][]byte, len(names))
+	write := func() {
+		t.Helper()
+		for i, name := range names {
+			want[i] = randomBytes(t, sizes[i])
+			if err := os.WriteFile(a.Path(name), want[i], 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	read := func(m *cluster.Mount, what string) {
+		t.Helper()
+		for i, name := range names {
+			got, err := os.ReadFile(m.Path(name))
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if !bytes.Equal(got, want[i]) {
+				t.Fatalf("%s: %s reads %d bytes, not its content (%s)", what, name, len(got), firstDiff(want[i], got, 0))
+			}
+		}
+	}
+	unchanged := func(m *cluster.Mount) int64 { return m.FS.IOStats().UnchangedOpens }
+
+	write()
+	// A committed the small file inline: its copy is the file, and a
+	// reopen needs no content. The big one is fetched once after its
+	// chunk commit, then reopens need none.
+	before := unchanged(a)
+	read(a, "first reopen on A")
+	read(a, "second reopen on A")
+	if n := unchanged(a) - before; n < 3 {
+		t.Errorf("A: %d of 4 reopens answered unchanged, want at least 3", n)
+	}
+	read(b, "first open on B")
+	before = unchanged(b)
+	read(b, "reopen on B")
+	read(b, "second reopen on B")
+	if n := unchanged(b) - before; n != 4 {
+		t.Errorf("B: %d of 4 reopens of files it holds answered unchanged", n)
+	}
+	write()
+	before = unchanged(b)
+	read(b, "open on B after A rewrote the files") // close-to-open: new content
+	if n := unchanged(b) - before; n != 0 {
+		t.Errorf("B: %d opens answered unchanged after the files changed", n)
+	}
 }
 
 // visCase is one kind of change: prepare sets it up (on A) and primes B's

@@ -50,10 +50,15 @@ type file struct {
 	// filerLease is the session that handle was taken under (or taken
 	// back under, handles.go): its release names it.
 	filerLease string
-	storing    bool   // storeSmall is filling the kernel's page cache
-	loaded     bool   // refs/inline/size reflect the filer (plus local state)
-	stale      bool   // another client changed the file: reload when clean
-	attr       Attr   // the filer's attributes, last seen
+	storing    bool // storeSmall is filling the kernel's page cache
+	loaded     bool // refs/inline/size reflect the filer (plus local state)
+	stale      bool // another client changed the file: reload when clean
+	attr       Attr // the filer's attributes, last seen
+	// contentGen is the generation whose content inline and the
+	// committed refs are exactly (0: not known: the next open fetches
+	// it whole); an open naming it is answered "unchanged" while the
+	// file stays at it.
+	contentGen uint64
 	inline     []byte // committed inline content
 	refs       []*chunkRef
 	ivs        []needle.Interval
@@ -250,14 +255,21 @@ func (f *file) created(a *filerpb.Attr, lease string) (loaded bool) {
 func (f *file) open(ctx context.Context) syscall.Errno {
 	f.mu.Lock()
 	needOpen := !f.filerOpen
+	known := f.knownGenerationLocked()
+	var kept *keptContent
+	if needOpen && known == 0 && !f.loaded && !f.hasLocalLocked() {
+		if kept = f.fs.kept.take(f.ino); kept != nil {
+			known = kept.gen
+		}
+	}
 	f.mu.Unlock()
 	if !needOpen {
 		return f.reload(ctx, true)
 	}
-	newer := false
+	newer, moved := false, false
 	err := f.fs.withHandleSession(ctx, func(session string) error {
 		resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.GetChunksResponse, error) {
-			return f.fs.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: f.ino, Lease: session})
+			return f.fs.api.OpenContent(ctx, &filerpb.OpenRequest{Inode: f.ino, Lease: session, KnownGeneration: known})
 		})
 		if err != nil {
 			return err
@@ -268,7 +280,15 @@ func (f *file) open(ctx context.Context) syscall.Errno {
 			f.filerOpen, f.filerLease = true, session
 		}
 		if !f.hasLocalLocked() {
-			newer = f.applyContentLocked(resp)
+			switch {
+			case !resp.Unchanged:
+				newer = f.applyContentLocked(resp)
+			case kept != nil && !f.loaded && resp.GetAttr().GetGeneration() == kept.gen:
+				a := attrFromPB(resp.Attr)
+				newer = f.installKeptLocked(kept, &a)
+			default:
+				moved = !f.applyUnchangedLocked(resp, known)
+			}
 		}
 		f.mu.Unlock()
 		if dup {
@@ -280,8 +300,37 @@ func (f *file) open(ctx context.Context) syscall.Errno {
 	if err != nil {
 		return toErrno(err)
 	}
+	if moved {
+		// The copy the answer vouched for was replaced meanwhile: fetch
+		// what the filer has now (the handle is taken).
+		return f.reload(ctx, true)
+	}
 	f.attrChanged(newer)
 	return 0
+}
+
+// knownGenerationLocked is the generation whose content f holds, for a
+// fetch that leaves out what did not change (0: none to name).
+func (f *file) knownGenerationLocked() uint64 {
+	if !f.loaded || f.stale || f.hasLocalLocked() {
+		return 0
+	}
+	return f.contentGen
+}
+
+// applyUnchangedLocked takes in the filer's answer that f is still at
+// generation known, with no content; false if f's copy moved since known
+// was read from it (the caller fetches in full).
+func (f *file) applyUnchangedLocked(resp *filerpb.GetChunksResponse, known uint64) bool {
+	if !f.loaded || known == 0 || f.contentGen != known || resp.GetAttr().GetGeneration() != known {
+		return false
+	}
+	f.attr = attrFromPB(resp.Attr)
+	if f.fs.meta.enabled() {
+		f.fs.meta.putAttr(f.attr)
+	}
+	f.fs.io.unchanged.Add(1)
+	return true
 }
 
 // attrChanged tells the kernel to drop the attributes it holds when an
@@ -343,20 +392,34 @@ func (f *file) fetch(ctx context.Context, current func() bool) (newer, changed b
 		return false, false, 0
 	}
 	prev, loaded := f.attr.Generation, f.loaded
+	known := f.knownGenerationLocked()
 	f.mu.Unlock()
-	resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.GetChunksResponse, error) {
-		return f.fs.api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: f.ino})
-	})
-	if err != nil {
-		return false, false, toErrno(err)
+	for {
+		resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.GetChunksResponse, error) {
+			return f.fs.api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: f.ino, KnownGeneration: known})
+		})
+		if err != nil {
+			return false, false, toErrno(err)
+		}
+		f.mu.Lock()
+		if f.hasLocalLocked() {
+			f.mu.Unlock()
+			return false, false, 0 // a write got in first; it builds on what we had
+		}
+		if resp.Unchanged {
+			ok := f.applyUnchangedLocked(resp, known)
+			f.mu.Unlock()
+			if ok {
+				return false, false, 0
+			}
+			known = 0 // f's copy moved meanwhile: ask for all of it
+			continue
+		}
+		newer = f.applyContentLocked(resp)
+		changed = !loaded || f.attr.Generation != prev
+		f.mu.Unlock()
+		return newer, changed, 0
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.hasLocalLocked() {
-		return false, false, 0 // a write got in first; it builds on what we had
-	}
-	newer = f.applyContentLocked(resp)
-	return newer, !loaded || f.attr.Generation != prev, 0
 }
 
 // applyContentLocked installs content the filer answered; newer says
@@ -383,6 +446,7 @@ func (f *file) applyContentLocked(resp *filerpb.GetChunksResponse) (newer bool) 
 	f.size = int64(f.attr.Size)
 	f.mtime = f.attr.Mtime
 	f.loaded, f.stale = true, false
+	f.contentGen = f.attr.Generation
 	return newer
 }
 
@@ -428,6 +492,10 @@ func (f *file) truncated(a Attr) (reload bool) {
 	f.refs, f.inline, f.ivsOK = nil, nil, false
 	f.size, f.mtime = int64(a.Size), a.Mtime
 	f.loaded, f.stale = a.Size == 0, a.Size != 0
+	f.contentGen = 0
+	if a.Size == 0 {
+		f.contentGen = a.Generation
+	}
 	f.fs.pages.set(f.ino, a.Mtime, int64(a.Size))
 	return a.Size != 0
 }
@@ -551,6 +619,7 @@ func (fs *FS) dropOpen(f *file) {
 		f.mu.Lock()
 		if f.opens == 0 && !f.hasLocalLocked() && fs.files[f.ino] == f {
 			delete(fs.files, f.ino)
+			fs.kept.keep(f)
 		}
 		f.mu.Unlock()
 		fs.mu.Unlock()

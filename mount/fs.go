@@ -81,6 +81,7 @@ type FS struct {
 	inlineLimit atomic.Int64 // lowered when the filer refuses inline content
 	xattrs      xattrMisses
 	meta        *metaCache
+	kept        *closedCache // content of files closed for good, for reopens
 	pages       pageStates
 	releases    sync.WaitGroup // filer handles being given back
 	relMu       sync.Mutex
@@ -142,6 +143,7 @@ func New(cfg Config) (*FS, error) {
 		fetches:   make(map[string]*fetchCall),
 		warmed:    mustLRU[string, struct{}](256),
 		meta:      newMetaCache(cfg.MetadataCacheTTL),
+		kept:      newClosedCache(closedCacheBytes),
 	}
 	fs.inlineLimit.Store(int64(cfg.InlineLimit))
 	var b [12]byte
@@ -322,13 +324,17 @@ type IOStats struct {
 	// the kernel's page cache at their last close (see
 	// EnableDirectWrites).
 	DirectWriteHandles, SmallStored int64
+	// UnchangedOpens is the opens (and fetches) the filer answered with
+	// "unchanged since the generation you hold": no chunk list sent.
+	UnchangedOpens int64
 }
 
-type ioCounters struct{ reads, directHandles, stored atomic.Int64 }
+type ioCounters struct{ reads, directHandles, stored, unchanged atomic.Int64 }
 
 // IOStats reports the counts.
 func (fs *FS) IOStats() IOStats {
-	return IOStats{Reads: fs.io.reads.Load(), DirectWriteHandles: fs.io.directHandles.Load(), SmallStored: fs.io.stored.Load()}
+	return IOStats{Reads: fs.io.reads.Load(), DirectWriteHandles: fs.io.directHandles.Load(), SmallStored: fs.io.stored.Load(),
+		UnchangedOpens: fs.io.unchanged.Load()}
 }
 
 // opCtx bounds a filer call by OpTimeout and tags it with this mount's

@@ -121,6 +121,7 @@ func (fs *FS) apply(ev *filerpb.MetadataEvent) {
 // markStale makes the next read or open of ino fetch its content again.
 func (fs *FS) markStale(ino uint64) {
 	fs.pages.forget(ino)
+	fs.kept.drop(ino)
 	// Another client changed it: its image is out of date (kept while
 	// handles pass through to it).
 	fs.images.changed(ino)
@@ -137,6 +138,7 @@ func (fs *FS) markStale(ino uint64) {
 
 func (fs *FS) markAllStale() {
 	fs.pages.reset()
+	fs.kept.reset()
 	fs.mu.Lock()
 	files := make([]*file, 0, len(fs.files))
 	for _, f := range fs.files {

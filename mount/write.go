@@ -537,6 +537,9 @@ func (f *file) flush(ctx context.Context) syscall.Errno {
 		}
 	}
 	f.attr = attrFromPB(resp.Attr)
+	// What the chunk list is now is the filer's to say (it may have
+	// had changes from elsewhere under ours): the next open asks.
+	f.contentGen = 0
 	f.fs.meta.putAttr(f.attr)
 	f.fs.images.committed(f.ino, f.attr.Generation)
 	if f.size == size && f.mtime == mtime {
@@ -607,6 +610,7 @@ func (f *file) committedInlineLocked(content []byte, a Attr, size int64, writes 
 		// Writes came in meanwhile; the next flush commits them on top.
 		f.inline = content
 		f.attr = a
+		f.contentGen = 0
 		return
 	}
 	for _, s := range f.dirty {
@@ -616,6 +620,7 @@ func (f *file) committedInlineLocked(content []byte, a Attr, size int64, writes 
 	f.refs, f.ivsOK = nil, false
 	f.inline = content
 	f.attr = a
+	f.contentGen = a.Generation // the inline content is the file's whole content
 	f.metaDirty = false
 	f.fs.pages.set(f.ino, a.Mtime, size)
 	f.mtime = a.Mtime

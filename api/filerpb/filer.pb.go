@@ -2123,12 +2123,16 @@ func (x *StatFsResponse) GetBlockSize() uint64 {
 }
 
 type OpenRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	Session       string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // ignored (older mounts sent their mount id here)
-	Lease         string                 `protobuf:"bytes,3,opt,name=lease,proto3" json:"lease,omitempty"`     // the session the handle belongs to (see Open); "" for none
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Inode   uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	Session string                 `protobuf:"bytes,2,opt,name=session,proto3" json:"session,omitempty"` // ignored (older mounts sent their mount id here)
+	Lease   string                 `protobuf:"bytes,3,opt,name=lease,proto3" json:"lease,omitempty"`     // the session the handle belongs to (see Open); "" for none
+	// The generation whose content the client holds (0: none). If the file
+	// is still at it, the answer carries the attributes alone and sets
+	// unchanged: a generation moves with every change of the inode.
+	KnownGeneration uint64 `protobuf:"varint,4,opt,name=known_generation,json=knownGeneration,proto3" json:"known_generation,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *OpenRequest) Reset() {
@@ -2180,6 +2184,13 @@ func (x *OpenRequest) GetLease() string {
 		return x.Lease
 	}
 	return ""
+}
+
+func (x *OpenRequest) GetKnownGeneration() uint64 {
+	if x != nil {
+		return x.KnownGeneration
+	}
+	return 0
 }
 
 // A Release without a matching Open is harmless (no count goes negative),
@@ -2359,10 +2370,11 @@ func (x *ReopenResponse) GetFailed() []uint64 {
 }
 
 type GetChunksRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Inode         uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Inode           uint64                 `protobuf:"varint,1,opt,name=inode,proto3" json:"inode,omitempty"`
+	KnownGeneration uint64                 `protobuf:"varint,2,opt,name=known_generation,json=knownGeneration,proto3" json:"known_generation,omitempty"` // as in OpenRequest
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetChunksRequest) Reset() {
@@ -2402,11 +2414,22 @@ func (x *GetChunksRequest) GetInode() uint64 {
 	return 0
 }
 
+func (x *GetChunksRequest) GetKnownGeneration() uint64 {
+	if x != nil {
+		return x.KnownGeneration
+	}
+	return 0
+}
+
 type GetChunksResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Attr          *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
-	Chunks        []*Chunk               `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"` // never manifest chunks: they are expanded
-	Inline        []byte                 `protobuf:"bytes,3,opt,name=inline,proto3" json:"inline,omitempty"` // content of a small file kept in the inode
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Attr   *Attr                  `protobuf:"bytes,1,opt,name=attr,proto3" json:"attr,omitempty"`
+	Chunks []*Chunk               `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"` // never manifest chunks: they are expanded
+	Inline []byte                 `protobuf:"bytes,3,opt,name=inline,proto3" json:"inline,omitempty"` // content of a small file kept in the inode
+	// The file is at the request's known_generation: chunks and inline are
+	// left out (the client's copy is current). A filer that predates the
+	// field always answers in full.
+	Unchanged     bool `protobuf:"varint,4,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2460,6 +2483,13 @@ func (x *GetChunksResponse) GetInline() []byte {
 		return x.Inline
 	}
 	return nil
+}
+
+func (x *GetChunksResponse) GetUnchanged() bool {
+	if x != nil {
+		return x.Unchanged
+	}
+	return false
 }
 
 // CommitChunks is one transaction and one change-log event, mtime included.
@@ -3635,11 +3665,12 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"free_bytes\x18\x02 \x01(\x04R\tfreeBytes\x12\x14\n" +
 	"\x05files\x18\x03 \x01(\x04R\x05files\x12\x1d\n" +
 	"\n" +
-	"block_size\x18\x04 \x01(\x04R\tblockSize\"S\n" +
+	"block_size\x18\x04 \x01(\x04R\tblockSize\"~\n" +
 	"\vOpenRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x12\x14\n" +
-	"\x05lease\x18\x03 \x01(\tR\x05lease\"n\n" +
+	"\x05lease\x18\x03 \x01(\tR\x05lease\x12)\n" +
+	"\x10known_generation\x18\x04 \x01(\x04R\x0fknownGeneration\"n\n" +
 	"\x0eReleaseRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12\x18\n" +
 	"\asession\x18\x02 \x01(\tR\asession\x12\x16\n" +
@@ -3650,13 +3681,15 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x06inodes\x18\x02 \x03(\x04R\x06inodes\"<\n" +
 	"\x0eReopenResponse\x12\x12\n" +
 	"\x04gone\x18\x01 \x03(\x04R\x04gone\x12\x16\n" +
-	"\x06failed\x18\x02 \x03(\x04R\x06failed\"(\n" +
+	"\x06failed\x18\x02 \x03(\x04R\x06failed\"S\n" +
 	"\x10GetChunksRequest\x12\x14\n" +
-	"\x05inode\x18\x01 \x01(\x04R\x05inode\"|\n" +
+	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12)\n" +
+	"\x10known_generation\x18\x02 \x01(\x04R\x0fknownGeneration\"\x9a\x01\n" +
 	"\x11GetChunksResponse\x12$\n" +
 	"\x04attr\x18\x01 \x01(\v2\x10.kelp.filer.AttrR\x04attr\x12)\n" +
 	"\x06chunks\x18\x02 \x03(\v2\x11.kelp.filer.ChunkR\x06chunks\x12\x16\n" +
-	"\x06inline\x18\x03 \x01(\fR\x06inline\"\xb7\x01\n" +
+	"\x06inline\x18\x03 \x01(\fR\x06inline\x12\x1c\n" +
+	"\tunchanged\x18\x04 \x01(\bR\tunchanged\"\xb7\x01\n" +
 	"\x13CommitChunksRequest\x12\x14\n" +
 	"\x05inode\x18\x01 \x01(\x04R\x05inode\x12)\n" +
 	"\x06chunks\x18\x02 \x03(\v2\x11.kelp.filer.ChunkR\x06chunks\x12\x12\n" +

@@ -122,7 +122,8 @@ type FilerClient interface {
 	Reopen(ctx context.Context, in *ReopenRequest, opts ...grpc.CallOption) (*ReopenResponse, error)
 	// OpenContent is Open and GetChunks of a regular file in one round trip:
 	// it takes a handle (drop it with Release) and returns the attributes and
-	// the content, manifests expanded. On an error no handle is kept.
+	// the content, manifests expanded (the attributes alone if the request's
+	// known_generation is current). On an error no handle is kept.
 	OpenContent(ctx context.Context, in *OpenRequest, opts ...grpc.CallOption) (*GetChunksResponse, error)
 	// Chunks of a file's content. GetChunks expands manifest chunks.
 	GetChunks(ctx context.Context, in *GetChunksRequest, opts ...grpc.CallOption) (*GetChunksResponse, error)
@@ -509,7 +510,8 @@ type FilerServer interface {
 	Reopen(context.Context, *ReopenRequest) (*ReopenResponse, error)
 	// OpenContent is Open and GetChunks of a regular file in one round trip:
 	// it takes a handle (drop it with Release) and returns the attributes and
-	// the content, manifests expanded. On an error no handle is kept.
+	// the content, manifests expanded (the attributes alone if the request's
+	// known_generation is current). On an error no handle is kept.
 	OpenContent(context.Context, *OpenRequest) (*GetChunksResponse, error)
 	// Chunks of a file's content. GetChunks expands manifest chunks.
 	GetChunks(context.Context, *GetChunksRequest) (*GetChunksResponse, error)

@@ -12,10 +12,21 @@ type Content struct {
 	Attr   Attr
 	Chunks []Chunk
 	Inline []byte
+	// Unchanged: the file is at the generation the caller said it holds
+	// (ContentSince); Chunks and Inline are left out.
+	Unchanged bool
 }
 
 // GetContent returns the attributes and content of a regular file.
 func (n *Namespace) GetContent(ctx context.Context, ino Inode) (Content, error) {
+	return n.ContentSince(ctx, ino, 0)
+}
+
+// ContentSince is GetContent for a caller that holds the file's content
+// as of generation known (0: none): if the file is still at it, only its
+// attributes are read, and the answer says Unchanged. A generation moves
+// with every change of the inode, so an equal one means the same content.
+func (n *Namespace) ContentSince(ctx context.Context, ino Inode, known uint64) (Content, error) {
 	var out Content
 	err := n.view(ctx, func(t *txn) error {
 		a, err := t.attr(ino)
@@ -27,6 +38,10 @@ func (n *Namespace) GetContent(ctx context.Context, ino Inode) (Content, error) 
 				return fmt.Errorf("inode %d: %w", ino, ErrIsDir)
 			}
 			return fmt.Errorf("inode %d is not a regular file: %w", ino, ErrInvalid)
+		}
+		if known != 0 && a.Generation == known {
+			out = Content{Attr: *a, Unchanged: true}
+			return nil
 		}
 		fd, err := t.data(ino)
 		if err != nil {

@@ -24,10 +24,16 @@ func (n *Namespace) Open(ctx context.Context, ino Inode) error {
 // OpenContent is Open and GetContent of regular file ino in one read of
 // the store. On an error no handle is held.
 func (n *Namespace) OpenContent(ctx context.Context, ino Inode) (Content, error) {
+	return n.OpenContentSince(ctx, ino, 0)
+}
+
+// OpenContentSince is OpenContent for a caller holding the content as of
+// generation known (see ContentSince).
+func (n *Namespace) OpenContentSince(ctx context.Context, ino Inode, known uint64) (Content, error) {
 	if err := n.hold(ctx, ino); err != nil {
 		return Content{}, err
 	}
-	c, err := n.GetContent(ctx, ino)
+	c, err := n.ContentSince(ctx, ino, known)
 	return c, n.opened(ctx, ino, err)
 }
 
