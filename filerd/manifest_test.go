@@ -184,6 +184,10 @@ func TestManifestFoldEndToEnd(t *testing.T) {
 			t.Fatalf("after write %d: the file reads differently from what was written", i)
 		}
 	}
+	// A client's copy of the list from before the folds below stays
+	// good: folding changes neither the content nor the generation (an
+	// open naming it is answered "unchanged"), and keeps the blobs.
+	before := must[*filerpb.GetChunksResponse](t)(api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: ino}))
 	eventually(t, "a fold", func() bool { return hasManifest(e.rawChunks(t, ino)) })
 	// The folder keeps up: the stored list is short.
 	eventually(t, "folds down to the threshold", func() bool {
@@ -204,6 +208,14 @@ func TestManifestFoldEndToEnd(t *testing.T) {
 		t.Fatal("OpenContent reads differently")
 	}
 	must[*filerpb.Empty](t)(api.Release(ctx, &filerpb.ReleaseRequest{Inode: ino}))
+	again := must[*filerpb.GetChunksResponse](t)(api.OpenContent(ctx, &filerpb.OpenRequest{Inode: ino, KnownGeneration: before.Attr.Generation}))
+	if !again.Unchanged {
+		t.Fatalf("folding moved the generation %d -> %d", before.Attr.Generation, again.Attr.GetGeneration())
+	}
+	must[*filerpb.Empty](t)(api.Release(ctx, &filerpb.ReleaseRequest{Inode: ino}))
+	if got := e.resolve(t, before); !bytes.Equal(got, model) {
+		t.Fatal("the chunk list from before the folds reads differently")
+	}
 	a := e.do(t, http.MethodGet, "/big", nil)
 	if a.code != http.StatusOK || !bytes.Equal(a.body, model) {
 		t.Fatalf("HTTP GET: %d, %d bytes (want %d)", a.code, len(a.body), len(model))

@@ -41,8 +41,12 @@ type keptChunk struct {
 // and a little; a large one about 100 bytes per chunk.
 const closedCacheBytes = 16 << 20
 
-// keptEntryCost is what an entry costs beyond its bytes and chunks.
-const keptEntryCost = 160
+// keptEntryCost is what an entry costs beyond its bytes and chunks;
+// keptChunkCost what a chunk costs (its ids are short strings).
+const (
+	keptEntryCost = 160
+	keptChunkCost = 128
+)
 
 func newClosedCache(max int64) *closedCache {
 	return &closedCache{max: max, order: list.New(), byIno: make(map[uint64]*list.Element)}
@@ -55,13 +59,14 @@ func (c *closedCache) keep(f *file) {
 	if c == nil || !f.loaded || f.stale || f.contentGen == 0 || f.attr.Generation != f.contentGen || f.hasLocalLocked() {
 		return
 	}
+	if keptEntryCost+int64(len(f.inline))+keptChunkCost*int64(len(f.refs)) > c.max/8 {
+		return // one huge chunk list would push out hundreds of small files
+	}
 	k := &keptContent{ino: f.ino, gen: f.contentGen, attr: f.attr, inline: f.inline, cost: keptEntryCost + int64(len(f.inline))}
+	k.chunks = make([]keptChunk, 0, len(f.refs))
 	for _, r := range f.refs {
 		k.chunks = append(k.chunks, keptChunk{off: r.off, size: r.size, fid: r.fid, etag: r.etag, modNs: r.modNs})
-		k.cost += 96 + int64(len(r.fid)+len(r.etag))
-	}
-	if k.cost > c.max/8 {
-		return // one huge chunk list would push out hundreds of small files
+		k.cost += keptChunkCost
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -140,7 +145,9 @@ func (f *file) installKeptLocked(k *keptContent, a *Attr) (newer bool) {
 	f.ivsOK = false
 	f.size = int64(f.attr.Size)
 	f.mtime = f.attr.Mtime
-	f.loaded, f.stale = true, false
+	// (f.stale is left alone: a change reported while the open was in
+	// flight happened after the filer's answer, and the next open asks.)
+	f.loaded = true
 	f.contentGen = k.gen
 	f.fs.io.unchanged.Add(1)
 	return newer

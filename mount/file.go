@@ -287,7 +287,9 @@ func (f *file) open(ctx context.Context) syscall.Errno {
 				a := attrFromPB(resp.Attr)
 				newer = f.installKeptLocked(kept, &a)
 			default:
-				moved = !f.applyUnchangedLocked(resp, known)
+				var ok bool
+				ok, newer = f.applyUnchangedLocked(resp, known)
+				moved = !ok
 			}
 		}
 		f.mu.Unlock()
@@ -319,18 +321,19 @@ func (f *file) knownGenerationLocked() uint64 {
 }
 
 // applyUnchangedLocked takes in the filer's answer that f is still at
-// generation known, with no content; false if f's copy moved since known
-// was read from it (the caller fetches in full).
-func (f *file) applyUnchangedLocked(resp *filerpb.GetChunksResponse, known uint64) bool {
+// generation known, with no content; ok false if f's copy moved since
+// known was read from it (the caller fetches in full). newer is as
+// applyContentLocked's.
+func (f *file) applyUnchangedLocked(resp *filerpb.GetChunksResponse, known uint64) (ok, newer bool) {
 	if !f.loaded || known == 0 || f.contentGen != known || resp.GetAttr().GetGeneration() != known {
-		return false
+		return false, false
 	}
 	f.attr = attrFromPB(resp.Attr)
 	if f.fs.meta.enabled() {
-		f.fs.meta.putAttr(f.attr)
+		newer = f.fs.meta.putAttr(f.attr)
 	}
 	f.fs.io.unchanged.Add(1)
-	return true
+	return true, newer
 }
 
 // attrChanged tells the kernel to drop the attributes it holds when an
@@ -401,16 +404,20 @@ func (f *file) fetch(ctx context.Context, current func() bool) (newer, changed b
 		if err != nil {
 			return false, false, toErrno(err)
 		}
+		if resp.Unchanged && known == 0 {
+			f.fs.log.Error("mount: the filer answered 'unchanged' to a fetch naming no generation", "inode", f.ino)
+			return false, false, syscall.EIO
+		}
 		f.mu.Lock()
 		if f.hasLocalLocked() {
 			f.mu.Unlock()
 			return false, false, 0 // a write got in first; it builds on what we had
 		}
 		if resp.Unchanged {
-			ok := f.applyUnchangedLocked(resp, known)
+			ok, newer := f.applyUnchangedLocked(resp, known)
 			f.mu.Unlock()
 			if ok {
-				return false, false, 0
+				return newer, false, 0
 			}
 			known = 0 // f's copy moved meanwhile: ask for all of it
 			continue
