@@ -16,6 +16,10 @@ import (
 // the chunk size as writes reach further into the slot.
 const minSlotBuf = 64 << 10
 
+// firstSlotBuf is the unit a slot's first buffer is sized in when the
+// write that opens it is small.
+const firstSlotBuf = 4 << 10
+
 // Write stores data at off in fh's file (buffered; Flush makes it
 // durable).
 func (fs *FS) Write(ctx context.Context, fh uint64, data []byte, off int64) (int, syscall.Errno) {
@@ -90,6 +94,11 @@ func (f *file) slotCap(cur int, end int64, seq bool) int {
 		return int(f.fs.cfg.chunkSize())
 	}
 	c := max(cur, minSlotBuf)
+	if cur == 0 && end <= minSlotBuf {
+		// A small file's one write gets what it needs, in pages, not
+		// a whole minSlotBuf to allocate, clear and charge.
+		c = int((end + firstSlotBuf - 1) / firstSlotBuf * firstSlotBuf)
+	}
 	for int64(c) < end {
 		c *= 2
 	}
