@@ -84,6 +84,14 @@ type Config struct {
 	// restart at its next renewal and re-asserts in time; 0 disables it (a
 	// cluster that accepts losing locks on restart).
 	LockGrace time.Duration
+	// HandleGrace is how long the file handles of a mount session whose
+	// lease ran out (the mount was cut off, stopped or killed) are kept
+	// before they are released: a mount that comes back within it opens a
+	// fresh session and takes them back, so the files it had open and
+	// someone unlinked are still there. A mount that closed its session
+	// (unmounted) releases its handles at once. 0 releases them with the
+	// lease.
+	HandleGrace time.Duration
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -92,9 +100,10 @@ type Config struct {
 // chunks, 2 KiB inline limit, 7 days of change log, GC every second,
 // subscribers dropped after 30 s without progress, files of more than 1000
 // chunks folded 1000 at a time into manifests, a manifest cache of 128 Ki
-// chunks (about 13 MB), lock sessions leased for 10 s and a lock grace
-// period of 15 s after a restart with live lock sessions. Dir (or Store)
-// and MasterAddr must still be set.
+// chunks (about 13 MB), lock sessions leased for 10 s, a lock grace
+// period of 15 s after a restart with live lock sessions, and the file
+// handles of a lapsed session kept 5 minutes. Dir (or Store) and
+// MasterAddr must still be set.
 func DefaultConfig() Config {
 	return Config{
 		HTTPAddr:            ":8888",
@@ -109,6 +118,7 @@ func DefaultConfig() Config {
 		ManifestCacheChunks: 128 << 10,
 		LockSessionTTL:      DefaultLockSessionTTL,
 		LockGrace:           DefaultLockSessionTTL + 5*time.Second,
+		HandleGrace:         5 * time.Minute,
 		Logger:              slog.Default(),
 	}
 }
@@ -148,6 +158,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: ManifestCacheChunks %d is negative", ErrConfig, c.ManifestCacheChunks)
 	case c.LockSessionTTL < minLockSessionTTL:
 		return fmt.Errorf("%w: LockSessionTTL %v below %v", ErrConfig, c.LockSessionTTL, minLockSessionTTL)
+	case c.HandleGrace < 0:
+		return fmt.Errorf("%w: HandleGrace %v is negative", ErrConfig, c.HandleGrace)
 	case c.LockGrace < 0:
 		return fmt.Errorf("%w: LockGrace %v is negative", ErrConfig, c.LockGrace)
 	case c.LockGrace > 0 && c.LockGrace < c.LockSessionTTL:

@@ -15,7 +15,9 @@ import (
 // namespace counts them in memory. A handle taken under a lock session
 // lasts as long as the session: a mount killed or cut off past its lease
 // leaves no handle behind, and the open-unlinked files only it held are
-// freed. After a restart with sessions live (lockLiveKey) the filer keeps
+// freed: at once if it closed its session, after HandleGrace if its lease
+// ran out, so that a mount cut off for a while takes them back (Reopen)
+// when it comes back with a fresh session. After a restart with sessions live (lockLiveKey) the filer keeps
 // the previous run's open-unlinked files for LockGrace
 // (meta.Config.KeepOrphans) while the mounts, which notice at their next
 // renewal that their session is gone, open a fresh one and take their
@@ -28,14 +30,25 @@ import (
 // after the lock Manager's: end runs under the Manager's mutex, and
 // nothing here calls the Manager.
 type handleTable struct {
+	grace time.Duration // how long a lapsed session's handles are kept
+	now   func() time.Time
+
 	mu       sync.Mutex
 	sessions map[string]map[meta.Inode]int
-	ended    []map[meta.Inode]int // handles of ended sessions, not yet released
+	ended    []map[meta.Inode]int // handles of ended sessions, due for release
+	lapsed   []lapsedHandles      // handles of sessions whose lease ran out, oldest first
 	wake     chan struct{}        // capacity 1: ended has work
 }
 
-func newHandleTable() *handleTable {
-	return &handleTable{sessions: make(map[string]map[meta.Inode]int), wake: make(chan struct{}, 1)}
+// lapsedHandles are the handles of a session whose lease ran out, kept
+// until due.
+type lapsedHandles struct {
+	handles map[meta.Inode]int
+	due     time.Time
+}
+
+func newHandleTable(grace time.Duration, now func() time.Time) *handleTable {
+	return &handleTable{grace: grace, now: now, sessions: make(map[string]map[meta.Inode]int), wake: make(chan struct{}, 1)}
 }
 
 // add records one handle on ino held for session.
@@ -69,16 +82,23 @@ func (h *handleTable) remove(session string, ino meta.Inode) bool {
 }
 
 // end hands the handles of session, which just ended, to the release
-// loop. It is the lock Manager's OnSessionEnd: it must not block.
-func (h *handleTable) end(session string) {
+// loop: at once if it was closed, after the grace if its lease ran out.
+// It is the lock Manager's OnSessionEnd: it must not block.
+func (h *handleTable) end(session string, closed bool) {
 	h.mu.Lock()
 	m := h.sessions[session]
 	delete(h.sessions, session)
-	if len(m) > 0 {
+	now := false
+	switch {
+	case len(m) == 0:
+	case closed || h.grace <= 0:
 		h.ended = append(h.ended, m)
+		now = true
+	default:
+		h.lapsed = append(h.lapsed, lapsedHandles{handles: m, due: h.now().Add(h.grace)})
 	}
 	h.mu.Unlock()
-	if len(m) > 0 {
+	if now {
 		select {
 		case h.wake <- struct{}{}:
 		default:
@@ -86,13 +106,33 @@ func (h *handleTable) end(session string) {
 	}
 }
 
-// takeEnded returns the handles of ended sessions and forgets them.
+// takeEnded returns the handles due for release (those of closed
+// sessions, and of lapsed ones whose grace is over) and forgets them.
 func (h *handleTable) takeEnded() []map[meta.Inode]int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e := h.ended
 	h.ended = nil
+	now := h.now()
+	i := 0
+	for ; i < len(h.lapsed) && !now.Before(h.lapsed[i].due); i++ {
+		e = append(e, h.lapsed[i].handles)
+	}
+	h.lapsed = h.lapsed[i:]
 	return e
+}
+
+// lapsedCount returns the handles kept for lapsed sessions.
+func (h *handleTable) lapsedCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, l := range h.lapsed {
+		for _, c := range l.handles {
+			n += c
+		}
+	}
+	return n
 }
 
 // count returns the handles held for session.

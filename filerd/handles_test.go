@@ -37,12 +37,13 @@ func exists(t *testing.T, s *Server, ino uint64) bool {
 	return err == nil
 }
 
-// Handles taken under a session go when it ends (lease run out, or
-// closed), freeing the open-unlinked files only they held; handles taken
-// with no session stay; a request naming an unknown session fails as a
-// lock request would, holding nothing.
+// Handles taken under a session go when it ends (closed: at once; lease
+// run out: after HandleGrace, TestHandlesKeptThroughHandleGrace), freeing
+// the open-unlinked files only they held; handles taken with no session
+// stay; a request naming an unknown session fails as a lock request
+// would, holding nothing.
 func TestHandlesLeasedToSessions(t *testing.T) {
-	tf, lc := startLockFiler(t, func(c *Config) { c.LockSessionTTL = 300 * time.Millisecond })
+	tf, lc := startLockFiler(t, func(c *Config) { c.LockSessionTTL, c.HandleGrace = 300*time.Millisecond, time.Minute })
 	ctx := context.Background()
 	open(t, lc, "S", 0)
 	leased := openUnlinked(t, tf.api, "leased", "S")
@@ -116,10 +117,60 @@ func TestHandlesLeasedToSessions(t *testing.T) {
 	}
 	within(t, 3*time.Second, "T's handle released", func() bool { return tf.s.Namespace().OpenCount(meta.Inode(plain)) == 1 })
 
-	// S is never renewed: its lease runs out and its file goes.
-	within(t, 3*time.Second, "the leased file freed after its session's lease", func() bool { return !exists(t, tf.s, leased) })
-	if !exists(t, tf.s, plain) {
-		t.Fatal("the plain file was freed")
+	// S is never renewed: its lease runs out, and its handle is kept
+	// for the grace (a minute here).
+	within(t, 3*time.Second, "S's handle kept past its lease", func() bool { return tf.s.handles.lapsedCount() == 1 })
+	if !exists(t, tf.s, leased) || !exists(t, tf.s, plain) {
+		t.Fatal("a file freed while a lapsed session's handle is kept")
+	}
+}
+
+// The handles of a session whose lease ran out are kept for HandleGrace:
+// a fresh session of the same mount that takes one back (Reopen) keeps
+// its file; the others are released when the grace ends.
+func TestHandlesKeptThroughHandleGrace(t *testing.T) {
+	const ttl, grace = 300 * time.Millisecond, 1500 * time.Millisecond
+	tf, lc := startLockFiler(t, func(c *Config) { c.LockSessionTTL, c.HandleGrace = ttl, grace })
+	ctx := context.Background()
+	open(t, lc, "S", 0)
+	back := openUnlinked(t, tf.api, "back", "S")
+	gone := openUnlinked(t, tf.api, "gone", "S")
+	start := time.Now()
+	within(t, 3*time.Second, "S lapsed, its handles kept", func() bool { return tf.s.handles.lapsedCount() == 2 })
+	open(t, lc, "S2", 0)
+	stop := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() { // the mount's fresh session stays live
+		defer close(renewed)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(ttl / 4):
+				_ = lc.Renew(ctx, "S2")
+			}
+		}
+	}()
+	defer func() { close(stop); <-renewed }()
+	r, err := tf.api.Reopen(ctx, &filerpb.ReopenRequest{Session: "S2", Inodes: []uint64{back}})
+	if err != nil || len(r.Gone)+len(r.Failed) != 0 {
+		t.Fatalf("reopen within the grace: %v %v", r, err)
+	}
+	if !exists(t, tf.s, gone) {
+		t.Fatalf("a lapsed session's file freed %v after it was opened, within the grace", time.Since(start))
+	}
+	within(t, grace+3*time.Second, "the file nobody took back freed after the grace", func() bool { return !exists(t, tf.s, gone) })
+	if since := time.Since(start); since < grace {
+		t.Fatalf("freed %v after the open, before the grace of %v", since, grace)
+	}
+	if !exists(t, tf.s, back) || tf.s.handles.lapsedCount() != 0 {
+		t.Fatal("the file taken back was freed, or handles are still kept")
+	}
+	if _, err := tf.api.Release(ctx, &filerpb.ReleaseRequest{Inode: back, Lease: "S2"}); err != nil {
+		t.Fatal(err)
+	}
+	if exists(t, tf.s, back) {
+		t.Fatal("the file taken back outlived its last release")
 	}
 }
 

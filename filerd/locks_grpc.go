@@ -155,7 +155,9 @@ func (s *Server) clearLockMarker(ctx context.Context) {
 	if !mk.set {
 		return
 	}
-	if st := s.locks.Stats(); st.Sessions > 0 || st.Grace {
+	if st := s.locks.Stats(); st.Sessions > 0 || st.Grace || s.handles.lapsedCount() > 0 {
+		// (Handles kept for lapsed sessions count as live ones: a
+		// restart meanwhile keeps the files they hold for LockGrace.)
 		return
 	}
 	s.deleteMarker(ctx, lockLiveKey, "lock marker", &mk.set, &mk.failing)
@@ -216,7 +218,7 @@ func (s *Server) lockSweepLoop(interval time.Duration) {
 		}
 		now := time.Now()
 		ended := s.locks.Expire(now)
-		s.releaseEnded(s.baseCtx)
+		s.releaseEnded(s.baseCtx) // and the lapsed sessions' handles now due
 		if !orphansDone {
 			orphansDone = s.freeOrphansAfterGrace(s.baseCtx)
 		}
@@ -269,7 +271,7 @@ func lockError(err error) error {
 
 // newLockManager builds the filer's Manager, with the default limits,
 // calling onEnd with each session that ends.
-func newLockManager(lg *slog.Logger, onEnd func(string)) (*locks.Manager, error) {
+func newLockManager(lg *slog.Logger, onEnd func(id string, closed bool)) (*locks.Manager, error) {
 	lc := locks.DefaultConfig()
 	lc.Logger = lg.With("service", "locks")
 	lc.OnSessionEnd = onEnd

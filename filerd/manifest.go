@@ -90,6 +90,9 @@ type loadCall struct {
 	done   chan struct{}
 	chunks []meta.Chunk
 	err    error
+	// forgotten: the manifest was deleted while this load read it (under
+	// mu): its result is not cached.
+	forgotten bool
 }
 
 var _ meta.ManifestReader = (*manifestCache)(nil)
@@ -131,7 +134,7 @@ func (c *manifestCache) ReadManifest(ctx context.Context, fid string) ([]meta.Ch
 	l.err = err
 	c.mu.Lock()
 	delete(c.loading, fid)
-	if err == nil {
+	if err == nil && !l.forgotten {
 		c.addLocked(fid, l.chunks)
 	}
 	c.mu.Unlock()
@@ -167,12 +170,16 @@ func (c *manifestCache) removeLocked(e *list.Element) {
 	c.size -= len(ce.chunks)
 }
 
-// forget drops manifest fid (deleted by the GC).
+// forget drops manifest fid (deleted by the GC), and keeps a load of it
+// in flight, which read the blob before it went, from caching it again.
 func (c *manifestCache) forget(fid string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byFid[fid]; ok {
 		c.removeLocked(e)
+	}
+	if l, ok := c.loading[fid]; ok {
+		l.forgotten = true
 	}
 }
 

@@ -165,7 +165,7 @@ func New(cfg Config) (*Server, error) {
 	s.grpcSrv = grpc.NewServer(append(client.TransportServerOptions(), grpc.ChainUnaryInterceptor(signatureInterceptor))...)
 	gs := &grpcServer{s: s}
 	filerpb.RegisterFilerServer(s.grpcSrv, gs)
-	s.handles = newHandleTable()
+	s.handles = newHandleTable(cfg.HandleGrace, time.Now)
 	if s.locks, err = newLockManager(lg, s.handles.end); err != nil {
 		return nil, err
 	}
@@ -255,6 +255,10 @@ func (s *Server) Namespace() *meta.Namespace { return s.ns }
 
 // Signature returns this filer's signature.
 func (s *Server) Signature() int32 { return s.cfg.Signature }
+
+// LapsedHandles returns the file handles kept for mount sessions whose
+// lease ran out, until they come back or HandleGrace ends.
+func (s *Server) LapsedHandles() int { return s.handles.lapsedCount() }
 
 // Serve serves HTTP and gRPC and runs the chunk GC, change-log retention,
 // manifest fold and lock-lease expiry loops until ctx is done or Close is

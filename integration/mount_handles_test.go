@@ -2,10 +2,12 @@ package integration
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -126,8 +128,8 @@ func TestMountHandlesFilerRestart(t *testing.T) {
 // file once the dead mount's lease runs out.
 func TestMountHandlesKilledMount(t *testing.T) {
 	cluster.NeedFUSE(t)
-	const ttl = 2 * time.Second
-	c := cluster.Start(t, cluster.Options{Filer: true, FilerConfig: func(cfg *filerd.Config) { cfg.LockSessionTTL = ttl }})
+	const ttl, grace = 2 * time.Second, time.Second
+	c := cluster.Start(t, cluster.Options{Filer: true, FilerConfig: func(cfg *filerd.Config) { cfg.LockSessionTTL, cfg.HandleGrace = ttl, grace }})
 	b := c.MountFiler(nil)
 	if err := os.WriteFile(b.Path("orphan"), randomBytes(t, 2<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -147,11 +149,87 @@ func TestMountHandlesKilledMount(t *testing.T) {
 	}
 	killed := time.Now()
 	<-p.exited
-	cluster.WaitFor(t, ttl+10*time.Second, "the dead mount's open-unlinked file freed", func() error {
+	cluster.WaitFor(t, ttl+grace+10*time.Second, "the dead mount's open-unlinked file freed", func() error {
 		if filerHas(t, c, ino) {
 			return fmt.Errorf("still there")
 		}
 		return nil
 	})
-	t.Logf("freed %v after the mount holding it was killed (lease %v)", time.Since(killed).Round(time.Millisecond), ttl)
+	t.Logf("freed %v after the mount holding it was killed (lease %v, handles kept %v more)", time.Since(killed).Round(time.Millisecond), ttl, grace)
+}
+
+// readerPy opens argv[1], says its pid, and answers each "sum" on stdin
+// with the sha256 of the whole file read through that descriptor.
+const readerPy = `
+import hashlib, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print("pid", os.getpid(), flush=True)
+for line in sys.stdin:
+    try:
+        h, off = hashlib.sha256(), 0
+        while True:
+            b = os.pread(fd, 1 << 20, off)
+            if not b:
+                break
+            h.update(b)
+            off += len(b)
+        print(h.hexdigest(), off, flush=True)
+    except OSError as e:
+        print("error", e.errno, flush=True)
+`
+
+// TestMountHandlesStoppedMount: a mount stopped past its lease (as a
+// mount cut off from the filer would be) comes back within the filer's
+// HandleGrace, takes its handles back under a fresh session, and the file
+// it had open, unlinked meanwhile, is still there and reads whole.
+func TestMountHandlesStoppedMount(t *testing.T) {
+	cluster.NeedFUSE(t)
+	const ttl, grace = time.Second, 5 * time.Second
+	c := cluster.Start(t, cluster.Options{Filer: true, FilerConfig: func(cfg *filerd.Config) { cfg.LockSessionTTL, cfg.HandleGrace = ttl, grace }})
+	b := c.MountFiler(nil)
+	data := randomBytes(t, 3<<20+5)
+	if err := os.WriteFile(b.Path("kept"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ino := inodeOf(t, b.Path("kept"))
+	p, dir := startKelpMount(t, c)
+	h := startPython(t, readerPy, filepath.Join(dir, "kept"))
+	if line := h.read(t); !strings.HasPrefix(line, "pid ") {
+		t.Fatalf("reader: %q", line)
+	}
+	if err := os.Remove(b.Path("kept")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Before the other cleanups: a stopped FUSE daemon would hang them.
+	t.Cleanup(func() { _ = p.cmd.Process.Signal(syscall.SIGCONT) })
+	stopped := time.Now()
+	time.Sleep(ttl + ttl/2)
+	cluster.WaitFor(t, 10*time.Second, "the stopped mount's session lapsed", func() error {
+		if c.Filer.Server().LapsedHandles() == 0 {
+			return fmt.Errorf("no lapsed handles yet")
+		}
+		return nil
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// Past the grace, only a handle taken back keeps the file.
+	time.Sleep(time.Until(stopped.Add(ttl + grace + 2*time.Second)))
+	if !filerHas(t, c, ino) {
+		t.Fatalf("the file open on a mount stopped for %v was freed", ttl+ttl/2)
+	}
+	want := fmt.Sprintf("%x %d", sha256.Sum256(data), len(data))
+	if got := h.do(t, "sum"); got != want {
+		t.Fatalf("the held descriptor reads %q, want %q", got, want)
+	}
+	_ = h.cmd.Process.Kill() // its close releases the handle
+	cluster.WaitFor(t, 10*time.Second, "the file freed at its last close", func() error {
+		if filerHas(t, c, ino) {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
 }

@@ -40,9 +40,10 @@ type Config struct {
 	// OnSessionEnd, if set, is called with a session's id whenever it
 	// ends (closed, lease run out, or reopened past its lease), so that
 	// whatever else the session holds (the filer's file handles) can go
-	// too. It runs with the Manager's mutex held: it must neither call
-	// the Manager nor block.
-	OnSessionEnd func(id string)
+	// too; closed says its owner closed it (CloseSession), rather than
+	// letting its lease run out. It runs with the Manager's mutex held:
+	// it must neither call the Manager nor block.
+	OnSessionEnd func(id string, closed bool)
 }
 
 // DefaultConfig returns a Config with every field at its default.
@@ -74,7 +75,7 @@ type Manager struct {
 	maxLocksPerSession   int
 	maxWaitersPerSession int
 	log                  *slog.Logger
-	onEnd                func(id string)
+	onEnd                func(id string, closed bool)
 
 	mu         sync.Mutex
 	files      map[uint64]*file

@@ -64,7 +64,7 @@ func (m *Manager) CloseSession(id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if s := m.sessions[id]; s != nil {
-		m.dropSessionLocked(s, "closed")
+		m.dropSessionLocked(s, whyClosed)
 	}
 	return nil
 }
@@ -185,6 +185,9 @@ func (m *Manager) dropHolderIfDueLocked(id string, keep *session) bool {
 	return true
 }
 
+// whyClosed is the reason a session ends when its owner closes it.
+const whyClosed = "closed"
+
 // dropSessionLocked removes s, releases its locks, wakes the waiters on
 // every file it held locks on, and wakes its own waiters so that they
 // return ErrSessionExpired.
@@ -203,7 +206,7 @@ func (m *Manager) dropSessionLocked(s *session, why string) {
 	}
 	m.log.Info("lock session ended", "session", s.id, "reason", why, "locks", s.count, "waiters", len(s.waiters))
 	if m.onEnd != nil {
-		m.onEnd(s.id)
+		m.onEnd(s.id, why == whyClosed)
 	}
 	s.inodes, s.count = nil, 0
 	for w := range s.waiters {

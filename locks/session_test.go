@@ -3,6 +3,7 @@ package locks
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -279,7 +280,7 @@ func TestRunExpires(t *testing.T) {
 // tells a live session from an ended one without renewing it.
 func TestSessionEndHookAndCheck(t *testing.T) {
 	var ended []string
-	h := newHarness(t, Config{OnSessionEnd: func(id string) { ended = append(ended, id) }})
+	h := newHarness(t, Config{OnSessionEnd: func(id string, closed bool) { ended = append(ended, fmt.Sprintf("%s:%v", id, closed)) }})
 	h.open("closed", "expired", "met", "reopened", "live")
 	if err := h.m.Check("live"); err != nil {
 		t.Fatalf("Check of a live session: %v", err)
@@ -307,7 +308,7 @@ func TestSessionEndHookAndCheck(t *testing.T) {
 	if err := h.m.Check("nobody"); !errors.Is(err, ErrSessionExpired) {
 		t.Fatalf("Check of an unknown session = %v, want ErrSessionExpired", err)
 	}
-	if want := []string{"closed", "met", "reopened", "expired"}; !slices.Equal(ended, want) {
+	if want := []string{"closed:true", "met:false", "reopened:false", "expired:false"}; !slices.Equal(ended, want) {
 		t.Fatalf("OnSessionEnd heard %v, want %v", ended, want)
 	}
 }

@@ -26,6 +26,7 @@ type filerFlags struct {
 	fsync              bool
 	lockSessionTTL     time.Duration
 	lockGrace          time.Duration
+	handleGrace        time.Duration
 }
 
 func (f *filerFlags) register(fs *flag.FlagSet, prefix string) {
@@ -43,6 +44,7 @@ func (f *filerFlags) register(fs *flag.FlagSet, prefix string) {
 	fs.BoolVar(&f.fsync, prefix+"fsync", false, "fsync every metadata commit, so it survives a power cut too (slower; without it a commit survives any process crash)")
 	fs.DurationVar(&f.lockSessionTTL, prefix+"lockSessionTTL", d.LockSessionTTL, "lease of a mount's lock session: how long the locks of a dead mount outlive it")
 	fs.DurationVar(&f.lockGrace, prefix+"lockGrace", d.LockGrace, "after a restart with mount sessions live, how long mounts have to re-assert their locks (before new ones are granted; only if locks were held) and take back their handles on open files (before unlinked ones are freed); at least -"+prefix+"lockSessionTTL; 0 disables it, and such locks and files are lost")
+	fs.DurationVar(&f.handleGrace, prefix+"handleGrace", d.HandleGrace, "how long the open-file handles of a mount whose lease ran out (cut off, stopped, killed) are kept for it to take back when it returns, so files it had open that were unlinked meanwhile are still there; 0 releases them with the lease")
 }
 
 func (f *filerFlags) config(ip, masterGRPC string) (filerd.Config, error) {
@@ -66,6 +68,7 @@ func (f *filerFlags) config(ip, masterGRPC string) (filerd.Config, error) {
 	cfg.Fsync = f.fsync
 	cfg.LockSessionTTL = f.lockSessionTTL
 	cfg.LockGrace = f.lockGrace
+	cfg.HandleGrace = f.handleGrace
 	return cfg, cfg.Validate()
 }
 
