@@ -77,8 +77,8 @@ type Config struct {
 	// be held). Until it ends, mounts re-assert the locks they held and no
 	// new lock is granted; it runs only if locks may have been held. After
 	// a start with sessions live, the open-unlinked files of the previous
-	// run are kept this long while mounts take back their handles on them
-	// (handles.go). A filer that starts for
+	// run are kept this long (or HandleGrace, if longer) while mounts take
+	// back their handles on them (handles.go). A filer that starts for
 	// the first time, or after a stop with no session left, has none. It
 	// must outlast LockSessionTTL, so that every live mount notices the
 	// restart at its next renewal and re-asserts in time; 0 disables it (a

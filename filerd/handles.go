@@ -17,9 +17,10 @@ import (
 // leaves no handle behind, and the open-unlinked files only it held are
 // freed: at once if it closed its session, after HandleGrace if its lease
 // ran out, so that a mount cut off for a while takes them back (Reopen)
-// when it comes back with a fresh session. After a restart with sessions live (lockLiveKey) the filer keeps
+// when it comes back with a fresh session (a Release naming the lapsed
+// session still drops its handle at once). After a restart with sessions live (lockLiveKey) the filer keeps
 // the previous run's open-unlinked files for LockGrace
-// (meta.Config.KeepOrphans) while the mounts, which notice at their next
+// (meta.Config.KeepOrphans; HandleGrace if longer) while the mounts, which notice at their next
 // renewal that their session is gone, open a fresh one and take their
 // handles again (Reopen); what nobody took back is freed then. (The lock
 // grace period proper runs only if locks may have been held,
@@ -37,12 +38,14 @@ type handleTable struct {
 	sessions map[string]map[meta.Inode]int
 	ended    []map[meta.Inode]int // handles of ended sessions, due for release
 	lapsed   []lapsedHandles      // handles of sessions whose lease ran out, oldest first
+	nLapsed  int                  // the handles in lapsed
 	wake     chan struct{}        // capacity 1: ended has work
 }
 
 // lapsedHandles are the handles of a session whose lease ran out, kept
 // until due.
 type lapsedHandles struct {
+	session string
 	handles map[meta.Inode]int
 	due     time.Time
 }
@@ -63,22 +66,32 @@ func (h *handleTable) add(session string, ino meta.Inode) {
 	m[ino]++
 }
 
-// remove forgets one handle of session on ino, and reports whether the
-// session held one.
+// remove forgets one handle of session on ino, live or kept after its
+// lease ran out, and reports whether the session held one.
 func (h *handleTable) remove(session string, ino meta.Inode) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m := h.sessions[session]
-	if m[ino] == 0 {
-		return false
-	}
-	if m[ino]--; m[ino] == 0 {
-		delete(m, ino)
-		if len(m) == 0 {
-			delete(h.sessions, session)
+	if m := h.sessions[session]; m[ino] > 0 {
+		if m[ino]--; m[ino] == 0 {
+			delete(m, ino)
+			if len(m) == 0 {
+				delete(h.sessions, session)
+			}
 		}
+		return true
 	}
-	return true
+	for i := len(h.lapsed) - 1; i >= 0; i-- {
+		l := &h.lapsed[i]
+		if l.session != session || l.handles[ino] == 0 {
+			continue
+		}
+		if l.handles[ino]--; l.handles[ino] == 0 {
+			delete(l.handles, ino)
+		}
+		h.nLapsed--
+		return true
+	}
+	return false
 }
 
 // end hands the handles of session, which just ended, to the release
@@ -95,7 +108,10 @@ func (h *handleTable) end(session string, closed bool) {
 		h.ended = append(h.ended, m)
 		now = true
 	default:
-		h.lapsed = append(h.lapsed, lapsedHandles{handles: m, due: h.now().Add(h.grace)})
+		h.lapsed = append(h.lapsed, lapsedHandles{session: session, handles: m, due: h.now().Add(h.grace)})
+		for _, c := range m {
+			h.nLapsed += c
+		}
 	}
 	h.mu.Unlock()
 	if now {
@@ -117,6 +133,9 @@ func (h *handleTable) takeEnded() []map[meta.Inode]int {
 	i := 0
 	for ; i < len(h.lapsed) && !now.Before(h.lapsed[i].due); i++ {
 		e = append(e, h.lapsed[i].handles)
+		for _, c := range h.lapsed[i].handles {
+			h.nLapsed -= c
+		}
 	}
 	h.lapsed = h.lapsed[i:]
 	return e
@@ -126,13 +145,18 @@ func (h *handleTable) takeEnded() []map[meta.Inode]int {
 func (h *handleTable) lapsedCount() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := 0
-	for _, l := range h.lapsed {
-		for _, c := range l.handles {
-			n += c
-		}
+	return h.nLapsed
+}
+
+// orphanGrace is how long the open-unlinked files of the previous run
+// are kept after a start with sessions live: the lock grace period, in
+// which live mounts take their handles back, or HandleGrace, which the
+// handles of mounts cut off meanwhile would have had, if longer.
+func (s *Server) orphanGrace() time.Duration {
+	if s.cfg.LockGrace == 0 {
+		return 0 // locks and files of the previous run are given up
 	}
-	return n
+	return max(s.cfg.LockGrace, s.cfg.HandleGrace)
 }
 
 // count returns the handles held for session.
@@ -160,7 +184,7 @@ func (s *Server) checkLease(lease string) error {
 
 // keepHandle records the handle on ino the namespace just took for
 // session, and checks that the session is live. If it is not, the handle
-// goes (now, or with the session's other handles if it ended meanwhile)
+// goes at once (also if the session ended meanwhile and took it along)
 // and the error is locks.ErrSessionExpired: the mount opens a fresh
 // session and asks again. The record comes before the check, so a
 // session that ends in between always takes the handle with it.

@@ -129,14 +129,22 @@ func TestHandlesLeasedToSessions(t *testing.T) {
 // a fresh session of the same mount that takes one back (Reopen) keeps
 // its file; the others are released when the grace ends.
 func TestHandlesKeptThroughHandleGrace(t *testing.T) {
-	const ttl, grace = 300 * time.Millisecond, 1500 * time.Millisecond
+	const ttl, grace = time.Second, 2 * time.Second
 	tf, lc := startLockFiler(t, func(c *Config) { c.LockSessionTTL, c.HandleGrace = ttl, grace })
 	ctx := context.Background()
+	start := time.Now() // at or before S lapses
 	open(t, lc, "S", 0)
 	back := openUnlinked(t, tf.api, "back", "S")
 	gone := openUnlinked(t, tf.api, "gone", "S")
-	start := time.Now()
-	within(t, 3*time.Second, "S lapsed, its handles kept", func() bool { return tf.s.handles.lapsedCount() == 2 })
+	closed := openUnlinked(t, tf.api, "closed", "S")
+	within(t, 3*time.Second, "S lapsed, its handles kept", func() bool { return tf.s.handles.lapsedCount() == 3 })
+	// A release naming the lapsed session drops its handle at once.
+	if _, err := tf.api.Release(ctx, &filerpb.ReleaseRequest{Inode: closed, Lease: "S"}); err != nil {
+		t.Fatal(err)
+	}
+	if exists(t, tf.s, closed) || tf.s.handles.lapsedCount() != 2 {
+		t.Fatalf("a release naming the lapsed session: file there %v, %d handles kept", exists(t, tf.s, closed), tf.s.handles.lapsedCount())
+	}
 	open(t, lc, "S2", 0)
 	stop := make(chan struct{})
 	renewed := make(chan struct{})

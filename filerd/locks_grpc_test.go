@@ -39,6 +39,7 @@ func restartWithGrace(t *testing.T, tf *testFiler, ttl, grace time.Duration) *Se
 		t.Fatal(err)
 	}
 	cfg.LockSessionTTL, cfg.LockGrace = ttl, grace
+	cfg.HandleGrace = min(cfg.HandleGrace, grace) // the previous run's orphans kept for grace
 	return serve(t, cfg)
 }
 

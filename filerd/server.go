@@ -173,7 +173,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.locksLive, s.locksHeld = s.lockMarker.set, s.heldMarker.set
-	if s.locksLive && cfg.LockGrace > 0 {
+	if s.locksLive && s.orphanGrace() > 0 {
 		s.orphansKept = true // freed when the grace period ends
 	} else if freed, err := s.ns.FreeOrphans(ctx); err != nil {
 		return nil, fmt.Errorf("filerd: %w", err)
@@ -295,8 +295,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.orphansKept {
 		// Mounts take back their handles on open files within the
 		// same time (handles.go).
-		s.orphansUntil = time.Now().Add(s.cfg.LockGrace)
-		s.log.Info("keeping the open-unlinked files of the previous run while mounts take their handles back", "for", s.cfg.LockGrace)
+		s.orphansUntil = time.Now().Add(s.orphanGrace())
+		s.log.Info("keeping the open-unlinked files of the previous run while mounts take their handles back", "for", s.orphanGrace())
 	}
 	errc := make(chan error, 2)
 	s.loops.Add(6)

@@ -216,8 +216,17 @@ func TestMountHandlesStoppedMount(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	// Past the grace, only a handle taken back keeps the file.
-	time.Sleep(time.Until(stopped.Add(ttl + grace + 2*time.Second)))
+	// Once the lapsed session's handles are released (the grace is
+	// over), only a handle taken back keeps the file.
+	cluster.WaitFor(t, grace+10*time.Second, "the lapsed session's handles released", func() error {
+		if n := c.Filer.Server().LapsedHandles(); n > 0 {
+			return fmt.Errorf("%d still kept", n)
+		}
+		return nil
+	})
+	if since := time.Since(stopped); since < grace {
+		t.Fatalf("the lapsed handles went %v after the stop, before the grace of %v", since, grace)
+	}
 	if !filerHas(t, c, ino) {
 		t.Fatalf("the file open on a mount stopped for %v was freed", ttl+ttl/2)
 	}
