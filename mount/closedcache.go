@@ -126,29 +126,15 @@ func (c *closedCache) removeLocked(ino uint64) {
 
 // installKeptLocked makes k f's content, the filer having answered that
 // the file is still at k's generation with attributes a (called with f.mu
-// held, f not loaded and holding nothing local). It reports, as
-// applyContentLocked does, whether the attributes are newer than any this
-// mount answered.
+// held, f not loaded and holding nothing local). newer is as
+// applyContentLocked's. (f.stale is left alone: a change reported while
+// the open was in flight happened after the filer's answer, and the next
+// open asks.)
 func (f *file) installKeptLocked(k *keptContent, a *Attr) (newer bool) {
-	f.attr = *a
-	if f.fs.meta.enabled() {
-		newer = f.fs.meta.putAttr(f.attr)
-	} else {
-		newer = true
-	}
-	f.refs = f.refs[:0]
+	refs := f.refs[:0]
 	for _, c := range k.chunks {
-		f.refs = append(f.refs, &chunkRef{off: c.off, size: c.size, fid: c.fid, etag: c.etag, modNs: c.modNs, committed: true})
-		f.lastMod = max(f.lastMod, c.modNs)
+		refs = append(refs, &chunkRef{off: c.off, size: c.size, fid: c.fid, etag: c.etag, modNs: c.modNs, committed: true})
 	}
-	f.inline = k.inline
-	f.ivsOK = false
-	f.size = int64(f.attr.Size)
-	f.mtime = f.attr.Mtime
-	// (f.stale is left alone: a change reported while the open was in
-	// flight happened after the filer's answer, and the next open asks.)
-	f.loaded = true
-	f.contentGen = k.gen
 	f.fs.io.unchanged.Add(1)
-	return newer
+	return f.installContentLocked(*a, refs, k.inline)
 }

@@ -432,28 +432,39 @@ func (f *file) fetch(ctx context.Context, current func() bool) (newer, changed b
 // applyContentLocked installs content the filer answered; newer says
 // its attributes are newer than any this mount answered before.
 func (f *file) applyContentLocked(resp *filerpb.GetChunksResponse) (newer bool) {
-	prev, loaded := f.attr.Generation, f.loaded
-	f.attr = attrFromPB(resp.Attr)
-	if f.fs.meta.enabled() {
-		newer = f.fs.meta.putAttr(f.attr)
-	} else {
-		newer = !loaded || f.attr.Generation != prev
-	}
-	f.refs = f.refs[:0]
+	refs := f.refs[:0]
 	for _, c := range resp.Chunks {
-		f.refs = append(f.refs, &chunkRef{off: c.Offset, size: c.Size, fid: c.FileId, etag: c.Etag,
+		refs = append(refs, &chunkRef{off: c.Offset, size: c.Size, fid: c.FileId, etag: c.Etag,
 			modNs: c.ModifiedNs, committed: true})
-		f.lastMod = max(f.lastMod, c.ModifiedNs)
+	}
+	newer = f.installContentLocked(attrFromPB(resp.Attr), refs, resp.Inline)
+	f.stale = false
+	return newer
+}
+
+// installContentLocked makes refs (committed) and inline, the filer's
+// content with attributes a, f's content, of a's generation. newer says
+// a is newer than any attributes this mount answered before.
+func (f *file) installContentLocked(a Attr, refs []*chunkRef, inline []byte) (newer bool) {
+	prev, loaded := f.attr.Generation, f.loaded
+	f.attr = a
+	if f.fs.meta.enabled() {
+		newer = f.fs.meta.putAttr(a)
+	} else {
+		newer = !loaded || a.Generation != prev
+	}
+	f.refs = refs
+	for _, r := range refs {
+		f.lastMod = max(f.lastMod, r.modNs)
 	}
 	f.inline = nil
-	if len(resp.Inline) > 0 {
-		f.inline = resp.Inline
+	if len(inline) > 0 {
+		f.inline = inline
 	}
 	f.ivsOK = false
-	f.size = int64(f.attr.Size)
-	f.mtime = f.attr.Mtime
-	f.loaded, f.stale = true, false
-	f.contentGen = f.attr.Generation
+	f.size, f.mtime = int64(a.Size), a.Mtime
+	f.loaded = true
+	f.contentGen = a.Generation
 	return newer
 }
 
