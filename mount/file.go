@@ -53,7 +53,11 @@ type file struct {
 	storing    bool // storeSmall is filling the kernel's page cache
 	loaded     bool // refs/inline/size reflect the filer (plus local state)
 	stale      bool // another client changed the file: reload when clean
-	attr       Attr // the filer's attributes, last seen
+	// staleSeq counts stale marks, so that a fetch answered after one
+	// came in does not clear it (the change may be newer than the
+	// answer).
+	staleSeq uint64
+	attr     Attr // the filer's attributes, last seen
 	// contentGen is the generation whose content inline and the
 	// committed refs are exactly (0: not known: the next open fetches
 	// it whole); an open naming it is answered "unchanged" while the
@@ -239,7 +243,7 @@ func (f *file) created(a *filerpb.Attr, lease string) (loaded bool) {
 		f.filerOpen, f.filerLease = true, lease
 	}
 	if a.GetSize() == 0 && !f.hasLocalLocked() {
-		f.applyContentLocked(&filerpb.GetChunksResponse{Attr: a})
+		f.applyContentLocked(&filerpb.GetChunksResponse{Attr: a}, f.staleSeq)
 	}
 	loaded = f.loaded
 	f.mu.Unlock()
@@ -255,7 +259,7 @@ func (f *file) created(a *filerpb.Attr, lease string) (loaded bool) {
 func (f *file) open(ctx context.Context) syscall.Errno {
 	f.mu.Lock()
 	needOpen := !f.filerOpen
-	known := f.knownGenerationLocked()
+	known, seq := f.knownGenerationLocked(), f.staleSeq
 	var kept *keptContent
 	if needOpen && known == 0 && !f.loaded && !f.hasLocalLocked() {
 		if kept = f.fs.kept.take(f.ino); kept != nil {
@@ -282,7 +286,7 @@ func (f *file) open(ctx context.Context) syscall.Errno {
 		if !f.hasLocalLocked() {
 			switch {
 			case !resp.Unchanged:
-				newer = f.applyContentLocked(resp)
+				newer = f.applyContentLocked(resp, seq)
 			case kept != nil && !f.loaded && resp.GetAttr().GetGeneration() == kept.gen:
 				a := attrFromPB(resp.Attr)
 				newer = f.installKeptLocked(kept, &a)
@@ -395,7 +399,7 @@ func (f *file) fetch(ctx context.Context, current func() bool) (newer, changed b
 		return false, false, 0
 	}
 	prev, loaded := f.attr.Generation, f.loaded
-	known := f.knownGenerationLocked()
+	known, seq := f.knownGenerationLocked(), f.staleSeq
 	f.mu.Unlock()
 	for {
 		resp, err := call(f.fs, ctx, func(ctx context.Context) (*filerpb.GetChunksResponse, error) {
@@ -422,7 +426,7 @@ func (f *file) fetch(ctx context.Context, current func() bool) (newer, changed b
 			known = 0 // f's copy moved meanwhile: ask for all of it
 			continue
 		}
-		newer = f.applyContentLocked(resp)
+		newer = f.applyContentLocked(resp, seq)
 		changed = !loaded || f.attr.Generation != prev
 		f.mu.Unlock()
 		return newer, changed, 0
@@ -430,15 +434,19 @@ func (f *file) fetch(ctx context.Context, current func() bool) (newer, changed b
 }
 
 // applyContentLocked installs content the filer answered; newer says
-// its attributes are newer than any this mount answered before.
-func (f *file) applyContentLocked(resp *filerpb.GetChunksResponse) (newer bool) {
+// its attributes are newer than any this mount answered before. seq is
+// f.staleSeq as it was when the filer was asked: a stale mark set since
+// stays.
+func (f *file) applyContentLocked(resp *filerpb.GetChunksResponse, seq uint64) (newer bool) {
 	refs := f.refs[:0]
 	for _, c := range resp.Chunks {
 		refs = append(refs, &chunkRef{off: c.Offset, size: c.Size, fid: c.FileId, etag: c.Etag,
 			modNs: c.ModifiedNs, committed: true})
 	}
 	newer = f.installContentLocked(attrFromPB(resp.Attr), refs, resp.Inline)
-	f.stale = false
+	if f.staleSeq == seq {
+		f.stale = false // (else a change came in after the question)
+	}
 	return newer
 }
 

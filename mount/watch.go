@@ -133,6 +133,7 @@ func (fs *FS) markStale(ino uint64) {
 	}
 	f.mu.Lock()
 	f.stale = true
+	f.staleSeq++
 	f.mu.Unlock()
 }
 
@@ -149,6 +150,7 @@ func (fs *FS) markAllStale() {
 	for _, f := range files {
 		f.mu.Lock()
 		f.stale = true
+		f.staleSeq++
 		f.mu.Unlock()
 		// Changes may have been missed: the kernel must not keep
 		// serving pages of files still open from before (it does not
