@@ -182,6 +182,34 @@ func TestHandlesKeptThroughHandleGrace(t *testing.T) {
 	}
 }
 
+// A restart while a lapsed session's handles are kept keeps its files for
+// HandleGrace (longer than the lock grace period here): the kept handles
+// hold the "sessions live" marker up, and the previous run's orphans wait
+// for the longer of the two graces.
+func TestHandlesKeptAcrossRestart(t *testing.T) {
+	const ttl, lockGrace, handleGrace = 300 * time.Millisecond, 500 * time.Millisecond, 2500 * time.Millisecond
+	tf, lc := startLockFiler(t, func(c *Config) { c.LockSessionTTL, c.HandleGrace = ttl, handleGrace })
+	open(t, lc, "S", 0)
+	f := openUnlinked(t, tf.api, "f", "S")
+	within(t, 3*time.Second, "S lapsed, its handle kept", func() bool { return tf.s.handles.lapsedCount() == 1 })
+	time.Sleep(lockMarkerCheck + lockSweepInterval(ttl)) // a sweep that would clear the marker
+	cfg := tf.s.cfg
+	if err := tf.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.LockGrace = lockGrace
+	restarted := time.Now()
+	s2 := serve(t, cfg)
+	if !exists(t, s2, f) {
+		t.Fatal("a lapsed session's file freed at the restart")
+	}
+	time.Sleep(time.Until(restarted.Add(lockGrace + time.Second)))
+	if !exists(t, s2, f) {
+		t.Fatalf("freed within %v of the restart, before HandleGrace %v", lockGrace+time.Second, handleGrace)
+	}
+	within(t, handleGrace+3*time.Second, "the file nobody took back freed", func() bool { return !exists(t, s2, f) })
+}
+
 // After a restart the previous run's open-unlinked files wait out the
 // grace period: those a mount takes back with Reopen stay, the others are
 // freed when it ends.
