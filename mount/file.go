@@ -18,8 +18,9 @@ type chunkRef struct {
 	fid       string
 	etag      string
 	modNs     int64
-	mem       []byte   // the bytes while fid == "", unless spilled
-	spill     *spilled // or there, on disk
+	mem       []byte     // the bytes while fid == "", unless spilled
+	pb        *pooledBuf // the pool buffer mem lies in, if any (slotpool.go)
+	spill     *spilled   // or there, on disk
 	committed bool
 	failed    bool // the last upload failed; Flush retries it
 }
@@ -27,9 +28,10 @@ type chunkRef struct {
 // slot holds the unsealed writes to one ChunkSize-aligned range.
 type slot struct {
 	idx     int64
-	buf     []byte // bytes from the slot's start; len = highest written end
-	runs    []span // written ranges, sorted, disjoint, merged (slot-relative)
-	charged int64  // budget bytes held (cap of buf)
+	buf     []byte     // bytes from the slot's start; len = highest written end
+	runs    []span     // written ranges, sorted, disjoint, merged (slot-relative)
+	charged int64      // budget bytes held (cap of buf)
+	pb      *pooledBuf // buf's pool buffer, if it came from the pool
 }
 
 type span struct{ start, end int64 }

@@ -82,6 +82,7 @@ type FS struct {
 	xattrs      xattrMisses
 	meta        *metaCache
 	kept        *closedCache // content of files closed for good, for reopens
+	slots       *slotPool    // sequential writers' chunk buffers (slotpool.go)
 	pages       pageStates
 	releases    sync.WaitGroup // filer handles being given back
 	relMu       sync.Mutex
@@ -144,6 +145,7 @@ func New(cfg Config) (*FS, error) {
 		warmed:    mustLRU[string, struct{}](256),
 		meta:      newMetaCache(cfg.MetadataCacheTTL),
 		kept:      newClosedCache(closedCacheBytes),
+		slots:     newSlotPool(int(cfg.chunkSize()), slotPoolBuffers(cfg)),
 	}
 	fs.inlineLimit.Store(int64(cfg.InlineLimit))
 	var b [12]byte

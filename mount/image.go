@@ -130,6 +130,7 @@ type image struct {
 type imageWrite struct {
 	data []byte
 	off  int64
+	pb   *pooledBuf // the pool buffer data lies in, held until written
 }
 
 // maxImageQueue bounds the sealed bytes waiting for an image's writer; a
@@ -315,7 +316,8 @@ func (s *imageStore) sealed(f *file, refs []*chunkRef) {
 		return
 	}
 	for _, r := range refs {
-		img.queue = append(img.queue, imageWrite{r.mem, r.off})
+		r.pb.hold() // until written
+		img.queue = append(img.queue, imageWrite{r.mem, r.off, r.pb})
 		img.queued += int64(len(r.mem))
 		img.queuedEnd = max(img.queuedEnd, r.off+int64(len(r.mem)))
 	}
@@ -338,6 +340,7 @@ func (s *imageStore) flush(img *image) {
 		img.queue = img.queue[1:]
 		fd := img.fd
 		if fd == nil {
+			w.pb.done()
 			err = errImageDropped
 			break
 		}
@@ -345,6 +348,7 @@ func (s *imageStore) flush(img *image) {
 		// waits for this write (os.File) and makes the next fail.
 		img.mu.Unlock()
 		_, err = fd.WriteAt(w.data, w.off)
+		w.pb.done()
 		img.mu.Lock()
 		img.queued -= int64(len(w.data))
 		if err == nil {
@@ -353,6 +357,9 @@ func (s *imageStore) flush(img *image) {
 		img.settled.Broadcast()
 	}
 	if err != nil {
+		for _, w := range img.queue {
+			w.pb.done()
+		}
 		img.queue, img.queued = nil, 0
 	}
 	img.queuedEnd = 0
