@@ -28,6 +28,30 @@ func TestLocalConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fc.Close()
+	checkConn(t, tf, fc)
+}
+
+// The wire serves the same, its unary calls all on the wire; and so does
+// plain gRPC.
+func TestWireConn(t *testing.T) {
+	for _, noWire := range []bool{false, true} {
+		tf := startFiler(t, func(c *Config) { c.LockGrace = 0 })
+		fc, err := client.NewFilerClient(client.FilerClientConfig{Address: tf.s.GRPCAddr(), NoWire: noWire})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fc.Close()
+		checkConn(t, tf, fc)
+		w, g := fc.WireCalls()
+		if noWire && w+g != 0 || !noWire && (w < 5 || g != 0) {
+			t.Errorf("NoWire %v: %d unary calls on the wire, %d on gRPC", noWire, w, g)
+		}
+	}
+}
+
+// checkConn runs TestLocalConn's checks through fc.
+func checkConn(t *testing.T, tf *testFiler, fc *client.FilerClient) {
+	t.Helper()
 	api := fc.API()
 	ctx := context.Background()
 
@@ -40,9 +64,9 @@ func TestLocalConn(t *testing.T) {
 	all := readLog(t, tf.s, 0)
 	evs := sub.waitFor(t, all[len(all)-1].TsNs)
 	if last := evs[len(evs)-1]; last.NewPath != "/f" || !slices.Contains(last.Signatures, 77) {
-		t.Fatalf("events through the local stream: %+v", evs)
+		t.Fatalf("events through the stream: %+v", evs)
 	}
-	_, err = api.Lookup(ctx, &filerpb.LookupRequest{Parent: uint64(meta.RootInode), Name: "missing"})
+	_, err := api.Lookup(ctx, &filerpb.LookupRequest{Parent: uint64(meta.RootInode), Name: "missing"})
 	wantErrno(t, err, "ENOENT", client.ErrNotFound)
 	_, err = api.Create(ctx, &filerpb.CreateRequest{Parent: uint64(meta.RootInode), Name: "f", Mode: 0o644, Exclusive: true})
 	wantErrno(t, err, "EEXIST", client.ErrExists)

@@ -20,6 +20,7 @@ import (
 	"github.com/kelpfs/kelp/api/filerpb"
 	"github.com/kelpfs/kelp/api/lockpb"
 	"github.com/kelpfs/kelp/client"
+	"github.com/kelpfs/kelp/client/wire"
 	"github.com/kelpfs/kelp/filerd/meta"
 	"github.com/kelpfs/kelp/filerd/store"
 	"github.com/kelpfs/kelp/filerd/store/badger"
@@ -44,9 +45,11 @@ type Server struct {
 
 	httpLn  net.Listener
 	grpcLn  net.Listener
+	grpcMux *wire.Mux // grpcLn, shared by gRPC and the wire
 	httpSrv *http.Server
 	grpcSrv *grpc.Server
-	local   *localConn // the same services, in-process (Local)
+	wireSrv *wire.Server // the unary methods, for wire clients
+	local   *localConn   // the same services, in-process (Local)
 
 	gcWake     chan struct{} // buffered(1): a nudge for the GC loop
 	gcMu       sync.Mutex    // one GC pass at a time
@@ -156,6 +159,7 @@ func New(cfg Config) (*Server, error) {
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("filerd: listen grpc %s: %w", cfg.GRPCAddr, err)
 	}
+	s.grpcMux = wire.NewMux(s.grpcLn)
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.httpSrv = &http.Server{
 		Handler:           s.httpHandler(),
@@ -183,6 +187,9 @@ func New(cfg Config) (*Server, error) {
 	ls := &locksServer{s: s}
 	lockpb.RegisterLocksServer(s.grpcSrv, ls)
 	s.local = newLocalConn(s.baseCtx, gs, ls)
+	s.wireSrv = wire.NewServer(signatureInterceptor)
+	s.wireSrv.RegisterService(&filerpb.Filer_ServiceDesc, gs)
+	s.wireSrv.RegisterService(&lockpb.Locks_ServiceDesc, ls)
 	ok = true
 	return s, nil
 }
@@ -229,7 +236,9 @@ func (s *Server) release() {
 	if s.httpLn != nil {
 		s.httpLn.Close()
 	}
-	if s.grpcLn != nil {
+	if s.grpcMux != nil {
+		s.grpcMux.Close()
+	} else if s.grpcLn != nil {
 		s.grpcLn.Close()
 	}
 	if s.cluster != nil {
@@ -298,12 +307,18 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.orphansUntil = time.Now().Add(s.orphanGrace())
 		s.log.Info("keeping the open-unlinked files of the previous run while mounts take their handles back", "for", s.orphanGrace())
 	}
-	errc := make(chan error, 2)
-	s.loops.Add(6)
+	errc := make(chan error, 3)
+	s.loops.Add(7)
 	go func() {
 		defer s.loops.Done()
-		if err := s.grpcSrv.Serve(s.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := s.grpcSrv.Serve(s.grpcMux.GRPC()); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			errc <- fmt.Errorf("filerd: grpc: %w", err)
+		}
+	}()
+	go func() {
+		defer s.loops.Done()
+		if err := s.wireSrv.Serve(s.grpcMux.Wire()); err != nil {
+			errc <- fmt.Errorf("filerd: wire: %w", err)
 		}
 	}()
 	go func() {
@@ -369,7 +384,8 @@ func (s *Server) goOwned(fn func()) bool {
 // retention, fold and lock expiry loops stop, subscriptions end their
 // streams cleanly, blocked SetLkw calls return UNAVAILABLE), stop
 // HTTP (in-flight requests get a few seconds), stop gRPC (graceful for a
-// few seconds, then every stream is cut), wait for every goroutine the
+// few seconds, then every stream is cut) and the wire (the same), wait
+// for every goroutine the
 // server started, then close the master and blob clients and, if New
 // opened it, the store. The namespace holds nothing to close.
 func (s *Server) Close() error {
@@ -385,10 +401,14 @@ func (s *Server) Close() error {
 		}
 		cancel()
 		s.httpLn.Close() // if Serve never ran
-		stopped := make(chan struct{})
+		stopped, wireStopped := make(chan struct{}), make(chan struct{})
 		go func() {
 			s.grpcSrv.GracefulStop()
 			close(stopped)
+		}()
+		go func() {
+			s.wireSrv.Close(5 * time.Second)
+			close(wireStopped)
 		}()
 		select {
 		case <-stopped:
@@ -396,7 +416,8 @@ func (s *Server) Close() error {
 			s.grpcSrv.Stop()
 			<-stopped
 		}
-		s.grpcLn.Close()
+		<-wireStopped
+		s.grpcMux.Close()
 		s.local.close(5 * time.Second)
 		s.loops.Wait()
 		var errs []error

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/kelpfs/kelp/api/filerpb"
@@ -131,8 +130,7 @@ func New(cfg Config) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount: filer address: %w", err)
 	}
-	fc, err := client.NewFilerClient(client.FilerClientConfig{Address: gaddr, Conn: cfg.FilerConn,
-		DialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.WaitForReady(true))}})
+	fc, err := client.NewFilerClient(client.FilerClientConfig{Address: gaddr, Conn: cfg.FilerConn, WaitForReady: true})
 	if err != nil {
 		return nil, fmt.Errorf("mount: %w", err)
 	}
