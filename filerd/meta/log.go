@@ -18,6 +18,30 @@ func (n *Namespace) ReadLog(ctx context.Context, sinceNs, untilNs int64, fn func
 	if untilNs <= sinceNs {
 		return nil
 	}
+	if untilNs <= n.Watermark() { // all committed: the recent log holds them, if it reaches back
+		for {
+			if err := ctx.Err(); err != nil {
+				return wrap("read log", err)
+			}
+			evs, tss, ok := n.recent.events(sinceNs, untilNs, 256)
+			if !ok {
+				break // evicted meanwhile: the store has the rest
+			}
+			for i, v := range evs {
+				ev, err := decodeEvent(v)
+				if err != nil {
+					return wrap("read log", err)
+				}
+				if !fn(ev) {
+					return nil
+				}
+				sinceNs = tss[i]
+			}
+			if len(evs) < 256 {
+				return nil
+			}
+		}
+	}
 	err := n.st.View(ctx, func(tx store.Tx) error {
 		trimmed, err := getInt(tx, metaKey("logtrim"))
 		if err != nil {
@@ -52,6 +76,7 @@ func (n *Namespace) ReadLog(ctx context.Context, sinceNs, untilNs int64, fn func
 // from before it gets ErrLogTrimmed.
 func (n *Namespace) TrimLog(ctx context.Context, beforeNs int64) error {
 	const batch = 512
+	n.recent.trim(beforeNs) // first: reads from before it go to the store, which knows
 	for {
 		if err := ctx.Err(); err != nil {
 			return wrap("trim log", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"reflect"
 	"runtime"
 	"sync"
 	"testing"
@@ -141,9 +142,19 @@ func TestWatermarkInflight(t *testing.T) {
 // TestLogFollower runs writers concurrently with a reader that follows the
 // watermark; the reader sees every event exactly once, in order.
 func TestLogFollower(t *testing.T) {
+	// With the default memory of recent events, the follower reads
+	// them all from memory; with 16, it falls behind it at times and
+	// reads from the store.
+	for _, limit := range []int{recentEvents, 16} {
+		t.Run(fmt.Sprint("recent", limit), func(t *testing.T) { testLogFollower(t, limit) })
+	}
+}
+
+func testLogFollower(t *testing.T, limit int) {
 	// Jitter between a transaction's body and its commit so commits land
 	// out of timestamp order (on a store that runs transactions in parallel).
 	ns, ctx := newNSOn(t, &jitterStore{Store: newStore(t)})
+	ns.recent.limit = limit
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	const writers, perWriter = 8, 60
@@ -169,11 +180,11 @@ func TestLogFollower(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	var seen []int64
+	var seen []Event
 	last := int64(0)
 	follow := func() {
 		wm := ns.Watermark()
-		ok(t, ns.ReadLog(ctx, last, wm, func(e Event) bool { seen = append(seen, e.TsNs); return true }))
+		ok(t, ns.ReadLog(ctx, last, wm, func(e Event) bool { seen = append(seen, e); return true }))
 		last = wm
 	}
 	for running := true; running; {
@@ -191,9 +202,31 @@ func TestLogFollower(t *testing.T) {
 		t.Fatalf("follower saw %d events, log has %d", len(seen), len(all))
 	}
 	for i := range all {
-		if seen[i] != all[i].TsNs {
-			t.Fatalf("event %d: follower %d, log %d", i, seen[i], all[i].TsNs)
+		if !reflect.DeepEqual(seen[i], all[i]) {
+			t.Fatalf("event %d: follower %+v, log %+v", i, seen[i], all[i])
 		}
 	}
+	served, refused := ns.recent.counts()
+	if served == 0 || limit == recentEvents && refused > 0 {
+		t.Errorf("reads from memory: %d answered, %d sent to the store", served, refused)
+	}
 	checkInvariants(t, ns)
+}
+
+// TestRecentLogAfterRestart: a log trimmed past every event, then
+// reopened, still says so to a reader from before the trim.
+func TestRecentLogAfterRestart(t *testing.T) {
+	ns, ctx := newNS(t)
+	mkfile(t, ns, RootInode, "a")
+	mkfile(t, ns, RootInode, "b")
+	wm := ns.Watermark()
+	ok(t, ns.TrimLog(ctx, wm+1))
+	ns2 := openNS(t, ns.st, nil)
+	mkfile(t, ns2, RootInode, "c")
+	mustErr(t, ns2.ReadLog(ctx, 1, ns2.Watermark(), func(Event) bool { return true }), ErrLogTrimmed)
+	var got []string
+	ok(t, ns2.ReadLog(ctx, wm, ns2.Watermark(), func(e Event) bool { got = append(got, e.NewPath); return true }))
+	if len(got) != 1 || got[0] != "/c" {
+		t.Fatalf("events after the trim: %v, want [/c]", got)
+	}
 }

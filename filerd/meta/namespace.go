@@ -26,6 +26,8 @@ type Namespace struct {
 	wm       int64              // published watermark
 	changes  chan struct{}      // closed (and replaced) when wm advances
 
+	recent recentLog // the newest events, for ReadLog
+
 	allocMu         sync.Mutex
 	nextIno, endIno uint64 // reserved, unused inode numbers [nextIno, endIno)
 
@@ -83,6 +85,17 @@ func Open(ctx context.Context, st store.Store, cfg Config) (*Namespace, error) {
 		return nil, err
 	}
 	n.lastTs, n.lastEv, n.wm = last, last, last
+	// The recent log holds what comes after the newest event, or after
+	// the newest trimmed one if the log was trimmed past every event.
+	var trimmed int64
+	if err := st.View(ctx, func(tx store.Tx) error {
+		var err error
+		trimmed, err = getInt(tx, metaKey("logtrim"))
+		return err
+	}); err != nil {
+		return nil, wrap("open", err)
+	}
+	n.recent.from, n.recent.limit = max(last, trimmed), recentEvents
 	now := cfg.Clock()
 	err = st.Update(ctx, func(tx store.Tx) error {
 		_, err := tx.Get(attrKey(RootInode))
@@ -291,9 +304,10 @@ func (n *Namespace) update(ctx context.Context, fn func(t *txn) error) error {
 	var orphaned, hints []Inode
 	logged := false
 	var last *txn
+	var enc []byte
 	err := n.st.Update(ctx, func(tx store.Tx) error {
 		ts = n.nextTs(ts)
-		orphaned, hints, logged = nil, nil, false
+		orphaned, hints, logged, enc = nil, nil, false, nil
 		t := &txn{n: n, tx: tx, ts: ts, attrs: make(map[Inode]*cachedAttr, 4), dying: dying}
 		last = t
 		err := fn(t)
@@ -310,13 +324,17 @@ func (n *Namespace) update(ctx context.Context, fn func(t *txn) error) error {
 			t.ev.TsNs = ts
 			t.ev.FreedChunks = t.freed
 			t.ev.Signatures = sigs
-			if err := tx.Set(logKey(ts), encodeEvent(t.ev)); err != nil {
+			enc = encodeEvent(t.ev)
+			if err := tx.Set(logKey(ts), enc); err != nil {
 				return err
 			}
 			logged = true
 		}
 		return nil
 	})
+	if err == nil && logged {
+		n.recent.add(ts, enc) // before the watermark may pass ts
+	}
 	n.finishTs(ts, err == nil && logged)
 	n.undie(dying)
 	if err == nil {
