@@ -13,12 +13,14 @@ import (
 //
 // Version history: data, event and chunk (GC record) version 2 add a
 // flags varint to every chunk (bit 0: manifest); event version 2 adds the
-// old and new parent inodes; chunk version 2 adds the Keep list.
+// old and new parent inodes; event version 3 writes a NewEntry that is
+// the OldEntry (a plain rename's) as one byte, 2, instead of again;
+// chunk version 2 adds the Keep list.
 
 const (
 	attrVersion  = 1
 	dataVersion  = 2
-	eventVersion = 2
+	eventVersion = 3
 	chunkVersion = 2
 )
 
@@ -306,6 +308,9 @@ func decodeGCRecord(b []byte) (Chunk, []string, error) {
 	return c, keep, d.done("chunk")
 }
 
+// sameState stands for a NewEntry that is the event's OldEntry.
+const sameState = 2
+
 func encodeState(e *enc, s *EntryState) {
 	if s == nil {
 		e.byte1(0)
@@ -361,7 +366,11 @@ func encodeEvent(ev *Event) []byte {
 	e.str(ev.OldPath)
 	e.str(ev.NewPath)
 	encodeState(&e, ev.OldEntry)
-	encodeState(&e, ev.NewEntry)
+	if ev.NewEntry != nil && ev.NewEntry == ev.OldEntry {
+		e.byte1(sameState)
+	} else {
+		encodeState(&e, ev.NewEntry)
+	}
 	e.bool1(ev.Exchange)
 	encodeState(&e, ev.Replaced)
 	encodeChunks(&e, ev.FreedChunks)
@@ -387,7 +396,12 @@ func decodeEvent(b []byte) (Event, error) {
 	ev.OldPath = d.str()
 	ev.NewPath = d.str()
 	ev.OldEntry = decodeState(&d, v2)
-	ev.NewEntry = decodeState(&d, v2)
+	if v >= 3 && len(d.b) > 0 && d.b[0] == sameState {
+		d.byte1()
+		ev.NewEntry = ev.OldEntry
+	} else {
+		ev.NewEntry = decodeState(&d, v2)
+	}
 	ev.Exchange = d.bool1()
 	ev.Replaced = decodeState(&d, v2)
 	ev.FreedChunks = decodeChunks(&d, v2)
