@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -505,4 +506,95 @@ func TestMountTwoMountsFreshStat(t *testing.T) {
 			t.Fatalf("file %d on B: %d bytes, %v", i, len(got), err)
 		}
 	}
+}
+
+// TestMountLazyReopen: past the byte budget of kept content, closed
+// files keep their generation alone, and a read-only reopen is still
+// answered "unchanged": the content comes at the first read that reaches
+// the mount (O_DIRECT here, so the kernel's pages cannot serve it). A
+// writer of such a file fetches the content before building on it, and a
+// file changed on another mount reads new.
+func TestMountLazyReopen(t *testing.T) {
+	c, a := mountCluster(t, func(cfg *mount.Config) { cfg.KeptContentBytes = 32 << 10 }) // 10 of the 20 files
+	b := c.MountFiler(nil)
+	const n = 20
+	want := make([][]byte, n)
+	name := func(i int) string { return fmt.Sprintf("lazy%02d", i) }
+	for i := range n {
+		want[i] = randomBytes(t, 3000)
+		if err := os.WriteFile(a.Path(name(i)), want[i], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	direct := func(p string) []byte { // one read that reaches the mount
+		t.Helper()
+		f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECT, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		buf := make([]byte, 64<<10)
+		k, err := io.ReadFull(f, buf)
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("read %s: %v", p, err)
+		}
+		return buf[:k]
+	}
+	check := func(what string, opened func(string) []byte) {
+		t.Helper()
+		for i := range n {
+			if got := opened(a.Path(name(i))); !bytes.Equal(got, want[i]) {
+				t.Fatalf("%s: %s reads %d bytes, not its content (%s)", what, name(i), len(got), firstDiff(want[i], got, 0))
+			}
+		}
+	}
+	unchanged := func() int64 { return a.FS.IOStats().UnchangedOpens }
+	for round := range 2 {
+		before := unchanged()
+		check(fmt.Sprintf("direct reopen %d", round), direct)
+		if got := unchanged() - before; got != n {
+			t.Errorf("round %d: %d of %d reopens answered unchanged", round, got, n)
+		}
+	}
+	// Opened and closed unread: still kept (lazily), still unchanged.
+	for round := range 2 {
+		before := unchanged()
+		for i := range n {
+			f, err := os.Open(a.Path(name(i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+		}
+		if got := unchanged() - before; got != n {
+			t.Errorf("unread round %d: %d of %d opens answered unchanged", round, got, n)
+		}
+	}
+	// A writer of a lazily kept file builds on its whole content.
+	f, err := os.OpenFile(a.Path(name(0)), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("patched"), 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	copy(want[0][100:], "patched")
+	// Changed on B: A's next open reads the new content.
+	for i := 1; i < 5; i++ {
+		want[i] = randomBytes(t, 2000)
+		if err := os.WriteFile(b.Path(name(i)), want[i], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("after changes", direct)
+	check("after changes, through the page cache", func(p string) []byte {
+		got, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	})
 }

@@ -66,6 +66,10 @@ type Config struct {
 	// instead of in a chunk. Default 4096; lowered on its own to what the
 	// filer accepts.
 	InlineLimit int
+	// KeptContentBytes bounds the content of closed files kept so that a
+	// reopen needs none from the filer (closedcache.go); past it, files
+	// keep their generation alone. 0 means 16 MiB.
+	KeptContentBytes int64
 	// ReadOnly refuses every change with EROFS.
 	ReadOnly bool
 	// Umask is added to the creating process's umask for every file and
@@ -133,6 +137,8 @@ func (c Config) Validate() error {
 		return errors.New("mount: config: ConcurrentWriters and ConcurrentReaders must be at least 1")
 	case c.ReadAheadChunks < 0:
 		return errors.New("mount: config: ReadAheadChunks must not be negative")
+	case c.KeptContentBytes < 0:
+		return errors.New("mount: config: KeptContentBytes must not be negative")
 	case c.InlineLimit < 0:
 		return errors.New("mount: config: InlineLimit must not be negative")
 	case c.Umask&^0o7777 != 0:

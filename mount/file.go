@@ -65,19 +65,23 @@ type file struct {
 	// it whole); an open naming it is answered "unchanged" while the
 	// file stays at it.
 	contentGen uint64
-	inline     []byte // committed inline content
-	refs       []*chunkRef
-	ivs        []needle.Interval
-	ivsOK      bool
-	size       int64
-	mtime      int64
-	metaDirty  bool // size or mtime changed locally and not committed
-	dirty      map[int64]*slot
-	inflight   int
-	err        error // first upload error since the last flush
-	lastMod    int64
-	writeEnd   int64  // where the last write ended
-	writes     uint64 // writes taken, to tell whether any came in meanwhile
+	// lazyGen is the generation a read-only open found current without
+	// fetching the content (a lazy kept entry): not loaded, the first
+	// read fetches it, and a close before then keeps a lazy entry again.
+	lazyGen   uint64
+	inline    []byte // committed inline content
+	refs      []*chunkRef
+	ivs       []needle.Interval
+	ivsOK     bool
+	size      int64
+	mtime     int64
+	metaDirty bool // size or mtime changed locally and not committed
+	dirty     map[int64]*slot
+	inflight  int
+	err       error // first upload error since the last flush
+	lastMod   int64
+	writeEnd  int64  // where the last write ended
+	writes    uint64 // writes taken, to tell whether any came in meanwhile
 	// lockOwners are the owners that asked for record locks on the
 	// file, each with the handles it asked through: a close by the
 	// owner (Flush) releases its locks and forgets it, so what is left
@@ -143,7 +147,7 @@ func (fs *FS) Open(ctx context.Context, ino uint64, flags uint32) (fh uint64, mo
 		return 0, OpenMode{}, syscall.EROFS
 	}
 	f := fs.fileFor(ino)
-	if errno := f.open(ctx); errno != 0 {
+	if errno := f.open(ctx, flags&syscall.O_ACCMODE == syscall.O_RDONLY); errno != 0 {
 		fs.dropOpen(f)
 		return 0, OpenMode{}, errno
 	}
@@ -257,15 +261,19 @@ func (f *file) created(a *filerpb.Attr, lease string) (loaded bool) {
 
 // open takes the filer's handle (once per mount) and loads the content
 // unless this mount holds unflushed data for it (close-to-open: an open
-// sees what was closed elsewhere before it), in one round trip.
-func (f *file) open(ctx context.Context) syscall.Errno {
+// sees what was closed elsewhere before it), in one round trip. A
+// read-only open of a file kept without content (lazy) leaves the
+// content to the first read.
+func (f *file) open(ctx context.Context, readOnly bool) syscall.Errno {
 	f.mu.Lock()
 	needOpen := !f.filerOpen
 	known, seq := f.knownGenerationLocked(), f.staleSeq
 	var kept *keptContent
 	if needOpen && known == 0 && !f.loaded && !f.hasLocalLocked() {
-		if kept = f.fs.kept.take(f.ino); kept != nil {
+		if kept = f.fs.kept.take(f.ino); kept != nil && (!kept.lazy || readOnly) {
 			known = kept.gen
+		} else {
+			kept = nil // a writer builds on the content: fetch it
 		}
 	}
 	f.mu.Unlock()
@@ -289,6 +297,9 @@ func (f *file) open(ctx context.Context) syscall.Errno {
 			switch {
 			case !resp.Unchanged:
 				newer = f.applyContentLocked(resp, seq)
+			case kept != nil && !f.loaded && resp.GetAttr().GetGeneration() == kept.gen && kept.lazy:
+				a := attrFromPB(resp.Attr)
+				newer = f.installLazyLocked(&a)
 			case kept != nil && !f.loaded && resp.GetAttr().GetGeneration() == kept.gen:
 				a := attrFromPB(resp.Attr)
 				newer = f.installKeptLocked(kept, &a)

@@ -1,6 +1,7 @@
 package mount
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -142,7 +143,7 @@ func New(cfg Config) (*FS, error) {
 		fetches:   make(map[string]*fetchCall),
 		warmed:    mustLRU[string, struct{}](256),
 		meta:      newMetaCache(cfg.MetadataCacheTTL),
-		kept:      newClosedCache(closedCacheBytes),
+		kept:      newClosedCache(cmp.Or(cfg.KeptContentBytes, closedCacheBytes)),
 		slots:     newSlotPool(int(cfg.chunkSize()), slotPoolBuffers(cfg)),
 	}
 	fs.inlineLimit.Store(int64(cfg.InlineLimit))
