@@ -147,7 +147,8 @@ func (fs *FS) Open(ctx context.Context, ino uint64, flags uint32) (fh uint64, mo
 		return 0, OpenMode{}, syscall.EROFS
 	}
 	f := fs.fileFor(ino)
-	if errno := f.open(ctx, flags&syscall.O_ACCMODE == syscall.O_RDONLY); errno != 0 {
+	lazyOK := flags&syscall.O_ACCMODE == syscall.O_RDONLY && flags&syscall.O_DIRECT == 0
+	if errno := f.open(ctx, lazyOK); errno != 0 {
 		fs.dropOpen(f)
 		return 0, OpenMode{}, errno
 	}
@@ -261,19 +262,22 @@ func (f *file) created(a *filerpb.Attr, lease string) (loaded bool) {
 
 // open takes the filer's handle (once per mount) and loads the content
 // unless this mount holds unflushed data for it (close-to-open: an open
-// sees what was closed elsewhere before it), in one round trip. A
-// read-only open of a file kept without content (lazy) leaves the
-// content to the first read.
-func (f *file) open(ctx context.Context, readOnly bool) syscall.Errno {
+// sees what was closed elsewhere before it), in one round trip. With
+// lazyOK (a read-only open, not O_DIRECT), a file kept without content
+// whose pages the kernel should still hold leaves its content to the
+// first read that reaches the mount.
+func (f *file) open(ctx context.Context, lazyOK bool) syscall.Errno {
 	f.mu.Lock()
 	needOpen := !f.filerOpen
 	known, seq := f.knownGenerationLocked(), f.staleSeq
 	var kept *keptContent
 	if needOpen && known == 0 && !f.loaded && !f.hasLocalLocked() {
-		if kept = f.fs.kept.take(f.ino); kept != nil && (!kept.lazy || readOnly) {
+		kept = f.fs.kept.take(f.ino)
+		if kept != nil && kept.lazy && !(lazyOK && f.fs.pages.cached(f.ino, kept.attr.Mtime, int64(kept.attr.Size))) {
+			kept = nil // a writer builds on the content, and a read would fetch it next: fetch it now
+		}
+		if kept != nil {
 			known = kept.gen
-		} else {
-			kept = nil // a writer builds on the content: fetch it
 		}
 	}
 	f.mu.Unlock()
@@ -386,7 +390,9 @@ func (f *file) reload(ctx context.Context, always bool) syscall.Errno {
 // generation is current as it is. A lock request holds no page lock, so
 // the kernel's pages can be dropped here.
 func (f *file) revalidate(ctx context.Context, gen uint64) syscall.Errno {
-	_, changed, errno := f.fetch(ctx, func() bool { return gen != 0 && f.loaded && !f.stale && f.attr.Generation == gen })
+	_, changed, errno := f.fetch(ctx, func() bool {
+		return gen != 0 && !f.stale && f.attr.Generation == gen && (f.loaded || f.lazyGen == gen)
+	})
 	if errno == 0 && changed {
 		f.fs.pages.forget(f.ino)
 		if inv := f.fs.invalidator(); inv != nil {
@@ -412,6 +418,7 @@ func (f *file) fetch(ctx context.Context, current func() bool) (newer, changed b
 		return false, false, 0
 	}
 	prev, loaded := f.attr.Generation, f.loaded
+	held := loaded || (f.lazyGen != 0 && f.lazyGen == prev) // the kernel's pages are of prev
 	known, seq := f.knownGenerationLocked(), f.staleSeq
 	f.mu.Unlock()
 	for {
@@ -440,7 +447,7 @@ func (f *file) fetch(ctx context.Context, current func() bool) (newer, changed b
 			continue
 		}
 		newer = f.applyContentLocked(resp, seq)
-		changed = !loaded || f.attr.Generation != prev
+		changed = !held || f.attr.Generation != prev
 		f.mu.Unlock()
 		return newer, changed, 0
 	}
@@ -451,6 +458,11 @@ func (f *file) fetch(ctx context.Context, current func() bool) (newer, changed b
 // f.staleSeq as it was when the filer was asked: a stale mark set since
 // stays.
 func (f *file) applyContentLocked(resp *filerpb.GetChunksResponse, seq uint64) (newer bool) {
+	if f.loaded && resp.GetAttr().GetGeneration() < f.attr.Generation {
+		// An answer older than what f holds: f moved on while it was
+		// in flight (a write committed here, a truncate); keep f's.
+		return false
+	}
 	refs := f.refs[:0]
 	for _, c := range resp.Chunks {
 		refs = append(refs, &chunkRef{off: c.Offset, size: c.Size, fid: c.FileId, etag: c.Etag,
@@ -468,12 +480,14 @@ func (f *file) applyContentLocked(resp *filerpb.GetChunksResponse, seq uint64) (
 // a is newer than any attributes this mount answered before.
 func (f *file) installContentLocked(a Attr, refs []*chunkRef, inline []byte) (newer bool) {
 	prev, loaded := f.attr.Generation, f.loaded
+	held := loaded || (f.lazyGen != 0 && f.lazyGen == prev)
 	f.attr = a
 	if f.fs.meta.enabled() {
 		newer = f.fs.meta.putAttr(a)
 	} else {
-		newer = !loaded || a.Generation != prev
+		newer = !held || a.Generation != prev
 	}
+	f.lazyGen = 0
 	f.refs = refs
 	for _, r := range refs {
 		f.lastMod = max(f.lastMod, r.modNs)
@@ -531,7 +545,7 @@ func (f *file) truncated(a Attr) (reload bool) {
 	f.refs, f.inline, f.ivsOK = nil, nil, false
 	f.size, f.mtime = int64(a.Size), a.Mtime
 	f.loaded, f.stale = a.Size == 0, a.Size != 0
-	f.contentGen = 0
+	f.contentGen, f.lazyGen = 0, 0
 	if a.Size == 0 {
 		f.contentGen = a.Generation
 	}

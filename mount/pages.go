@@ -28,6 +28,15 @@ func (p *pageStates) keep(ino uint64, mtime, size int64) bool {
 	return ok && st.mtime == mtime && st.size == size && mtime != 0
 }
 
+// cached says whether the kernel may hold ino's pages as of mtime and
+// size (what keep would answer), without recording anything.
+func (p *pageStates) cached(ino uint64, mtime, size int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, ok := p.m[ino]
+	return ok && st.mtime == mtime && st.size == size && mtime != 0
+}
+
 func (p *pageStates) set(ino uint64, mtime, size int64) {
 	p.mu.Lock()
 	p.setLocked(ino, mtime, size)
