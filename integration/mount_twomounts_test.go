@@ -608,4 +608,8 @@ func TestMountLazyReopen(t *testing.T) {
 	}
 	check("after changes", read)
 	check("after changes, O_DIRECT", direct)
+	// A mount across the network makes its unary filer calls on the wire.
+	if st := a.FS.IOStats(); st.FilerCallsWire == 0 || st.FilerCallsGRPC != 0 {
+		t.Errorf("filer calls: %d on the wire, %d over gRPC", st.FilerCallsWire, st.FilerCallsGRPC)
+	}
 }

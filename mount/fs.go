@@ -288,6 +288,9 @@ func (fs *FS) Close() error {
 	}
 	errs = append(errs, fs.images.close())
 	errs = append(errs, fs.cache.Close())
+	if w, g := fs.filer.WireCalls(); w+g > 0 {
+		fs.log.Info("filer calls", "wire", w, "grpc", g)
+	}
 	fs.blobs.Close()
 	errs = append(errs, fs.filer.Close())
 	if err := errors.Join(errs...); err != nil {
@@ -328,14 +331,19 @@ type IOStats struct {
 	// UnchangedOpens is the opens (and fetches) the filer answered with
 	// "unchanged since the generation you hold": no chunk list sent.
 	UnchangedOpens int64
+	// FilerCallsWire and FilerCallsGRPC count the unary filer calls a
+	// mount across the network sent on the wire and (to a filer without
+	// it) over gRPC; both 0 in-process.
+	FilerCallsWire, FilerCallsGRPC int64
 }
 
 type ioCounters struct{ reads, directHandles, stored, unchanged atomic.Int64 }
 
 // IOStats reports the counts.
 func (fs *FS) IOStats() IOStats {
+	w, g := fs.filer.WireCalls()
 	return IOStats{Reads: fs.io.reads.Load(), DirectWriteHandles: fs.io.directHandles.Load(), SmallStored: fs.io.stored.Load(),
-		UnchangedOpens: fs.io.unchanged.Load()}
+		UnchangedOpens: fs.io.unchanged.Load(), FilerCallsWire: int64(w), FilerCallsGRPC: int64(g)}
 }
 
 // opCtx bounds a filer call by OpTimeout and tags it with this mount's
