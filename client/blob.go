@@ -22,16 +22,18 @@ type BlobClientConfig struct {
 	// Timeout bounds one request; 0 means 60s.
 	Timeout time.Duration
 	// Local maps the address (host:port) of a volume server running in
-	// the same process to its in-process writes: uploads to it skip
+	// the same process to its in-process reads and writes: they skip
 	// HTTP and the loopback socket (two copies of every byte).
 	Local map[string]LocalBlobs
 }
 
 // LocalBlobs is a volume server in the same process (volumed's
-// LocalBlobs). Upload behaves as BlobClient.Upload to its address,
-// errors included (see StatusError).
+// LocalBlobs). Upload behaves as BlobClient.Upload to its address, and
+// Read as BlobClient.Get (the caller owns the bytes), errors included
+// (see StatusError).
 type LocalBlobs interface {
 	Upload(ctx context.Context, fid string, data []byte, opts UploadOptions) (UploadResult, error)
+	Read(ctx context.Context, fid string) ([]byte, error)
 }
 
 // StatusError is the error of a blob request that the volume server
@@ -187,6 +189,20 @@ func (b *BlobClient) GetRange(ctx context.Context, host, fid string, offset, len
 
 func (b *BlobClient) get(ctx context.Context, host, fid string, offset, length int64) ([]byte, error) {
 	what := "read " + fid + " from " + host
+	if l := b.local[host]; l != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		buf, err := l.Read(ctx, fid)
+		if err != nil || offset < 0 {
+			return buf, err
+		}
+		if offset >= int64(len(buf)) {
+			return nil, StatusError(what, http.StatusRequestedRangeNotSatisfiable,
+				fmt.Sprintf("range offset %d is past the blob's %d bytes", offset, len(buf)))
+		}
+		return buf[offset:min(offset+length, int64(len(buf)))], nil
+	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)

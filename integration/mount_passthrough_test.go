@@ -107,6 +107,9 @@ func TestMountPassthrough(t *testing.T) {
 
 	readAll("read", path, want)
 	wantOpens("a read-only open of a current image", 1, 0)
+	if st := stats(); st.Filled != 1 {
+		t.Fatalf("after the writer closed and a reader opened: %+v, want the image filled once", st)
+	}
 
 	if err := os.Truncate(path, 2<<20+5); err != nil {
 		t.Fatal(err)

@@ -48,6 +48,7 @@ type file struct {
 	mu        sync.Mutex
 	cond      *sync.Cond // signalled when inflight drops
 	opens     int
+	writers   int  // writable handles open on this mount
 	filerOpen bool // the filer holds a handle for this mount
 	// filerLease is the session that handle was taken under (or taken
 	// back under, handles.go): its release names it.
@@ -98,9 +99,10 @@ type handle struct {
 	mapsImage bool
 	// direct: a writable handle doing direct IO (EnableDirectWrites):
 	// its writes never reached the kernel's page cache.
-	direct  bool
-	mu      sync.Mutex
-	lastEnd int64 // where the last read ended, for read-ahead
+	direct   bool
+	writable bool // counted in f.writers
+	mu       sync.Mutex
+	lastEnd  int64 // where the last read ended, for read-ahead
 }
 
 // fileFor returns ino's file state, creating it.
@@ -152,6 +154,10 @@ func (fs *FS) Open(ctx context.Context, ino uint64, flags uint32) (fh uint64, mo
 		fs.dropOpen(f)
 		return 0, OpenMode{}, errno
 	}
+	if lazyOK {
+		// A file written here lately may be getting its image.
+		fs.images.awaitFill(ctx, ino)
+	}
 	fh, mode = fs.newHandleMode(f, flags)
 	if mode.BackingID == 0 {
 		mode.KeepCache = f.keepCache()
@@ -162,12 +168,15 @@ func (fs *FS) Open(ctx context.Context, ino uint64, flags uint32) (fh uint64, mo
 // newHandleMode makes a handle on f opened with flags, passing it
 // through to f's image when the image store says so.
 func (fs *FS) newHandleMode(f *file, flags uint32) (uint64, OpenMode) {
+	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
 	f.mu.Lock()
 	id, direct := fs.images.open(f, flags)
 	streaming := f.streamingLocked(flags)
+	if writable {
+		f.writers++
+	}
 	f.mu.Unlock()
-	writable := flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	h := &handle{f: f, backing: id != 0, mapsImage: id != 0 && writable}
+	h := &handle{f: f, backing: id != 0, mapsImage: id != 0 && writable, writable: writable}
 	if id == 0 && streaming && fs.directWrites.Load() {
 		h.direct, direct = true, true
 		fs.io.directHandles.Add(1)
@@ -569,11 +578,18 @@ func (f *file) mtimeSet(mtime int64) {
 func (fs *FS) Release(fh uint64, flockOwner uint64, releaseFlock bool) {
 	fs.mu.Lock()
 	h := fs.handles[fh]
-	delete(fs.handles, fh)
 	fs.mu.Unlock()
 	if h == nil {
 		return
 	}
+	// Counted open until all of it is done (OpenHandles: a test that
+	// waits for none open then finds what the release left, such as a
+	// fill queued).
+	defer func() {
+		fs.mu.Lock()
+		delete(fs.handles, fh)
+		fs.mu.Unlock()
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), fs.cfg.OpTimeout)
 	defer cancel()
 	if errno := h.flush(ctx); errno != 0 {
@@ -591,6 +607,15 @@ func (fs *FS) Release(fh uint64, flockOwner uint64, releaseFlock bool) {
 	}
 	if h.backing {
 		fs.images.released(h.f.ino)
+	}
+	if h.writable {
+		h.f.mu.Lock()
+		h.f.writers--
+		last := h.f.writers == 0
+		h.f.mu.Unlock()
+		if last {
+			fs.images.writerClosed(h.f)
+		}
 	}
 	if h.direct {
 		h.f.storeSmall()

@@ -247,6 +247,13 @@ func (fs *FS) SetBacker(b Backer) { fs.images.setBacker(b) }
 // ImageStats reports what passthrough did.
 func (fs *FS) ImageStats() ImageStats { return fs.images.Stats() }
 
+// liveFile returns the file state the mount holds open for ino, if any.
+func (fs *FS) liveFile(ino uint64) *file {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.files[ino]
+}
+
 // OpenHandles counts the file handles the kernel holds (released
 // asynchronously after close(2) returns).
 func (fs *FS) OpenHandles() int {
@@ -265,6 +272,7 @@ func (fs *FS) Close() error {
 		return nil
 	}
 	fs.closed = true
+	fs.images.stopFills()
 	files := make([]*file, 0, len(fs.files))
 	for _, f := range fs.files {
 		files = append(files, f)
@@ -285,6 +293,10 @@ func (fs *FS) Close() error {
 	fs.bg.Wait()
 	if fs.spill != nil {
 		errs = append(errs, fs.spill.close())
+	}
+	if st := fs.images.Stats(); st.Passthrough {
+		fs.log.Info("file images", "passthroughOpens", st.PassthroughOpens, "directOpens", st.DirectOpens,
+			"filled", st.Filled, "fillWaits", st.FillWaits, "evicted", st.Evicted, "invalidated", st.Invalidated)
 	}
 	errs = append(errs, fs.images.close())
 	errs = append(errs, fs.cache.Close())

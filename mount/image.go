@@ -54,19 +54,22 @@ const maxFresh = 4096
 // of the file's content at offset 0 in a local file, which the kernel can
 // read through FUSE passthrough with no round trip to the mount. An image
 // follows the file's changes on this mount from the moment the file is
-// known to be empty (writes reach it as their buffers are sealed), and is
-// trusted for an inode generation: the generation the filer answered to
-// this mount's own commit, truncate, chmod, rename or link when the image
-// mirrored that change. Any other change of the inode (by another client,
-// or one the image did not mirror) makes the generation move past it and
-// the image untrusted. Images are a cache: bounded by bytes, evicted least
-// recently used, removed at start.
+// known to be empty: while nobody passes through to it, written bytes make
+// it stale and a fill after the writers close rewrites it from the file
+// (imagefill.go); while somebody does, they reach it as their buffers are
+// sealed. It is trusted for an inode generation: the generation the
+// filer answered to this mount's own commit, truncate, chmod, rename or
+// link when the image mirrored that change (or is stale, to be filled).
+// Any other change of the inode (by another client, or one the image did
+// not mirror) makes the generation move past it and the image untrusted.
+// Images are a cache: bounded by bytes, evicted least recently used,
+// removed at start.
 type imageStore struct {
 	dir    string
 	budget int64
 	log    *slog.Logger
 
-	flushers sync.WaitGroup // the images' queue writers
+	flushers sync.WaitGroup // the images' queue writers and the fill loop
 
 	mu       sync.Mutex
 	backer   Backer // nil: passthrough unavailable, nothing kept
@@ -77,6 +80,14 @@ type imageStore struct {
 	seq      uint64
 	stats    ImageStats
 	disabled bool
+	closed   bool
+
+	// Fills (imagefill.go): queued images written from their files, one
+	// at a time by a goroutine running while the queue is not empty.
+	fillq    []*image
+	filling  bool
+	fillCtx  context.Context // canceled by close
+	fillStop context.CancelFunc
 }
 
 // freshFile is a file known empty at generation gen, written since only
@@ -106,6 +117,17 @@ type image struct {
 	pt         int   // passthrough handles open on it
 	id         int32 // backing id while pt > 0
 	elem       *list.Element
+	// stale: the file has bytes the image lacks (sealed while no handle
+	// passed through, or changed under a fill). Nothing reads a stale
+	// image; a fill after the file's writers close rewrites it from the
+	// file (imagefill.go). staleSeq counts what made it stale, so a fill
+	// that raced a change leaves it stale. fillDone is open while a fill
+	// is queued or running and closed when it ends. All under the
+	// store's mu.
+	stale    bool
+	staleSeq uint64
+	fillDone chan struct{}
+	fillFile *file // the file state of the last writer to close
 
 	mu sync.Mutex // held around IO on fd and its close
 	fd *os.File   // nil once dropped
@@ -154,6 +176,9 @@ type ImageStats struct {
 	// Evicted counts images dropped for room, Invalidated images found
 	// out of date, Refreshed images in use rewritten after a lock grant.
 	Evicted, Invalidated, Refreshed int64
+	// Filled counts images written from their files after the writers
+	// closed; FillWaits opens that waited for one.
+	Filled, FillWaits int64
 }
 
 func newImageStore(dir string, budget int64, log *slog.Logger) (*imageStore, error) {
@@ -163,8 +188,9 @@ func newImageStore(dir string, budget int64, log *slog.Logger) (*imageStore, err
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create image dir: %w", err)
 	}
+	ctx, stop := context.WithCancel(context.Background())
 	return &imageStore{dir: dir, budget: budget, log: log, images: make(map[uint64]*image),
-		idle: list.New(), fresh: make(map[uint64]freshFile)}, nil
+		idle: list.New(), fresh: make(map[uint64]freshFile), fillCtx: ctx, fillStop: stop}, nil
 }
 
 // setBacker turns passthrough on.
@@ -201,18 +227,17 @@ func (s *imageStore) emptyAt(ino, gen uint64) {
 // write). A file known empty gets an image when a write makes it
 // imageMinWrite bytes long or more: at its first write (a file sized by
 // truncate or fallocate and then written anywhere), or once sequential
-// writes from offset 0 add up to that (what it holds so far is copied
-// in). The bytes of later writes reach the image when their slot is
-// sealed (sealed), a few large writes instead of one per write(2); only
-// while handles pass through to the image, and read it, does each write
-// go to it at once.
+// writes from offset 0 add up to that. The image starts stale: its bytes
+// come in one fill from the file once the writers close (imagefill.go),
+// so writing costs no second copy of each byte, and a file deleted first
+// costs nothing. Only while handles pass through to the image, and read
+// it, does each write go to it at once.
 func (s *imageStore) written(f *file, data []byte, off int64) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
 	img := s.images[f.ino]
-	var prefix []byte
 	if img == nil {
 		fr, ok := s.fresh[f.ino]
 		if !ok {
@@ -240,29 +265,14 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			return
 		}
 		delete(s.fresh, f.ino)
-		if first {
-			// This write may be sealed already (it filled its slot):
-			// it goes in now.
-			prefix = data
-		} else {
-			// Some of it may be sealed already: copy it all in.
-			prefix, off = make([]byte, end), 0
-			remote, overlay, err := f.gatherLocked(prefix, 0)
-			if err != nil || len(remote) > 0 {
-				// Part of it is on a volume server only: no image.
-				s.mu.Unlock()
-				return
-			}
-			for _, o := range overlay {
-				copy(prefix[o.at:], o.data)
-			}
-		}
 		var err error
 		if img, err = s.createLocked(f.ino, fr.gen); err != nil {
 			s.mu.Unlock()
 			s.log.Warn("mount: cannot start a file image", "inode", f.ino, "err", err)
 			return
 		}
+		img.stale = true
+		img.staleSeq++
 	}
 	grows := f.size > img.length
 	victims, ok := s.reserveLocked(img, f.size, img.pt > 0)
@@ -280,12 +290,11 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 	var err error
 	img.mu.Lock()
 	switch {
-	case prefix != nil:
-		err = img.writeAt(prefix, off, f.size)
 	case now:
 		err = img.writeAt(data, off, f.size)
 	case grows:
-		// The length the image is charged for; the bytes come at seal.
+		// The length the image is charged for; the bytes come with the
+		// fill (or, while handles pass through, at seal).
 		err = img.truncate(f.size)
 	}
 	report := img.failedLocked(err)
@@ -295,14 +304,21 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 	}
 }
 
-// sealed queues the bytes of chunks just sealed from f's write buffers
-// for its image (called with f.mu held); a goroutine writes them.
+// sealed takes note of chunks just sealed from f's write buffers (called
+// with f.mu held). While handles pass through to f's image their bytes
+// are queued for it, and a goroutine writes them; otherwise the image
+// goes stale until the fill after the writers close.
 func (s *imageStore) sealed(f *file, refs []*chunkRef) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
 	img := s.images[f.ino]
+	if img != nil && img.pt == 0 {
+		img.stale = true
+		img.staleSeq++
+		img = nil
+	}
 	s.mu.Unlock()
 	if img == nil {
 		return
@@ -430,7 +446,7 @@ func (s *imageStore) readAt(f *file, p []byte, off int64) bool {
 	img := s.images[f.ino]
 	// img.gen may be ahead of f.attr: this mount's own chmod, rename or
 	// link moved it, not the content.
-	ok := img != nil && img.valid && img.gen >= f.attr.Generation && img.length == f.size
+	ok := img != nil && img.valid && !img.stale && img.gen >= f.attr.Generation && img.length == f.size
 	s.mu.Unlock()
 	if !ok {
 		return false
@@ -484,7 +500,8 @@ func (f *file) sealedWithinLocked(off, end int64) bool {
 	return true
 }
 
-// has says whether ino has an image kept current.
+// has says whether ino has an image kept current (possibly stale until
+// its fill): the chunk cache need not keep the file's chunks.
 func (s *imageStore) has(ino uint64) bool {
 	if s == nil {
 		return false
@@ -520,6 +537,11 @@ func (s *imageStore) resized(ino, gen uint64, size int64) {
 		s.fresh[ino] = freshFile{gen: gen}
 	}
 	img := s.images[ino]
+	if img != nil && img.fillDone != nil {
+		// A fill may be writing past the new size: it must not count.
+		img.stale = true
+		img.staleSeq++
+	}
 	if img == nil || ((!img.valid || (gen != 0 && img.gen+1 != gen)) && img.pt == 0) {
 		var victims []*image
 		if img != nil {
@@ -654,7 +676,7 @@ func (s *imageStore) open(f *file, flags uint32) (id int32, direct bool) {
 		return 0, false
 	}
 	local := f.hasLocalLocked()
-	current := img.valid && !img.broken.Load() && img.gen == f.attr.Generation && img.length == f.size && !local
+	current := img.valid && !img.stale && !img.broken.Load() && img.gen == f.attr.Generation && img.length == f.size && !local
 	if img.pt > 0 {
 		img.pt++
 		if current && plain {
@@ -673,7 +695,7 @@ func (s *imageStore) open(f *file, flags uint32) (id int32, direct bool) {
 		return img.id, !(current && plain)
 	}
 	if !current {
-		s.log.Debug("mount: image not current", "inode", f.ino, "valid", img.valid, "gen", img.gen,
+		s.log.Debug("mount: image not current", "inode", f.ino, "valid", img.valid, "stale", img.stale, "gen", img.gen,
 			"fileGen", f.attr.Generation, "length", img.length, "size", f.size, "local", local)
 		var victims []*image
 		if !local && f.attr.Generation > img.gen {
@@ -946,6 +968,7 @@ func (s *imageStore) close() error {
 	if s == nil {
 		return nil
 	}
+	s.stopFills()
 	s.mu.Lock()
 	var victims []*image
 	for _, img := range s.images {

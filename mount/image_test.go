@@ -2,6 +2,7 @@ package mount
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // fakeBacker records what the image store registers.
@@ -120,6 +122,23 @@ func seal(f *file) {
 	f.fs.images.sealed(f, refs)
 }
 
+// fillNow stands for the release of f's last writer: the image is filled
+// from f; it waits for that.
+func fillNow(t *testing.T, f *file) {
+	t.Helper()
+	s := f.fs.images
+	s.writerClosed(f)
+	s.mu.Lock()
+	var done chan struct{}
+	if img := s.images[f.ino]; img != nil {
+		done = img.fillDone
+	}
+	s.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
 // commit stands for a flush by this mount answered with generation gen.
 func commit(f *file, gen uint64) {
 	seal(f)
@@ -204,16 +223,17 @@ func TestImageStartsWhenAFreshFileGrowsBig(t *testing.T) {
 	}
 	write(t, f5, []byte("tail"), int64(len(want))+10)
 	want = append(append(want, make([]byte, 10)...), "tail"...)
-	// Unsealed bytes are not in the image yet: a read through the
-	// mount lays them over it.
+	// Nothing reads the image before its fill, which comes when the
+	// last writer closes.
 	p := make([]byte, 14)
 	f5.mu.Lock()
 	ok := s.readAt(f5, p, int64(len(want))-14)
 	f5.mu.Unlock()
-	if !ok || !bytes.Equal(p, want[len(want)-14:]) {
-		t.Fatalf("readAt with unsealed writes = %v %q, want the last 14 bytes", ok, p)
+	if ok {
+		t.Fatal("readAt served from an image not filled yet")
 	}
 	seal(f5)
+	fillNow(t, f5)
 	if got := imageBytes(t, s, 5); !bytes.Equal(got, want) {
 		t.Fatalf("image holds %d bytes, want %d (the writes, a hole of zeros between)", len(got), len(want))
 	}
@@ -227,13 +247,14 @@ func TestImageStartsWhenAFreshFileGrowsBig(t *testing.T) {
 	s.resized(6, 0, 1<<20)
 	write(t, f6, big[:4096], 512<<10)
 	seal(f6)
+	fillNow(t, f6)
 	want6 := make([]byte, 1<<20)
 	copy(want6[512<<10:], big[:4096])
 	if got := imageBytes(t, s, 6); !bytes.Equal(got, want6) {
 		t.Fatalf("image of a file sized first holds %d bytes, want zeros around the write", len(got))
 	}
-	if st := s.Stats(); st.Images != 2 || st.Bytes != int64(len(want))+1<<20 {
-		t.Fatalf("stats = %+v, want 2 images of %d bytes", st, len(want)+1<<20)
+	if st := s.Stats(); st.Images != 2 || st.Bytes != int64(len(want))+1<<20 || st.Filled != 2 {
+		t.Fatalf("stats = %+v, want 2 images of %d bytes, both filled", st, len(want)+1<<20)
 	}
 	// What a handle that does not pass through reads comes from the
 	// image while it is current.
@@ -256,6 +277,7 @@ func TestImageFollowsOwnCommitsAndTruncates(t *testing.T) {
 	s.resized(9, 0, 2<<20)
 	write(t, f, data, 0)
 	commit(f, 2)
+	fillNow(t, f)
 	if got := imageBytes(t, s, 9); len(got) != 2<<20 || !bytes.Equal(got[:1<<20], data) || !bytes.Equal(got[1<<20:], make([]byte, 1<<20)) {
 		t.Fatal("image is not the write followed by the zeros of the extension")
 	}
@@ -287,9 +309,14 @@ func TestImageFollowsOwnCommitsAndTruncates(t *testing.T) {
 func TestImageOpenRules(t *testing.T) {
 	s, b := newTestImages(t, 64<<20)
 	data := pattern(imageMinWrite, 5)
-	write(t, writer(imageFS(s), 1, 1), data, 0)
+	w := writer(imageFS(s), 1, 1)
+	write(t, w, data, 0)
 	s.committed(1, 2)
 	n := int64(len(data))
+	if id, _ := s.open(testFile(1, 2, n, 1), syscall.O_RDONLY); id != 0 {
+		t.Fatal("passed through to an image not filled yet")
+	}
+	fillNow(t, w)
 
 	for _, c := range []struct {
 		name  string
@@ -350,8 +377,10 @@ func TestImageBudgetEvictsIdleImages(t *testing.T) {
 	fs := imageFS(s)
 	mb := pattern(1<<20, 7)
 	for ino := uint64(1); ino <= 3; ino++ {
-		write(t, writer(fs, ino, 1), mb, 0)
+		w := writer(fs, ino, 1)
+		write(t, w, mb, 0)
 		s.committed(ino, 2)
+		fillNow(t, w)
 	}
 	// Inode 1 is in use: it must survive whatever the others need.
 	if id, _ := s.open(testFile(1, 2, 1<<20, 1), syscall.O_RDONLY); id == 0 {
@@ -387,7 +416,9 @@ func TestImageRegistrationRefusedTurnsImagesOff(t *testing.T) {
 	s, b := newTestImages(t, 64<<20)
 	fs := imageFS(s)
 	data := pattern(imageMinWrite, 9)
-	write(t, writer(fs, 1, 1), data, 0)
+	w := writer(fs, 1, 1)
+	write(t, w, data, 0)
+	fillNow(t, w)
 	b.fail = syscall.EPERM
 	if id, _ := s.open(testFile(1, 1, int64(len(data)), 1), syscall.O_RDONLY); id != 0 {
 		t.Fatal("passed through without a registration")
@@ -409,6 +440,7 @@ func TestImageInUseFollowsLocalChanges(t *testing.T) {
 	f := writer(fs, 1, 1)
 	write(t, f, data, 0)
 	commit(f, 2)
+	fillNow(t, f)
 	if id, _ := s.open(testFile(1, 2, int64(len(data)), 1), syscall.O_RDONLY); id == 0 {
 		t.Fatal("no passthrough")
 	}
@@ -453,13 +485,31 @@ func TestImageNotStartedOverEarlierSealedChunks(t *testing.T) {
 	}
 }
 
-// Sealed bytes reach the image in the background, but in order with the
-// image's other changes, and all of them before the kernel may read it.
+// While a handle passes through, sealed bytes reach the image in the
+// background, in order with the image's other changes, and all of them
+// before another open may read it.
 func TestImageQueuedWritesKeepOrder(t *testing.T) {
 	s, b := newTestImages(t, 64<<20)
 	fs := imageFS(s)
 	f := writer(fs, 9, 3)
-	var want []byte
+	want := pattern(imageMinWrite, 200)
+	write(t, f, want, 0)
+	commit(f, 4)
+	fillNow(t, f)
+	f.mu.Lock()
+	f.metaDirty = false
+	f.opens = 1
+	id, _ := fs.images.open(f, syscall.O_RDONLY)
+	f.mu.Unlock()
+	if id == 0 {
+		t.Fatal("no passthrough")
+	}
+	b.mu.Lock()
+	seen := b.seen[id]
+	b.mu.Unlock()
+	if !bytes.Equal(seen, want) {
+		t.Fatalf("the kernel got a backing file of %d bytes, want the %d filled", len(seen), len(want))
+	}
 	for i := range 8 {
 		p := pattern(imageMinWrite, byte(i))
 		write(t, f, p, int64(len(want)))
@@ -482,20 +532,20 @@ func TestImageQueuedWritesKeepOrder(t *testing.T) {
 		seal(f)
 	}
 	f.mu.Lock()
-	f.attr.Generation = 4
+	f.attr.Generation = 5
 	f.metaDirty = false // as a flush leaves it
-	fs.images.committed(9, 4)
-	f.opens = 1
-	id, direct := fs.images.open(f, syscall.O_RDONLY)
+	fs.images.committed(9, 5)
+	f.opens = 2
+	id2, direct := fs.images.open(f, syscall.O_RDONLY)
 	f.mu.Unlock()
-	if id == 0 || direct {
-		t.Fatalf("open = %d, %v; want a passthrough backing id", id, direct)
+	if id2 != id || direct {
+		t.Fatalf("second open = %d, %v; want passthrough to %d", id2, direct, id)
 	}
-	b.mu.Lock()
-	seen := b.seen[id]
-	b.mu.Unlock()
-	if !bytes.Equal(seen, want) {
-		t.Fatalf("the kernel got a backing file of %d bytes, want all %d sealed", len(seen), len(want))
+	if got := imageBytes(t, s, 9); !bytes.Equal(got, want) {
+		t.Fatalf("image holds %d bytes, want all %d sealed", len(got), len(want))
+	}
+	if st := s.Stats(); st.Filled != 1 {
+		t.Fatalf("filled %d times, want once (the writes came through the queue)", st.Filled)
 	}
 }
 
@@ -507,6 +557,7 @@ func readerAndWriter(t *testing.T, fs *FS, ino uint64) *file {
 	f := writer(fs, ino, 3)
 	write(t, f, pattern(imageMinWrite, 1), 0)
 	commit(f, 4)
+	fillNow(t, f)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.metaDirty = false
@@ -578,5 +629,161 @@ func TestImageFailedWriteIsNotTrusted(t *testing.T) {
 	}
 	if img, lost := s.mappedOrLost(12); img != nil || !lost {
 		t.Fatalf("mappedOrLost = %v, %v; want the mapping's bytes reported lost", img, lost)
+	}
+}
+
+// An image is written from its file once the last writer closes; writes
+// while nobody passes through make it stale again until the next fill.
+func TestImageFillAfterWritersClose(t *testing.T) {
+	s, _ := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	f := writer(fs, 3, 1)
+	first := pattern(256<<10, 21)
+	write(t, f, first, 0)
+	commit(f, 2)
+	f.mu.Lock()
+	f.metaDirty = false
+	f.mu.Unlock()
+	opened := func(what string, want bool) {
+		t.Helper()
+		f.mu.Lock()
+		f.opens = 1
+		id, _ := s.open(f, syscall.O_RDONLY)
+		f.mu.Unlock()
+		if (id != 0) != want {
+			t.Fatalf("%s: passthrough %v, want %v", what, id != 0, want)
+		}
+		if id != 0 {
+			s.released(f.ino)
+		}
+	}
+	opened("before the fill", false)
+	if st := s.Stats(); st.Filled != 0 || st.Images != 1 {
+		t.Fatalf("before the fill: %+v, want one image, not filled", st)
+	}
+	fillNow(t, f)
+	opened("after the fill", true)
+	if got := imageBytes(t, s, 3); !bytes.Equal(got, first) {
+		t.Fatalf("filled image holds %d bytes, want the %d written", len(got), len(first))
+	}
+
+	// A rewrite of part of it, with no handle passing through.
+	second := pattern(64<<10, 22)
+	write(t, f, second, 100<<10)
+	commit(f, 3)
+	f.mu.Lock()
+	f.metaDirty = false
+	f.mu.Unlock()
+	opened("after a rewrite, before its fill", false)
+	p := make([]byte, 10)
+	f.mu.Lock()
+	ok := s.readAt(f, p, 0)
+	f.mu.Unlock()
+	if ok {
+		t.Fatal("readAt served from a stale image")
+	}
+	fillNow(t, f)
+	want := bytes.Clone(first)
+	copy(want[100<<10:], second)
+	if got := imageBytes(t, s, 3); !bytes.Equal(got, want) {
+		t.Fatal("image after the second fill is not the rewritten file")
+	}
+	opened("after the second fill", true)
+	if st := s.Stats(); st.Filled != 2 {
+		t.Fatalf("filled %d times, want 2", st.Filled)
+	}
+
+	// A truncate while a fill is in flight leaves the image stale: the
+	// fill may be writing past the new size.
+	s.mu.Lock()
+	img := s.images[3]
+	img.fillDone = make(chan struct{})
+	s.mu.Unlock()
+	s.resized(3, 0, 1000)
+	s.mu.Lock()
+	stale := img.stale
+	img.fillDone = nil
+	s.mu.Unlock()
+	if !stale {
+		t.Fatal("a truncate during a fill left the image current")
+	}
+}
+
+// A fill writes zeros as holes, and a range that became zeros reads as
+// zeros afterwards.
+func TestImageFillKeepsHoles(t *testing.T) {
+	s, _ := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	f := writer(fs, 4, 1)
+	const size = 8 << 20
+	f.size = size
+	s.resized(4, 0, size)
+	data := pattern(64<<10, 31)
+	write(t, f, data, 0)
+	write(t, f, data, 4<<20)
+	seal(f)
+	fillNow(t, f)
+	want := make([]byte, size)
+	copy(want, data)
+	copy(want[4<<20:], data)
+	if got := imageBytes(t, s, 4); !bytes.Equal(got, want) {
+		t.Fatal("filled image is not the writes among zeros")
+	}
+	s.mu.Lock()
+	path := s.images[4].path
+	s.mu.Unlock()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if used := st.Blocks * 512; used > 1<<20 {
+		t.Fatalf("image of %d bytes uses %d bytes of disk, want the holes left holes", size, used)
+	}
+	// Zeros written over data: the next fill punches them out.
+	write(t, f, make([]byte, len(data)), 4<<20)
+	seal(f)
+	fillNow(t, f)
+	clear(want[4<<20:])
+	if got := imageBytes(t, s, 4); !bytes.Equal(got, want) {
+		t.Fatal("a range rewritten with zeros does not read as zeros from the image")
+	}
+}
+
+// A read-only open waits for a fill in progress (so it can pass
+// through), but not past its context or imageFillWait.
+func TestImageAwaitFill(t *testing.T) {
+	s, _ := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	f := writer(fs, 5, 1)
+	write(t, f, pattern(imageMinWrite, 41), 0)
+	seal(f)
+	// No fill queued (a writer still open): no wait.
+	s.awaitFill(context.Background(), 5)
+	s.mu.Lock()
+	img := s.images[5]
+	img.fillDone = make(chan struct{}) // stands for a fill running
+	done := img.fillDone
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	s.awaitFill(ctx, 5)
+	if waited := time.Since(start); waited < 40*time.Millisecond || waited > imageFillWait {
+		t.Fatalf("waited %v for a fill that did not end, want the context's 50ms", waited)
+	}
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		s.mu.Lock()
+		img.fillDone = nil
+		s.mu.Unlock()
+		close(done)
+	}()
+	start = time.Now()
+	s.awaitFill(context.Background(), 5)
+	if waited := time.Since(start); waited > imageFillWait/2 {
+		t.Fatalf("waited %v, want until the fill ended", waited)
+	}
+	if st := s.Stats(); st.FillWaits != 2 {
+		t.Fatalf("fill waits = %d, want 2", st.FillWaits)
 	}
 }

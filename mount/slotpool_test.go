@@ -26,8 +26,10 @@ type poolDir struct{ key atomic.Uint64 }
 func (d *poolDir) Assign(ctx context.Context, req client.AssignRequest) (client.Assignment, error) {
 	return client.Assignment{FileID: needle.FileID{VolumeID: 1, Key: d.key.Add(1), Cookie: 7}, Location: client.Location{URL: "local:1"}}, nil
 }
-func (d *poolDir) Lookup(ctx context.Context, vid uint32) ([]client.Location, error) { return nil, nil }
-func (d *poolDir) Invalidate(vid uint32)                                             {}
+func (d *poolDir) Lookup(ctx context.Context, vid uint32) ([]client.Location, error) {
+	return []client.Location{{URL: "local:1"}}, nil
+}
+func (d *poolDir) Invalidate(vid uint32) {}
 
 // poolBlobs stores uploads in memory, slowly and failing a share of them
 // (fail, in percent), to mix uploads, retries and spills.
@@ -49,6 +51,16 @@ func (b *poolBlobs) Upload(ctx context.Context, fid string, data []byte, opts cl
 	return client.UploadResult{Size: int64(len(data)), ETag: "x"}, nil
 }
 
+func (b *poolBlobs) Read(ctx context.Context, fid string) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d, ok := b.blobs[fid]
+	if !ok {
+		return nil, client.StatusError("read "+fid, 404, "not found")
+	}
+	return bytes.Clone(d), nil
+}
+
 // pat is file ino's content at off: every byte depends on both.
 func pat(ino uint64, off int64, n int) []byte {
 	p := make([]byte, n)
@@ -62,9 +74,10 @@ func pat(ino uint64, off int64, n int) []byte {
 // TestSlotPoolBuffersNotReusedWhileHeld: six sequential writers of files
 // with images share a pool of two chunk buffers, uploads fail at random
 // (0, 10, 20%) and are retried or spilled, and readers read meanwhile.
-// Every read, every uploaded blob and every image must hold the file's
-// bytes: a buffer given back to the pool while a chunk or an image write
-// still pointed into it would show as another file's bytes.
+// Every read, every uploaded blob and every image (filled from the blobs
+// once written) must hold the file's bytes: a buffer given back to the
+// pool while a chunk still pointed into it would show as another file's
+// bytes.
 func TestSlotPoolBuffersNotReusedWhileHeld(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		runPoolStress(t, round)
@@ -189,12 +202,19 @@ func runPoolStress(t *testing.T, round int) {
 			}
 		}
 		f.mu.Unlock()
+		fillNow(t, f) // the last writer closes
 		s.mu.Lock()
 		img := s.images[ino]
 		s.mu.Unlock()
 		if img == nil {
 			t.Logf("ino %d: no image", ino)
 			continue
+		}
+		s.mu.Lock()
+		stale := img.stale
+		s.mu.Unlock()
+		if stale {
+			t.Fatalf("round %d ino %d: image still stale after its fill", round, ino)
 		}
 		img.mu.Lock()
 		img.settleLocked()

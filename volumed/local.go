@@ -10,12 +10,12 @@ import (
 	"github.com/kelpfs/kelp/needle"
 )
 
-// LocalBlobs returns this server's blob writes for a client in the same
-// process (a mount started by `kelp server -mount`), to be registered
-// under Addr in client.BlobClientConfig.Local. An upload is what a PUT to
-// Addr does, replication to peer replicas included, without HTTP and the
-// loopback socket: on a 2-core machine those were a fifth of the CPU a
-// written byte cost.
+// LocalBlobs returns this server's blob reads and writes for a client in
+// the same process (a mount started by `kelp server -mount`), to be
+// registered under Addr in client.BlobClientConfig.Local. An upload is
+// what a PUT to Addr does, replication to peer replicas included, and a
+// read what a plain GET does, without HTTP and the loopback socket: on a
+// 2-core machine those were a fifth of the CPU a written byte cost.
 func (s *Server) LocalBlobs() client.LocalBlobs { return localBlobs{s} }
 
 type localBlobs struct{ s *Server }
@@ -31,6 +31,22 @@ func (l localBlobs) Upload(ctx context.Context, fid string, data []byte, opts cl
 		return client.UploadResult{}, client.StatusError(what, code, err.Error())
 	}
 	return client.UploadResult{Name: opts.Name, Size: int64(len(data)), ETag: etag}, nil
+}
+
+func (l localBlobs) Read(ctx context.Context, fid string) ([]byte, error) {
+	what := "read " + fid + " from " + l.s.url
+	id, err := needle.ParseFileID(fid)
+	if err != nil {
+		return nil, client.StatusError(what, fasthttp.StatusBadRequest, err.Error())
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	n, err := l.s.store.Read(id.VolumeID, id.Key, id.Cookie)
+	if err != nil {
+		return nil, client.StatusError(what, l.s.storeStatus(id, err, false), err.Error())
+	}
+	return n.Data, nil
 }
 
 // localUpload is parseUpload for an in-process upload.

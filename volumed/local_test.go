@@ -62,8 +62,39 @@ func TestLocalBlobs(t *testing.T) {
 		}
 	}
 
+	// Reads: the same bytes and errors as a GET through the HTTP client.
+	viaHTTPClient := client.NewBlobClient(client.BlobClientConfig{})
+	for _, tc := range []struct {
+		what string
+		fid  string
+		want error
+	}{
+		{"stored", fidOf(7, 0x1234), nil},
+		{"unknown key", fidOf(99, 0x1234), client.ErrNotFound},
+		{"wrong cookie", fidOf(7, 0x9999), client.ErrNotFound},
+		{"unknown volume", "9,0b00000001", client.ErrNotFound},
+		{"bad file id", "nonsense", client.ErrInvalid},
+	} {
+		local, lerr := lb.Read(ctx, tc.fid)
+		remote, rerr := viaHTTPClient.Get(ctx, s.Addr(), tc.fid)
+		if !errors.Is(lerr, tc.want) || !errors.Is(rerr, tc.want) || (tc.want == nil && (!bytes.Equal(local, data) || !bytes.Equal(remote, data))) {
+			t.Errorf("read %s: local %d bytes, %v; HTTP %d bytes, %v; want %v", tc.what, len(local), lerr, len(remote), rerr, tc.want)
+		}
+	}
+	// A BlobClient that knows the server as local reads through it,
+	// ranges included.
+	if got, err := bc.GetRange(ctx, s.Addr(), fidOf(7, 0x1234), 11, 22); err != nil || !bytes.Equal(got, data[11:33]) {
+		t.Fatalf("local range read: %q, %v", got, err)
+	}
+	if _, err := bc.GetRange(ctx, s.Addr(), fidOf(7, 0x1234), int64(len(data)), 1); err == nil {
+		t.Fatal("local range read past the end succeeded")
+	}
+
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := lb.Read(ctx, fidOf(7, 0x1234)); !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("read after Close: %v, want ErrUnavailable", err)
 	}
 	if _, err := lb.Upload(ctx, fidOf(11, 1), data, client.UploadOptions{}); !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("upload after Close: %v, want ErrUnavailable", err)
