@@ -107,8 +107,8 @@ func TestMountPassthrough(t *testing.T) {
 
 	readAll("read", path, want)
 	wantOpens("a read-only open of a current image", 1, 0)
-	if st := stats(); st.Filled != 1 {
-		t.Fatalf("after the writer closed and a reader opened: %+v, want the image filled once", st)
+	if st := stats(); st.Filled != 0 {
+		t.Fatalf("a file written alone: %+v, want its image written beside the writer, not filled", st)
 	}
 
 	if err := os.Truncate(path, 2<<20+5); err != nil {
@@ -288,5 +288,91 @@ os.close(fd)
 	}
 	if st := stats(); st.PassthroughOpens != 5 || st.Images != 0 {
 		t.Fatalf("after mount B rewrote a file: %+v, want no new passthrough open and the image dropped", st)
+	}
+}
+
+// TestMountPassthroughFill: images of files written while no core is to
+// spare for them (InlineImages -1 stands for that) are filled after the
+// writer closes. A reader opening the file right after the close waits
+// for the fill and passes through; a rewrite refills; a file removed
+// right after it is written leaves no image behind.
+func TestMountPassthroughFill(t *testing.T) {
+	_, a := mountCluster(t, func(cfg *mount.Config) { cfg.ChunkSizeMB = 1; cfg.InlineImages = -1 })
+	needPassthrough(t, a)
+	stats := a.FS.ImageStats
+	settle := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for a.FS.OpenHandles() > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d handles still open", a.FS.OpenHandles())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	path := a.Path("filled")
+	// Holes included: sized first, written at both ends.
+	want := make([]byte, 5<<20+123)
+	copy(want, randomBytes(t, 1<<20))
+	copy(want[4<<20:], randomBytes(t, 1<<20+123))
+	w, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Truncate(int64(len(want))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt(want[:1<<20], 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt(want[4<<20:], 4<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	got, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read after the writer closed: %d bytes, %v; want the %d written", len(got), err, len(want))
+	}
+	if st := stats(); st.Filled != 1 || st.PassthroughOpens != 1 {
+		t.Fatalf("after a write and a read: %+v, want the image filled once and the read passed through", st)
+	}
+
+	// A rewrite of part of it: filled again at its close.
+	w, err = os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := randomBytes(t, 300<<10)
+	if _, err := w.WriteAt(patch, 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	copy(want[2<<20:], patch)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	settle()
+	got, err = os.ReadFile(path)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read after a rewrite: %d bytes, %v; want the rewritten %d", len(got), err, len(want))
+	}
+	if st := stats(); st.Filled != 2 || st.PassthroughOpens != 2 {
+		t.Fatalf("after a rewrite and a read: %+v, want a second fill and passthrough", st)
+	}
+
+	// Written and removed at once: no image is left.
+	tmp := a.Path("tmp")
+	if err := os.WriteFile(tmp, randomBytes(t, 3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(tmp); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); stats().Images != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after writing and removing a file: %+v, want only the first file's image", stats())
+		}
 	}
 }

@@ -46,6 +46,11 @@ type Config struct {
 	// keeps none. Used only where the kernel offers passthrough and the
 	// mount runs as root. Default 2048.
 	ImageCapacityMB int64
+	// InlineImages is how many files being written at once keep their
+	// image current as they are written (a core copies beside each
+	// writer); images of files written beyond that are filled after
+	// their writers close. 0 means half the CPUs, at least 1; -1 none.
+	InlineImages int
 	// WriteBufferMB caps the memory all open files' unflushed data may
 	// take. A writer over it starts uploads and waits; meanwhile chunks
 	// still waiting for an upload slot move to CacheDir (up to
@@ -141,6 +146,8 @@ func (c Config) Validate() error {
 		return errors.New("mount: config: KeptContentBytes must not be negative")
 	case c.InlineLimit < 0:
 		return errors.New("mount: config: InlineLimit must not be negative")
+	case c.InlineImages < -1:
+		return fmt.Errorf("mount: config: InlineImages %d must be -1 (none), 0 (half the CPUs) or more", c.InlineImages)
 	case c.Umask&^0o7777 != 0:
 		return fmt.Errorf("mount: config: Umask %#o is not a permission mask", c.Umask)
 	case c.EntryTimeout < 0 || c.AttrTimeout < 0 || c.MetadataCacheTTL < 0 || c.OpTimeout <= 0 || c.ConnectTimeout <= 0:

@@ -178,7 +178,7 @@ func New(cfg Config) (*FS, error) {
 	}
 	if cfg.CacheDir != "" && cfg.CacheCapacityMB > 0 && cfg.ImageCapacityMB > 0 {
 		// Inside the cache's directory, which the cache has locked.
-		if fs.images, err = newImageStore(filepath.Join(cfg.CacheDir, "images"), cfg.ImageCapacityMB<<20, log); err != nil {
+		if fs.images, err = newImageStore(filepath.Join(cfg.CacheDir, "images"), cfg.ImageCapacityMB<<20, cfg.InlineImages, log); err != nil {
 			if fs.spill != nil {
 				_ = fs.spill.close()
 			}

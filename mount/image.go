@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -82,6 +83,12 @@ type imageStore struct {
 	disabled bool
 	closed   bool
 
+	// inline counts images kept up to date as their file is written
+	// (sealed bytes queued for them at once), up to inlineMax: a core
+	// to spare does that copy beside the writer; other images wait for
+	// their fill.
+	inline, inlineMax int
+
 	// Fills (imagefill.go): queued images written from their files, one
 	// at a time by a goroutine running while the queue is not empty.
 	fillq    []*image
@@ -128,6 +135,9 @@ type image struct {
 	staleSeq uint64
 	fillDone chan struct{}
 	fillFile *file // the file state of the last writer to close
+	// inline: its writers' sealed bytes are queued for it at once (it
+	// holds one of the store's inline places until they close).
+	inline bool
 
 	mu sync.Mutex // held around IO on fd and its close
 	fd *os.File   // nil once dropped
@@ -181,7 +191,10 @@ type ImageStats struct {
 	Filled, FillWaits int64
 }
 
-func newImageStore(dir string, budget int64, log *slog.Logger) (*imageStore, error) {
+// newImageStore keeps images in dir (cleared first), up to budget bytes,
+// inline of them kept current as their files are written (Config's
+// InlineImages: 0 means half the CPUs, at least 1; -1 none).
+func newImageStore(dir string, budget int64, inline int, log *slog.Logger) (*imageStore, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("clear image dir: %w", err)
 	}
@@ -190,7 +203,18 @@ func newImageStore(dir string, budget int64, log *slog.Logger) (*imageStore, err
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &imageStore{dir: dir, budget: budget, log: log, images: make(map[uint64]*image),
-		idle: list.New(), fresh: make(map[uint64]freshFile), fillCtx: ctx, fillStop: stop}, nil
+		idle: list.New(), fresh: make(map[uint64]freshFile), fillCtx: ctx, fillStop: stop,
+		inlineMax: inlineImages(inline)}, nil
+}
+
+func inlineImages(n int) int {
+	switch {
+	case n < 0:
+		return 0
+	case n == 0:
+		return max(1, runtime.NumCPU()/2)
+	}
+	return n
 }
 
 // setBacker turns passthrough on.
@@ -227,17 +251,21 @@ func (s *imageStore) emptyAt(ino, gen uint64) {
 // write). A file known empty gets an image when a write makes it
 // imageMinWrite bytes long or more: at its first write (a file sized by
 // truncate or fallocate and then written anywhere), or once sequential
-// writes from offset 0 add up to that. The image starts stale: its bytes
-// come in one fill from the file once the writers close (imagefill.go),
-// so writing costs no second copy of each byte, and a file deleted first
-// costs nothing. Only while handles pass through to the image, and read
-// it, does each write go to it at once.
+// writes from offset 0 add up to that. While the mount has a core to
+// spare for it (fewer than inlineMax images being written), the image
+// takes the file's bytes as they are sealed, beside the writer, so it is
+// ready when the writer closes. Otherwise it starts stale: its bytes come
+// in one fill from the file once the writers close (imagefill.go), so
+// parallel writers do not pay for a second copy of each byte, and a file
+// deleted first costs nothing. While handles pass through to the image,
+// and read it, each write goes to it at once.
 func (s *imageStore) written(f *file, data []byte, off int64) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
 	img := s.images[f.ino]
+	var prefix []byte
 	if img == nil {
 		fr, ok := s.fresh[f.ino]
 		if !ok {
@@ -271,8 +299,31 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			s.log.Warn("mount: cannot start a file image", "inode", f.ino, "err", err)
 			return
 		}
-		img.stale = true
-		img.staleSeq++
+		if s.inline < s.inlineMax {
+			if first {
+				// This write may be sealed already (it filled its
+				// slot): it goes in now.
+				prefix = data
+			} else {
+				// Some of it may be sealed already: copy it all in
+				// (unless part of it is on a volume server only).
+				buf := make([]byte, end)
+				remote, overlay, err := f.gatherLocked(buf, 0)
+				if err == nil && len(remote) == 0 {
+					for _, o := range overlay {
+						copy(buf[o.at:], o.data)
+					}
+					prefix, off = buf, 0
+				}
+			}
+		}
+		if prefix != nil {
+			s.inline++
+			img.inline = true
+		} else {
+			img.stale = true
+			img.staleSeq++
+		}
 	}
 	grows := f.size > img.length
 	victims, ok := s.reserveLocked(img, f.size, img.pt > 0)
@@ -290,6 +341,8 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 	var err error
 	img.mu.Lock()
 	switch {
+	case prefix != nil:
+		err = img.writeAt(prefix, off, f.size)
 	case now:
 		err = img.writeAt(data, off, f.size)
 	case grows:
@@ -305,9 +358,9 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 }
 
 // sealed takes note of chunks just sealed from f's write buffers (called
-// with f.mu held). While handles pass through to f's image their bytes
-// are queued for it, and a goroutine writes them; otherwise the image
-// goes stale until the fill after the writers close.
+// with f.mu held). While handles pass through to f's image, or it is
+// inline, their bytes are queued for it, and a goroutine writes them;
+// otherwise the image goes stale until the fill after the writers close.
 func (s *imageStore) sealed(f *file, refs []*chunkRef) {
 	if s == nil {
 		return
@@ -315,9 +368,16 @@ func (s *imageStore) sealed(f *file, refs []*chunkRef) {
 	s.mu.Lock()
 	img := s.images[f.ino]
 	if img != nil && img.pt == 0 {
-		img.stale = true
-		img.staleSeq++
-		img = nil
+		if !img.stale && !img.inline && s.inline < s.inlineMax {
+			// A current image rewritten, with a core to spare.
+			s.inline++
+			img.inline = true
+		}
+		if img.stale || !img.inline {
+			img.stale = true
+			img.staleSeq++
+			img = nil
+		}
 	}
 	s.mu.Unlock()
 	if img == nil {
@@ -1071,7 +1131,16 @@ func (s *imageStore) dropLocked(img *image) []*image {
 		img.elem = nil
 	}
 	s.used -= img.length
+	s.endInlineLocked(img)
 	return []*image{img}
+}
+
+// endInlineLocked gives img's inline place back.
+func (s *imageStore) endInlineLocked(img *image) {
+	if img.inline {
+		img.inline = false
+		s.inline--
+	}
 }
 
 func closeImages(imgs []*image) {

@@ -68,7 +68,7 @@ func (b *fakeBacker) registered() int {
 
 func newTestImages(t *testing.T, budget int64) (*imageStore, *fakeBacker) {
 	t.Helper()
-	s, err := newImageStore(filepath.Join(t.TempDir(), "images"), budget, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := newImageStore(filepath.Join(t.TempDir(), "images"), budget, -1, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -785,5 +785,65 @@ func TestImageAwaitFill(t *testing.T) {
 	}
 	if st := s.Stats(); st.FillWaits != 2 {
 		t.Fatalf("fill waits = %d, want 2", st.FillWaits)
+	}
+}
+
+// With a core to spare (inlineMax), an image takes its writer's bytes as
+// they are sealed and is current when the writer closes, no fill needed;
+// images written beyond that wait for their fill; a writer's close gives
+// its place back.
+func TestImageInlineWhileCoresSpare(t *testing.T) {
+	s, _ := newTestImages(t, 64<<20)
+	s.inlineMax = 1
+	fs := imageFS(s)
+	a, b := writer(fs, 1, 1), writer(fs, 2, 1)
+	da, db := pattern(256<<10, 51), pattern(256<<10, 52)
+	for off := 0; off < len(da); off += 4096 {
+		write(t, a, da[off:off+4096], int64(off))
+		write(t, b, db[off:off+4096], int64(off))
+	}
+	commit(a, 2)
+	commit(b, 2)
+	for _, f := range []*file{a, b} {
+		f.mu.Lock()
+		f.metaDirty = false
+		f.mu.Unlock()
+	}
+	passes := func(f *file) bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.opens = 1
+		id, _ := s.open(f, syscall.O_RDONLY)
+		if id != 0 {
+			s.released(f.ino)
+		}
+		return id != 0
+	}
+	if !passes(a) {
+		t.Fatal("the inline image is not current after its writes were sealed")
+	}
+	if got := imageBytes(t, s, 1); !bytes.Equal(got, da) {
+		t.Fatal("the inline image does not hold the writes")
+	}
+	if passes(b) {
+		t.Fatal("the second image, written beside the first, passed through before its fill")
+	}
+	fillNow(t, b)
+	if !passes(b) || !bytes.Equal(imageBytes(t, s, 2), db) {
+		t.Fatal("the second image is not current after its fill")
+	}
+	fillNow(t, a) // a's writer closes: its place goes back
+	if st := s.Stats(); st.Filled != 1 {
+		t.Fatalf("filled %d, want 1 (only the second image)", st.Filled)
+	}
+	c := writer(fs, 3, 1)
+	dc := pattern(imageMinWrite, 53)
+	write(t, c, dc, 0)
+	seal(c)
+	s.mu.Lock()
+	inline := s.images[3] != nil && s.images[3].inline && !s.images[3].stale
+	s.mu.Unlock()
+	if !inline {
+		t.Fatal("a file written after the first writer closed did not get its place")
 	}
 }

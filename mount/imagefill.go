@@ -10,12 +10,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Fills. A file written here from empty gets its image in one pass after
-// its last writer closes, read back from the file (what the mount holds,
-// the chunk cache, the volume servers), instead of a copy of every
-// sealed chunk beside its upload: on a machine short of CPU or memory
-// bandwidth that second copy slowed every writer (parallel writers lost
-// a fifth of their speed), and files deleted soon after they are written
+// Fills. A file written here from empty while other images are being
+// written (more than the cores to spare for copying, see inlineMax) gets
+// its image in one pass after its last writer closes, read back from the
+// file (what the mount holds, the chunk cache, the volume servers),
+// instead of a copy of every sealed chunk beside its upload: with no core
+// to spare that second copy slowed every writer (four parallel writers
+// ran at half the speed), and files deleted soon after they are written
 // (build outputs, temporary files, fsbench's) never cost one.
 
 // imageFillWait bounds how long a read-only open of a file whose image
@@ -25,7 +26,7 @@ import (
 const imageFillWait = 5 * time.Second
 
 // writerClosed is called when the last writable handle of f is released:
-// a stale image of f gets its fill.
+// an inline image gives its place back, a stale one gets its fill.
 func (s *imageStore) writerClosed(f *file) {
 	if s == nil {
 		return
@@ -33,6 +34,9 @@ func (s *imageStore) writerClosed(f *file) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	img := s.images[f.ino]
+	if img != nil {
+		s.endInlineLocked(img)
+	}
 	if s.closed || img == nil || !img.stale || !img.valid {
 		return
 	}

@@ -72,7 +72,8 @@ func pat(ino uint64, off int64, n int) []byte {
 }
 
 // TestSlotPoolBuffersNotReusedWhileHeld: six sequential writers of files
-// with images share a pool of two chunk buffers, uploads fail at random
+// with images (written beside the writers, filled after them, or a mix)
+// share a pool of two chunk buffers, uploads fail at random
 // (0, 10, 20%) and are retried or spilled, and readers read meanwhile.
 // Every read, every uploaded blob and every image (filled from the blobs
 // once written) must hold the file's bytes: a buffer given back to the
@@ -86,6 +87,9 @@ func TestSlotPoolBuffersNotReusedWhileHeld(t *testing.T) {
 
 func runPoolStress(t *testing.T, round int) {
 	s, _ := newTestImages(t, 1<<30)
+	// Images written as the files are (their queue holds pool
+	// buffers), filled afterwards, or some of each.
+	s.inlineMax = []int{6, 0, 3}[round]
 	sp, err := newSpillStore(filepath.Join(t.TempDir(), "spill"), 1<<30)
 	if err != nil {
 		t.Fatal(err)
