@@ -29,6 +29,7 @@ type mountFlags struct {
 	cacheCapacityMB   int64
 	cacheMemoryMB     int64
 	imageCapacityMB   int64
+	inlineImages      int
 	chunkSizeMB       int
 	writeBufferMB     int64
 	concurrentWriters int
@@ -58,6 +59,7 @@ func (m *mountFlags) register(fs *flag.FlagSet, prefix string) {
 	fs.Int64Var(&m.cacheCapacityMB, prefix+"cacheCapacityMB", d.CacheCapacityMB, "disk budget of the chunk cache in MiB (0 turns the disk tier off)")
 	fs.Int64Var(&m.cacheMemoryMB, prefix+"cacheMemoryMB", d.CacheMemoryMB, "memory budget of the chunk cache in MiB")
 	fs.Int64Var(&m.imageCapacityMB, prefix+"imageCapacityMB", d.ImageCapacityMB, "disk budget in MiB, in -cacheDir, for local images of the files this mount writes, which the kernel reads directly through FUSE passthrough (as root, Linux 6.9+); 0 keeps none")
+	fs.IntVar(&m.inlineImages, prefix+"inlineImages", d.InlineImages, "how many files written at once keep their image current as they are written; the images of others are filled after their writers close (0: half the CPUs, at least 1; -1: none)")
 	fs.IntVar(&m.chunkSizeMB, prefix+"chunkSizeMB", d.ChunkSizeMB, "files are stored in chunks of this many MiB")
 	fs.Int64Var(&m.writeBufferMB, prefix+"writeBufferMB", d.WriteBufferMB, "memory for unflushed writes across all open files, in MiB; beyond it writers wait for uploads, and chunks queued for upload (or whose upload failed) move to -cacheDir (up to -cacheCapacityMB) instead")
 	fs.IntVar(&m.concurrentWriters, prefix+"concurrentWriters", d.ConcurrentWriters, "chunk uploads in flight at once")
@@ -84,6 +86,7 @@ func (m *mountFlags) config(log *slog.Logger) (mount.Config, fusefs.Options, err
 	cfg.CacheCapacityMB = m.cacheCapacityMB
 	cfg.CacheMemoryMB = m.cacheMemoryMB
 	cfg.ImageCapacityMB = m.imageCapacityMB
+	cfg.InlineImages = m.inlineImages
 	cfg.ChunkSizeMB = m.chunkSizeMB
 	cfg.WriteBufferMB = m.writeBufferMB
 	cfg.ConcurrentWriters = m.concurrentWriters

@@ -197,7 +197,7 @@ type helperOptions struct {
 // `kelp mount` flags they set.
 func helperValueOption(name string) (flagName string, ok bool) {
 	switch name {
-	case "cacheDir", "cacheCapacityMB", "cacheMemoryMB", "imageCapacityMB", "chunkSizeMB", "writeBufferMB", "concurrentWriters",
+	case "cacheDir", "cacheCapacityMB", "cacheMemoryMB", "imageCapacityMB", "inlineImages", "chunkSizeMB", "writeBufferMB", "concurrentWriters",
 		"replication", "collection", "ttl", "umask", "entryTimeout", "attrTimeout", "metadataCacheTTL", "opTimeout", "readAheadKB":
 		return name, true
 	case "logLevel":
@@ -299,7 +299,7 @@ func parseHelperOptions(list string, sloppy bool) (helperOptions, error) {
 			o.unknown = append(o.unknown, opt)
 			continue
 		}
-		return o, fmt.Errorf("%w: unknown mount option %q (kelp options: cacheDir=, cacheCapacityMB=, cacheMemoryMB=, imageCapacityMB=, chunkSizeMB=, writeBufferMB=, concurrentWriters=, replication=, collection=, ttl=, umask=, entryTimeout=, attrTimeout=, metadataCacheTTL=, opTimeout=, readAheadKB=, allow_other, ro, rw, writebackCache, logFile=, logLevel=, mountTimeout=; see docs/mount.md)", errHelperUsage, name)
+		return o, fmt.Errorf("%w: unknown mount option %q (kelp options: cacheDir=, cacheCapacityMB=, cacheMemoryMB=, imageCapacityMB=, inlineImages=, chunkSizeMB=, writeBufferMB=, concurrentWriters=, replication=, collection=, ttl=, umask=, entryTimeout=, attrTimeout=, metadataCacheTTL=, opTimeout=, readAheadKB=, allow_other, ro, rw, writebackCache, logFile=, logLevel=, mountTimeout=; see docs/mount.md)", errHelperUsage, name)
 	}
 	return o, nil
 }
@@ -438,8 +438,8 @@ SPEC:   host:port:/path  (also host:port for "/", host:port.grpcPort:/path)
 -f      validate only, do not mount     -v  verbose
 -s      ignore unknown options (warn)   -n  accepted (nothing to do)
 -o      comma-separated options: cacheDir=, cacheCapacityMB=, cacheMemoryMB=,
-        imageCapacityMB=, chunkSizeMB=, writeBufferMB=, concurrentWriters=,
-        replication=,
+        imageCapacityMB=, inlineImages=, chunkSizeMB=, writeBufferMB=,
+        concurrentWriters=, replication=,
         collection=, ttl=, umask=, entryTimeout=, attrTimeout=,
         metadataCacheTTL=, opTimeout=, readAheadKB=,
         allow_other (allowOthers), ro, rw, writebackCache, logLevel=,
