@@ -134,7 +134,7 @@ type image struct {
 	stale    bool
 	staleSeq uint64
 	fillDone chan struct{}
-	fillFile *file // the file state of the last writer to close
+	fillFile *file // the file state of the last writer to close; nil once filled
 	// inline: its writers' sealed bytes are queued for it at once (it
 	// holds one of the store's inline places until they close).
 	inline bool
@@ -597,10 +597,14 @@ func (s *imageStore) resized(ino, gen uint64, size int64) {
 		s.fresh[ino] = freshFile{gen: gen}
 	}
 	img := s.images[ino]
-	if img != nil && img.fillDone != nil {
+	if img != nil && (img.fillDone != nil || img.stale) {
 		// A fill may be writing past the new size: it must not count.
+		// And the file state a writer's close left may not have seen
+		// this change (a truncate with no file open here): no fill may
+		// read it.
 		img.stale = true
 		img.staleSeq++
+		img.fillFile = nil
 	}
 	if img == nil || ((!img.valid || (gen != 0 && img.gen+1 != gen)) && img.pt == 0) {
 		var victims []*image

@@ -847,3 +847,130 @@ func TestImageInlineWhileCoresSpare(t *testing.T) {
 		t.Fatal("a file written after the first writer closed did not get its place")
 	}
 }
+
+// blockFills queues a fill of another image (inode ino) whose file's mu
+// the caller holds: the fill loop is stuck on it, so fills queued after
+// it wait. The returned func lets it go.
+func blockFills(t *testing.T, fs *FS, ino uint64) func() {
+	t.Helper()
+	fa := writer(fs, ino, 1)
+	write(t, fa, pattern(imageMinWrite, 99), 0)
+	commit(fa, 2)
+	fa.mu.Lock()
+	fs.images.writerClosed(fa)
+	return fa.mu.Unlock
+}
+
+func waitFill(s *imageStore, ino uint64) {
+	s.mu.Lock()
+	var done chan struct{}
+	if img := s.images[ino]; img != nil {
+		done = img.fillDone
+	}
+	s.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
+// A fill queued with the file state of the closed writer (dropped from
+// fs.files since) must not be trusted after a truncate made with no file
+// open (SetAttr then only tells the image store): truncating to 0 and
+// back to the same size leaves the old state the right length with the
+// wrong bytes. (Found in review: the image was marked current.)
+func TestImageFillAfterTruncateWithNoFileOpen(t *testing.T) {
+	s, b := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	const n = 256 << 10
+	f1 := writer(fs, 7, 1)
+	write(t, f1, pattern(n, 5), 0)
+	commit(f1, 2)
+
+	unblock := blockFills(t, fs, 8)
+	s.writerClosed(f1) // f1's last writer is released; f1 then leaves fs.files
+	// truncate -s 0; truncate -s 256K, no handle open: SetAttr finds no
+	// file and only tells the image store.
+	s.resized(7, 3, 0)
+	s.resized(7, 4, n)
+	unblock()
+	waitFill(s, 8)
+	waitFill(s, 7)
+
+	reader := testFile(7, 4, n, 1) // as a fresh open loads it: gen 4, n zeros
+	reader.fs = fs
+	id, direct := s.open(reader, syscall.O_RDONLY)
+	if id == 0 || direct {
+		t.Logf("no passthrough (ok)")
+	} else {
+		b.mu.Lock()
+		seen := b.seen[id]
+		b.mu.Unlock()
+		if !bytes.Equal(seen, make([]byte, n)) {
+			t.Fatalf("passthrough to an image holding the content from before the truncates (file is %d zeros)", n)
+		}
+	}
+	p := make([]byte, 16)
+	reader.mu.Lock()
+	ok := s.readAt(reader, p, 0)
+	reader.mu.Unlock()
+	if ok && !bytes.Equal(p, make([]byte, 16)) {
+		t.Fatalf("readAt served old bytes %x", p)
+	}
+}
+
+// A writer that reopens the file (a new file state f2, the old one f1
+// having left fs.files) and closes while a fill reads f1 leaves f2 as the
+// state to fill from; the fill of f1, seeing staleSeq moved, must refill
+// from f2, not from f1 again. (Found in review.)
+func TestImageRefillReadsTheLastWritersState(t *testing.T) {
+	s, b := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	const n = 256 << 10
+	old, cur := pattern(n, 5), pattern(n, 77)
+	f1 := writer(fs, 7, 1)
+	write(t, f1, old, 0)
+	commit(f1, 2)
+
+	f1.mu.Lock() // the fill of f1 is past its start (seq taken), reading f1
+	s.writerClosed(f1)
+	// wait until the fill loop took the image off the queue
+	for {
+		s.mu.Lock()
+		q := len(s.fillq)
+		s.mu.Unlock()
+		if q == 0 {
+			break
+		}
+	}
+	// A writer opens it again: a new file state (f1 left fs.files), the
+	// whole file rewritten at the same size, committed, closed.
+	f2 := writer(fs, 7, 2)
+	write(t, f2, cur, 0)
+	commit(f2, 3)
+	s.writerClosed(f2) // fill running: only fillFile = f2
+	f1.mu.Unlock()     // f2 leaves fs.files (dropOpen) meanwhile
+	for {
+		s.mu.Lock()
+		busy := s.filling
+		s.mu.Unlock()
+		if !busy {
+			break
+		}
+	}
+	reader := testFile(7, 3, n, 1)
+	reader.fs = fs
+	id, direct := s.open(reader, syscall.O_RDONLY)
+	if id == 0 || direct {
+		t.Log("no passthrough (ok)")
+		return
+	}
+	b.mu.Lock()
+	seen := b.seen[id]
+	b.mu.Unlock()
+	if bytes.Equal(seen, old) {
+		t.Fatal("passthrough to an image filled from the older file state f1, not the last writer's f2")
+	}
+	if !bytes.Equal(seen, cur) {
+		t.Fatal("image holds neither content")
+	}
+}

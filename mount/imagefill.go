@@ -26,25 +26,33 @@ import (
 const imageFillWait = 5 * time.Second
 
 // writerClosed is called when the last writable handle of f is released:
-// an inline image gives its place back, a stale one gets its fill.
+// an inline image gives its place back, a stale one gets its fill, read
+// from f's state (or the state the mount holds open then).
 func (s *imageStore) writerClosed(f *file) {
 	if s == nil {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	img := s.images[f.ino]
 	if img != nil {
 		s.endInlineLocked(img)
+		if img.stale {
+			img.fillFile = f // the newest state of the file
+		}
 	}
-	if s.closed || img == nil || !img.stale || !img.valid {
+	s.mu.Unlock()
+	if img != nil {
+		s.queueFill(img)
+	}
+}
+
+// queueFill queues a fill of img if it is stale, has a file state to read
+// and none is queued or running.
+func (s *imageStore) queueFill(img *image) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.images[img.ino] != img || !img.stale || !img.valid || img.fillFile == nil || img.fillDone != nil {
 		return
-	}
-	// The newest state of the file: a fill reads it (unless the mount
-	// holds the file open again, then that state).
-	img.fillFile = f
-	if img.fillDone != nil {
-		return // queued or running
 	}
 	img.fillDone = make(chan struct{})
 	s.fillq = append(s.fillq, img)
@@ -87,27 +95,34 @@ func (s *imageStore) fillLoop() {
 // fill writes the file's content into its stale image. The image is
 // current once written, unless the file changed meanwhile (staleSeq
 // moved): then it is filled again once no writer holds the file open (a
-// writer's close queues it).
+// writer's close queues it). Read from the file state the mount holds
+// open, else the one the last writer's close left (img.fillFile); with
+// neither (the file changed with no state open here, resized), nothing
+// is safe to read: the image stays stale until a writer closes.
 func (s *imageStore) fill(img *image) {
 	s.mu.Lock()
 	f := img.fillFile
 	seq := img.staleSeq
-	live := s.images[img.ino] == img && img.valid && !s.closed
+	live := s.images[img.ino] == img && img.valid && !s.closed && f != nil
 	s.mu.Unlock()
-	// The file state the mount uses now, if it holds the file open: it
-	// has every change since (a writer open on it fills at its close),
-	// unless it is still being opened, its content not loaded yet.
-	if l := f.fs.liveFile(img.ino); l != nil && l != f {
-		l.mu.Lock()
-		use := l.loaded && !l.stale || l.writers > 0
-		l.mu.Unlock()
-		if use {
-			f = l
+	writing := false
+	if live {
+		// The file state the mount uses now, if it holds the file
+		// open, has every change since (a writer open on it fills at
+		// its close), unless it is still being opened, its content
+		// not loaded yet.
+		if l := f.fs.liveFile(img.ino); l != nil && l != f {
+			l.mu.Lock()
+			use := l.loaded && !l.stale || l.writers > 0
+			l.mu.Unlock()
+			if use {
+				f = l
+			}
 		}
+		f.mu.Lock()
+		writing = f.writers > 0
+		f.mu.Unlock()
 	}
-	f.mu.Lock()
-	writing := f.writers > 0
-	f.mu.Unlock()
 	var (
 		err    error
 		filled int64
@@ -117,13 +132,20 @@ func (s *imageStore) fill(img *image) {
 		filled, err = s.copyIn(f, img)
 		s.log.Debug("mount: image filled", "inode", img.ino, "bytes", img.length, "took", time.Since(start), "err", err)
 	}
+	// The outcome and the end of the fill in one step: a truncate
+	// (resized) sees either a fill in flight or its result.
 	s.mu.Lock()
-	again := false
+	var victims []*image
+	again, failed := false, false
 	if live && !writing && s.images[img.ino] == img {
 		switch {
+		case err != nil && !errors.Is(err, errImageDropped) && !s.closed:
+			failed = true
+			victims = s.invalidateLocked(img)
 		case err != nil:
 		case img.staleSeq == seq && filled == img.length:
 			img.stale = false
+			img.fillFile = nil
 			s.stats.Filled++
 		case img.staleSeq == seq:
 			// The file state read was not the one the image
@@ -133,23 +155,24 @@ func (s *imageStore) fill(img *image) {
 			again = true
 		}
 	}
-	closing := s.closed
-	s.mu.Unlock()
-	if err != nil && !closing && !errors.Is(err, errImageDropped) {
-		s.log.Warn("mount: filling a file image failed; reads go through the mount", "inode", img.ino, "err", err)
-		s.invalidate(img)
-	}
-	s.mu.Lock()
 	done := img.fillDone
 	img.fillDone = nil
+	next := img.fillFile // the newest state a writer's close left
 	s.mu.Unlock()
+	closeImages(victims)
+	if failed {
+		s.log.Warn("mount: filling a file image failed; reads go through the mount", "inode", img.ino, "err", err)
+	}
 	close(done) // after the outcome is in place: waiters see it
-	if again {
-		f.mu.Lock()
-		writers := f.writers
-		f.mu.Unlock()
+	if again && next != nil {
+		if l := next.fs.liveFile(img.ino); l != nil {
+			next = l
+		}
+		next.mu.Lock()
+		writers := next.writers
+		next.mu.Unlock()
 		if writers == 0 {
-			s.writerClosed(f)
+			s.queueFill(img)
 		}
 	}
 }
