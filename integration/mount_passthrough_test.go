@@ -46,6 +46,21 @@ func needPassthrough(t *testing.T, m *cluster.Mount) {
 	t.Skipf("skipping: no FUSE passthrough here (kernel %s, euid %d; needs Linux 6.9+ and root)", rel, os.Geteuid())
 }
 
+// noHandlesOpen waits until the kernel has released every handle of m:
+// it releases a closed file's handle after close(2) returns, and a
+// passthrough open needs every other handle of the file gone (and a
+// writer's release queues its image's fill).
+func noHandlesOpen(t *testing.T, m *cluster.Mount) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for m.FS.OpenHandles() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handles still open", m.FS.OpenHandles())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestMountPassthrough: a file written through the mount gets a local
 // image, and a read-only open then passes through to it: the kernel reads
 // the image itself. Each step checks the bytes read, and what the image
@@ -75,18 +90,7 @@ func TestMountPassthrough(t *testing.T) {
 		t.Fatalf("after writing %d bytes: %+v, want one image of them", len(want), st)
 	}
 	stats := a.FS.ImageStats
-	// The kernel releases a closed file's handle after close(2)
-	// returns; a passthrough open needs every other handle gone.
-	settle := func() {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for a.FS.OpenHandles() > 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d handles still open", a.FS.OpenHandles())
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	settle := func() { t.Helper(); noHandlesOpen(t, a) }
 	readAll := func(what, path string, want []byte) {
 		t.Helper()
 		settle()
@@ -300,16 +304,7 @@ func TestMountPassthroughFill(t *testing.T) {
 	_, a := mountCluster(t, func(cfg *mount.Config) { cfg.ChunkSizeMB = 1; cfg.InlineImages = -1 })
 	needPassthrough(t, a)
 	stats := a.FS.ImageStats
-	settle := func() {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for a.FS.OpenHandles() > 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d handles still open", a.FS.OpenHandles())
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	settle := func() { t.Helper(); noHandlesOpen(t, a) }
 	path := a.Path("filled")
 	// Holes included: sized first, written at both ends.
 	want := make([]byte, 5<<20+123)

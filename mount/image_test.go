@@ -173,6 +173,15 @@ func imageBytes(t *testing.T, s *imageStore, ino uint64) []byte {
 	return b
 }
 
+// imageServes says whether a read of f's first bytes through the mount
+// would be served from its image.
+func imageServes(s *imageStore, f *file) bool {
+	p := make([]byte, 10)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return s.readAt(f, p, 0)
+}
+
 // noImageFiles checks the image directory is empty.
 func noImageFiles(t *testing.T, s *imageStore) {
 	t.Helper()
@@ -620,11 +629,7 @@ func TestImageFailedWriteIsNotTrusted(t *testing.T) {
 	if !img.broken.Load() {
 		t.Fatal("a failed queued write left the image trusted")
 	}
-	p := make([]byte, 10)
-	f.mu.Lock()
-	ok := s.readAt(f, p, 0)
-	f.mu.Unlock()
-	if ok {
+	if imageServes(s, f) {
 		t.Fatal("read served from an image that lacks bytes")
 	}
 	if img, lost := s.mappedOrLost(12); img != nil || !lost {
@@ -675,11 +680,7 @@ func TestImageFillAfterWritersClose(t *testing.T) {
 	f.metaDirty = false
 	f.mu.Unlock()
 	opened("after a rewrite, before its fill", false)
-	p := make([]byte, 10)
-	f.mu.Lock()
-	ok := s.readAt(f, p, 0)
-	f.mu.Unlock()
-	if ok {
+	if imageServes(s, f) {
 		t.Fatal("readAt served from a stale image")
 	}
 	fillNow(t, f)
