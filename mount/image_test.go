@@ -859,6 +859,18 @@ func blockFills(t *testing.T, fs *FS, ino uint64) func() {
 	commit(fa, 2)
 	fa.mu.Lock()
 	fs.images.writerClosed(fa)
+	// Until the loop has taken it off the queue.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		fs.images.mu.Lock()
+		queued := len(fs.images.fillq)
+		fs.images.mu.Unlock()
+		if queued == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the fill loop did not take the fill")
+		}
+	}
 	return fa.mu.Unlock
 }
 
@@ -973,5 +985,39 @@ func TestImageRefillReadsTheLastWritersState(t *testing.T) {
 	}
 	if !bytes.Equal(seen, cur) {
 		t.Fatal("image holds neither content")
+	}
+}
+
+// A reader waiting for a queued fill moves it to the front of the queue.
+func TestImageAwaitFillGoesFirst(t *testing.T) {
+	s, _ := newTestImages(t, 64<<20)
+	fs := imageFS(s)
+	unblock := blockFills(t, fs, 1) // the fill loop is stuck on inode 1
+	var files []*file
+	for ino := uint64(2); ino <= 4; ino++ {
+		f := writer(fs, ino, 1)
+		write(t, f, pattern(imageMinWrite, byte(ino)), 0)
+		seal(f)
+		s.writerClosed(f)
+		files = append(files, f)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // only the reordering is looked at here
+	s.awaitFill(ctx, 4)
+	s.mu.Lock()
+	var order []uint64
+	for _, img := range s.fillq {
+		order = append(order, img.ino)
+	}
+	s.mu.Unlock()
+	unblock()
+	for _, f := range files {
+		waitFill(s, f.ino)
+	}
+	if len(order) != 3 || order[0] != 4 || order[1] != 2 || order[2] != 3 {
+		t.Fatalf("queue after a reader waited for inode 4: %v, want [4 2 3]", order)
+	}
+	if st := s.Stats(); st.Filled != 4 {
+		t.Fatalf("filled %d, want all 4", st.Filled)
 	}
 }

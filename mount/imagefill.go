@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -291,6 +292,7 @@ func allZero(p []byte) bool {
 
 // awaitFill waits, up to imageFillWait or ctx, for a fill of ino's image
 // queued or running, so that a reader opening the file can pass through.
+// A queued fill moves to the front of the queue.
 func (s *imageStore) awaitFill(ctx context.Context, ino uint64) {
 	if s == nil {
 		return
@@ -299,6 +301,11 @@ func (s *imageStore) awaitFill(ctx context.Context, ino uint64) {
 	var done chan struct{}
 	if img := s.images[ino]; img != nil && img.stale {
 		done = img.fillDone
+		// Queued behind others: a reader is waiting for this one.
+		if i := slices.Index(s.fillq, img); i > 0 {
+			copy(s.fillq[1:i+1], s.fillq[:i])
+			s.fillq[0] = img
+		}
 	}
 	if done != nil {
 		s.stats.FillWaits++
