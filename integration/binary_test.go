@@ -247,6 +247,9 @@ func TestServerAndBenchmarkBinary(t *testing.T) {
 func TestServerMountBinary(t *testing.T) {
 	cluster.NeedFUSE(t)
 	dir, mnt := t.TempDir(), t.TempDir()
+	// A failing test kills the server: no mount may outlive it (this
+	// runs after the kill, before the directory goes).
+	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
 	mp, mg, vp, vg := cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t), cluster.FreePort(t)
 	fp, fg := cluster.FreePort(t), cluster.FreePort(t)
 	srv := startKelp(t, "server", "-dir", dir, "-ip", "127.0.0.1", "-mount", mnt,
