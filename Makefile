@@ -9,7 +9,7 @@ RUN_DIR       ?= /tmp/kelp
 RUN_MNT       ?= /tmp/kelp-mnt
 TEST_FLAGS    ?= -race -timeout 15m
 
-.PHONY: build test test-short bench bench-filer bench-fuse-ceiling proto proto-check proto-tools run vet clean install
+.PHONY: build test test-short bench bench-filer bench-fuse-ceiling bench-stat-floor proto proto-check proto-tools run vet clean install
 
 build:
 	$(GO) build -o $(BIN)/kelp ./cmd/kelp
@@ -36,6 +36,13 @@ bench-filer: build
 # docs/benchmarks.md, "The FUSE ceiling").
 bench-fuse-ceiling:
 	bash scripts/bench_fuse_ceiling.sh
+
+# A stat loop on local disk and on a FUSE filesystem that does no work,
+# through go-fuse, /dev/fuse and io_uring (and on KELP_MOUNT if set): the
+# fastest a stat after a write can be through FUSE here (root; see
+# docs/benchmarks.md, "The stat floor").
+bench-stat-floor:
+	bash scripts/bench_stat_floor.sh
 
 proto-tools:
 	@mkdir -p $(TOOLS)
