@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/kelpfs/kelp/filerd/store"
 )
 
 func TestRootAndLookup(t *testing.T) {
@@ -672,6 +674,67 @@ func TestReadDirPlus(t *testing.T) {
 	ok(t, err)
 	if len(es) != 1 || es[0].Name != "f" {
 		t.Fatalf("%+v", es)
+	}
+}
+
+// ReadDirPlus reads runs of neighbouring inodes in one scan and the rest
+// one by one (attrsOf): every entry's attributes are its inode's, hard
+// links included, whichever way they were read, and an entry whose inode
+// is gone is an error either way.
+func TestReadDirPlusRuns(t *testing.T) {
+	ns, ctx := newNS(t)
+	d := mkdir(t, ns, RootInode, "d")
+	other := mkdir(t, ns, RootInode, "other")
+	var dense, sparse []Attr
+	for i := 0; i < 3*scanRun; i++ { // neighbours: scanned
+		dense = append(dense, mkfile(t, ns, d.Inode, fmt.Sprintf("dense%02d", i)))
+	}
+	for i := 0; i < 6; i++ { // far apart: looked up one by one
+		sparse = append(sparse, mkfile(t, ns, d.Inode, fmt.Sprintf("sparse%d", i)))
+		for j := 0; j < 2*scanGap; j++ {
+			mkfile(t, ns, other.Inode, fmt.Sprintf("o%d-%d", i, j))
+		}
+	}
+	_, err := ns.SetAttr(ctx, dense[5].Inode, SetAttrRequest{Size: u64(5555)})
+	ok(t, err)
+	_, err = ns.Link(ctx, dense[7].Inode, d.Inode, "link-to-dense07")
+	ok(t, err)
+	_, err = ns.Link(ctx, sparse[1].Inode, d.Inode, "link-to-sparse1")
+	ok(t, err)
+
+	check := func(limit int) {
+		t.Helper()
+		seen, after := 0, ""
+		for {
+			es, err := ns.ReadDirPlus(ctx, d.Inode, after, limit)
+			ok(t, err)
+			if len(es) == 0 {
+				break
+			}
+			for _, e := range es {
+				want, err := ns.GetAttr(ctx, e.Inode)
+				ok(t, err)
+				if e.Attr != want {
+					t.Fatalf("entry %s: attributes %+v, its inode has %+v", e.Name, e.Attr, want)
+				}
+			}
+			seen += len(es)
+			after = es[len(es)-1].Name
+		}
+		if want := len(dense) + len(sparse) + 2; seen != want {
+			t.Fatalf("pages of %d: %d entries, want %d", limit, seen, want)
+		}
+	}
+	check(0)
+	check(scanRun + 3) // runs cut by the page end
+	check(1)
+
+	// An entry whose inode record is gone (a damaged store) fails the
+	// listing, in a scanned run and out of one.
+	for _, gone := range []Attr{dense[20], sparse[3]} {
+		ok(t, ns.st.Update(ctx, func(tx store.Tx) error { return tx.Delete(attrKey(gone.Inode)) }))
+		_, err := ns.ReadDirPlus(ctx, d.Inode, "", 0)
+		mustErr(t, err, ErrNotFound)
 	}
 }
 
