@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Backer hands files to the kernel as FUSE passthrough backing files, so
@@ -83,11 +84,16 @@ type imageStore struct {
 	disabled bool
 	closed   bool
 
-	// inline counts images kept up to date as their file is written
+	// inliners are the images kept up to date as their file is written
 	// (sealed bytes queued for them at once), up to inlineMax: a core
 	// to spare does that copy beside the writer; other images wait for
-	// their fill.
-	inline, inlineMax int
+	// their fill. One whose file has not been written for inlineIdle
+	// gives its place to a writer that needs one: a file held open for
+	// writing for good (a database, a log) must not keep the only place
+	// on a small machine.
+	inliners   []*image
+	inlineMax  int
+	inlineIdle time.Duration
 
 	// Fills (imagefill.go): queued images written from their files, one
 	// at a time by a goroutine running while the queue is not empty.
@@ -136,8 +142,11 @@ type image struct {
 	fillDone chan struct{}
 	fillFile *file // the file state of the last writer to close; nil once filled
 	// inline: its writers' sealed bytes are queued for it at once (it
-	// holds one of the store's inline places until they close).
+	// holds one of the store's inline places until they close, or
+	// until another writer takes the place of an idle one). active is
+	// when its file was last written or sealed while inline.
 	inline bool
+	active time.Time
 
 	mu sync.Mutex // held around IO on fd and its close
 	fd *os.File   // nil once dropped
@@ -204,8 +213,12 @@ func newImageStore(dir string, budget int64, inline int, log *slog.Logger) (*ima
 	ctx, stop := context.WithCancel(context.Background())
 	return &imageStore{dir: dir, budget: budget, log: log, images: make(map[uint64]*image),
 		idle: list.New(), fresh: make(map[uint64]freshFile), fillCtx: ctx, fillStop: stop,
-		inlineMax: inlineImages(inline)}, nil
+		inlineMax: inlineImages(inline), inlineIdle: inlineIdle}, nil
 }
+
+// inlineIdle is how long an inline image's file goes unwritten before
+// its place may go to another writer.
+const inlineIdle = 2 * time.Second
 
 func inlineImages(n int) int {
 	switch {
@@ -299,7 +312,8 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			s.log.Warn("mount: cannot start a file image", "inode", f.ino, "err", err)
 			return
 		}
-		if s.inline < s.inlineMax {
+		now := time.Now()
+		if s.placeInlineLocked(now) {
 			if first {
 				// This write may be sealed already (it filled its
 				// slot): it goes in now.
@@ -318,12 +332,14 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			}
 		}
 		if prefix != nil {
-			s.inline++
-			img.inline = true
+			s.takeInlineLocked(img, now)
 		} else {
 			img.stale = true
 			img.staleSeq++
 		}
+	}
+	if img.inline && prefix == nil {
+		img.active = time.Now()
 	}
 	grows := f.size > img.length
 	victims, ok := s.reserveLocked(img, f.size, img.pt > 0)
@@ -368,10 +384,12 @@ func (s *imageStore) sealed(f *file, refs []*chunkRef) {
 	s.mu.Lock()
 	img := s.images[f.ino]
 	if img != nil && img.pt == 0 {
-		if !img.stale && !img.inline && s.inline < s.inlineMax {
+		now := time.Now()
+		if img.inline {
+			img.active = now
+		} else if !img.stale && s.placeInlineLocked(now) {
 			// A current image rewritten, with a core to spare.
-			s.inline++
-			img.inline = true
+			s.takeInlineLocked(img, now)
 		}
 		if img.stale || !img.inline {
 			img.stale = true
@@ -1139,11 +1157,35 @@ func (s *imageStore) dropLocked(img *image) []*image {
 	return []*image{img}
 }
 
+// placeInlineLocked reports whether an inline place is free, freeing that
+// of an image whose file has gone unwritten for inlineIdle if none is.
+// The image that loses it stays current until its file is written again
+// (then it goes stale, unless a place is free by then).
+func (s *imageStore) placeInlineLocked(now time.Time) bool {
+	if len(s.inliners) < s.inlineMax {
+		return true
+	}
+	for _, img := range s.inliners {
+		if now.Sub(img.active) >= s.inlineIdle {
+			s.endInlineLocked(img)
+			return true
+		}
+	}
+	return false
+}
+
+// takeInlineLocked gives img an inline place (placeInlineLocked said one
+// is free).
+func (s *imageStore) takeInlineLocked(img *image, now time.Time) {
+	img.inline, img.active = true, now
+	s.inliners = append(s.inliners, img)
+}
+
 // endInlineLocked gives img's inline place back.
 func (s *imageStore) endInlineLocked(img *image) {
 	if img.inline {
 		img.inline = false
-		s.inline--
+		s.inliners = slices.DeleteFunc(s.inliners, func(o *image) bool { return o == img })
 	}
 }
 

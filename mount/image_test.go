@@ -849,6 +849,90 @@ func TestImageInlineWhileCoresSpare(t *testing.T) {
 	}
 }
 
+// A writer whose file goes unwritten for inlineIdle gives its inline
+// place to the next writer: its image stays current until its file is
+// written again, and goes stale then if no place is free.
+func TestImageInlinePlaceOfAnIdleWriter(t *testing.T) {
+	s, _ := newTestImages(t, 64<<20)
+	s.inlineMax = 1
+	setIdle := func(d time.Duration) {
+		s.mu.Lock()
+		s.inlineIdle = d
+		s.mu.Unlock()
+	}
+	state := func(ino uint64) (inline, stale bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		img := s.images[ino]
+		if img == nil {
+			t.Fatalf("inode %d has no image", ino)
+		}
+		return img.inline, img.stale
+	}
+	passes := func(f *file) bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.metaDirty = false
+		f.opens = 1
+		id, _ := s.open(f, syscall.O_RDONLY)
+		if id != 0 {
+			s.released(f.ino)
+		}
+		return id != 0
+	}
+	fs := imageFS(s)
+	setIdle(time.Hour)
+	a, b, c := writer(fs, 1, 1), writer(fs, 2, 1), writer(fs, 3, 1)
+	da, db, dc := pattern(imageMinWrite, 61), pattern(imageMinWrite, 62), pattern(imageMinWrite, 63)
+	write(t, a, da, 0)
+	commit(a, 2)
+	write(t, b, db, 0)
+	commit(b, 2)
+	if in, stale := state(1); !in || stale {
+		t.Fatalf("first writer: inline %v stale %v, want its image inline and current", in, stale)
+	}
+	if in, stale := state(2); in || !stale {
+		t.Fatalf("second writer, a's place busy: inline %v stale %v, want a stale image", in, stale)
+	}
+
+	setIdle(0) // a has not written since: idle
+	write(t, c, dc, 0)
+	commit(c, 2)
+	if in, stale := state(3); !in || stale {
+		t.Fatalf("writer after an idle one: inline %v stale %v, want a's place", in, stale)
+	}
+	if in, stale := state(1); in || stale {
+		t.Fatalf("idle writer: inline %v stale %v, want its place gone and its image still current", in, stale)
+	}
+	if !passes(a) || !bytes.Equal(imageBytes(t, s, 1), da) {
+		t.Fatal("the idle writer's image does not serve its bytes")
+	}
+	if !passes(c) || !bytes.Equal(imageBytes(t, s, 3), dc) {
+		t.Fatal("the new inline image does not serve its bytes")
+	}
+
+	setIdle(time.Hour) // c is busy now
+	da2 := pattern(imageMinWrite, 64)
+	write(t, a, da2, 0)
+	commit(a, 3)
+	if in, stale := state(1); in || !stale {
+		t.Fatalf("idle writer written again, no place free: inline %v stale %v, want stale", in, stale)
+	}
+	if passes(a) {
+		t.Fatal("a stale image passed through")
+	}
+	fillNow(t, a)
+	if !passes(a) || !bytes.Equal(imageBytes(t, s, 1), da2) {
+		t.Fatal("the rewritten file's image is not current after its fill")
+	}
+	s.mu.Lock()
+	n := len(s.inliners)
+	s.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d inline places taken, want 1 (c's)", n)
+	}
+}
+
 // blockFills queues a fill of another image (inode ino) whose file's mu
 // the caller holds: the fill loop is stuck on it, so fills queued after
 // it wait. The returned func lets it go.
