@@ -1158,20 +1158,25 @@ func (s *imageStore) dropLocked(img *image) []*image {
 }
 
 // placeInlineLocked reports whether an inline place is free, freeing that
-// of an image whose file has gone unwritten for inlineIdle if none is.
-// The image that loses it stays current until its file is written again
-// (then it goes stale, unless a place is free by then).
+// of the image whose file has gone unwritten longest, for inlineIdle at
+// least, if none is. The image that loses it stays current until its
+// file's next seal, which takes a place again if one is free (or idle)
+// and makes the image stale otherwise.
 func (s *imageStore) placeInlineLocked(now time.Time) bool {
 	if len(s.inliners) < s.inlineMax {
 		return true
 	}
+	var idlest *image
 	for _, img := range s.inliners {
-		if now.Sub(img.active) >= s.inlineIdle {
-			s.endInlineLocked(img)
-			return true
+		if now.Sub(img.active) >= s.inlineIdle && (idlest == nil || img.active.Before(idlest.active)) {
+			idlest = img
 		}
 	}
-	return false
+	if idlest == nil {
+		return false
+	}
+	s.endInlineLocked(idlest)
+	return true
 }
 
 // takeInlineLocked gives img an inline place (placeInlineLocked said one
