@@ -166,7 +166,7 @@ func (t *txn) scanAttrs(es []Entry, run []int, out []*Attr) error {
 			if !ok {
 				a, err := decodeAttr(v)
 				if err != nil {
-					return false, fmt.Errorf("inode %d: %w", ino, err)
+					return false, fmt.Errorf("entry %q: inode %d: %w", es[run[j]].Name, ino, err)
 				}
 				c = &cachedAttr{a: a}
 				t.attrs[ino] = c
