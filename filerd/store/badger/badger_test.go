@@ -1,6 +1,7 @@
 package badger_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -68,6 +69,8 @@ func TestConfigValidate(t *testing.T) {
 		"reserve too small": func(c *badger.Config) { c.MinFreeBytes = c.MemTableSize },
 		"no retries":        func(c *badger.Config) { c.MaxRetries = 0 },
 		"bad ratio":         func(c *badger.Config) { c.GCDiscardRatio = 1 },
+		"threshold too big": func(c *badger.Config) { c.ValueThreshold = 2 << 20 },
+		"threshold < 0":     func(c *badger.Config) { c.ValueThreshold = -1 },
 	} {
 		c := good
 		mod(&c)
@@ -235,4 +238,55 @@ func getOne(t *testing.T, s store.Store, k string) (string, error) {
 	var v []byte
 	err := s.View(t.Context(), func(tx store.Tx) (err error) { v, err = tx.Get([]byte(k)); return err })
 	return string(v), err
+}
+
+// A store written with one value threshold opens and reads with another:
+// each value records where it lives (an upgrade from the 1 MiB threshold
+// of earlier versions, and back).
+func TestValueThresholdChangeAcrossOpens(t *testing.T) {
+	dir := t.TempDir()
+	val := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 4096+i) }
+	write := func(s store.Store, from, to int) {
+		t.Helper()
+		err := s.Update(t.Context(), func(tx store.Tx) error {
+			for i := from; i < to; i++ {
+				if err := tx.Set(fmt.Appendf(nil, "k%04d", i), val(i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s store.Store, n int) {
+		t.Helper()
+		err := s.View(t.Context(), func(tx store.Tx) error {
+			for i := 0; i < n; i++ {
+				v, err := tx.Get(fmt.Appendf(nil, "k%04d", i))
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(v, val(i)) {
+					return fmt.Errorf("k%04d: %d bytes, not what was written", i, len(v))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round, threshold := range []int64{0, 1 << 10, 0} {
+		cfg := diskConfig(dir)
+		cfg.ValueThreshold = threshold
+		s := open(t, cfg)
+		check(s, round*100)
+		write(s, round*100, round*100+100)
+		check(s, round*100+100)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

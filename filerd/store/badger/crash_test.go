@@ -52,8 +52,8 @@ func TestCrashDurability(t *testing.T) {
 			if err != nil {
 				return fmt.Errorf("acknowledged write %d of %d lost: %w", i, acked, err)
 			}
-			if string(v) != strconv.Itoa(i) {
-				return fmt.Errorf("write %d: value %q", i, v)
+			if want := crashValue(i); string(v) != want {
+				return fmt.Errorf("write %d: value of %d bytes, want %d", i, len(v), len(want))
 			}
 		}
 		return nil
@@ -69,7 +69,7 @@ func crashChild(t *testing.T, dir string) {
 	s := open(t, diskConfig(dir))
 	for i := 0; ; i++ {
 		err := s.Update(t.Context(), func(tx store.Tx) error {
-			return tx.Set(fmt.Appendf(nil, "crash/%06d", i), []byte(strconv.Itoa(i)))
+			return tx.Set(fmt.Appendf(nil, "crash/%06d", i), []byte(crashValue(i)))
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -78,4 +78,14 @@ func crashChild(t *testing.T, dir string) {
 			return
 		}
 	}
+}
+
+// crashValue is write i's value: odd ones over the value threshold (they
+// live in the value log), even ones under it (in the LSM tree).
+func crashValue(i int) string {
+	v := strconv.Itoa(i)
+	if i%2 == 1 {
+		v += strings.Repeat("v", 4096)
+	}
+	return v
 }
