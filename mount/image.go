@@ -313,7 +313,8 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			return
 		}
 		now := time.Now()
-		if s.placeInlineLocked(now) {
+		place, idle := s.inlinePlaceLocked(now)
+		if place {
 			if first {
 				// This write may be sealed already (it filled its
 				// slot): it goes in now.
@@ -332,7 +333,7 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			}
 		}
 		if prefix != nil {
-			s.takeInlineLocked(img, now)
+			s.takeInlineLocked(img, now, idle)
 		} else {
 			img.stale = true
 			img.staleSeq++
@@ -387,9 +388,9 @@ func (s *imageStore) sealed(f *file, refs []*chunkRef) {
 		now := time.Now()
 		if img.inline {
 			img.active = now
-		} else if !img.stale && s.placeInlineLocked(now) {
+		} else if place, idle := s.inlinePlaceLocked(now); place && !img.stale {
 			// A current image rewritten, with a core to spare.
-			s.takeInlineLocked(img, now)
+			s.takeInlineLocked(img, now, idle)
 		}
 		if img.stale || !img.inline {
 			img.stale = true
@@ -1157,31 +1158,29 @@ func (s *imageStore) dropLocked(img *image) []*image {
 	return []*image{img}
 }
 
-// placeInlineLocked reports whether an inline place is free, freeing that
-// of the image whose file has gone unwritten longest, for inlineIdle at
-// least, if none is. The image that loses it stays current until its
-// file's next seal, which takes a place again if one is free (or idle)
-// and makes the image stale otherwise.
-func (s *imageStore) placeInlineLocked(now time.Time) bool {
+// inlinePlaceLocked reports whether a writer can have an inline place:
+// one is free, or idle holds one and its file has gone unwritten longest,
+// for inlineIdle at least.
+func (s *imageStore) inlinePlaceLocked(now time.Time) (place bool, idle *image) {
 	if len(s.inliners) < s.inlineMax {
-		return true
+		return true, nil
 	}
-	var idlest *image
 	for _, img := range s.inliners {
-		if now.Sub(img.active) >= s.inlineIdle && (idlest == nil || img.active.Before(idlest.active)) {
-			idlest = img
+		if now.Sub(img.active) >= s.inlineIdle && (idle == nil || img.active.Before(idle.active)) {
+			idle = img
 		}
 	}
-	if idlest == nil {
-		return false
-	}
-	s.endInlineLocked(idlest)
-	return true
+	return idle != nil, idle
 }
 
-// takeInlineLocked gives img an inline place (placeInlineLocked said one
-// is free).
-func (s *imageStore) takeInlineLocked(img *image, now time.Time) {
+// takeInlineLocked gives img the inline place inlinePlaceLocked found,
+// taking it from idle if that is set. The image that loses it stays
+// current until its file's next seal, which takes a place again if one is
+// free (or idle) and makes the image stale otherwise.
+func (s *imageStore) takeInlineLocked(img *image, now time.Time, idle *image) {
+	if idle != nil {
+		s.endInlineLocked(idle)
+	}
 	img.inline, img.active = true, now
 	s.inliners = append(s.inliners, img)
 }
