@@ -123,7 +123,9 @@ type Config struct {
 	// again, and lookups search a smaller tree (fsbench through
 	// `kelp server -mount`, 5 alternating runs: create +15%, rename +26%,
 	// unlink +21%). Attributes, names and chunk lists of most files stay
-	// in the tree.
+	// in the tree. The cost is disk: a deleted small file's content stays
+	// in its value-log file until that file is half garbage (GCDiscardRatio)
+	// and the GC rewrites it.
 	ValueThreshold int64
 	// NumCompactors is the number of compaction goroutines (0 or >= 2).
 	// Default 2.
