@@ -256,7 +256,7 @@ func TestServerMountBinary(t *testing.T) {
 		"-master.port", fmt.Sprint(mp), "-master.port.grpc", fmt.Sprint(mg),
 		"-volume.port", fmt.Sprint(vp), "-volume.port.grpc", fmt.Sprint(vg),
 		"-filer.port", fmt.Sprint(fp), "-filer.port.grpc", fmt.Sprint(fg))
-	for deadline := time.Now().Add(30 * time.Second); !mounted(t, mnt); {
+	for deadline := time.Now().Add(30 * time.Second); !cluster.Mounted(t, mnt); {
 		select {
 		case <-srv.exited:
 			t.Fatalf("kelp server exited before mounting: %v\n%s", srv.err, srv.out.String())
@@ -325,7 +325,7 @@ func TestServerMountBinary(t *testing.T) {
 	b.Close()
 
 	srv.stop(t, 30*time.Second)
-	if mounted(t, mnt) {
+	if cluster.Mounted(t, mnt) {
 		t.Fatalf("%s still mounted after kelp server exited", mnt)
 	}
 }

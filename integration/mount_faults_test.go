@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -593,7 +592,7 @@ func TestMountFaultClusterGone(t *testing.T) {
 	}
 	err = cluster.Within(t, liveness, "unmount", m.TryUnmount)
 	t.Logf("unmount with the cluster gone: %v", err)
-	if mounted(t, m.Dir) {
+	if cluster.Mounted(t, m.Dir) {
 		t.Fatalf("%s is still a mount point after unmount", m.Dir)
 	}
 	if _, err := cluster.Within(t, liveness, "stat of the old mount point", func() dirAnswer {
@@ -602,21 +601,6 @@ func TestMountFaultClusterGone(t *testing.T) {
 	}).unpack(); err != nil {
 		t.Fatalf("the old mount point: %v", err)
 	}
-}
-
-// mounted reports whether dir is a mount point, from /proc/self/mountinfo.
-func mounted(t *testing.T, dir string) bool {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
 }
 
 // TestMountFaultWriteVolumeDown: chunk uploads fail because the only

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,4 +117,19 @@ func (m *Mount) TryUnmount() error {
 // Path joins elems under the mount point.
 func (m *Mount) Path(elems ...string) string {
 	return filepath.Join(append([]string{m.Dir}, elems...)...)
+}
+
+// Mounted reports whether dir is a mount point, from /proc/self/mountinfo.
+func Mounted(t testing.TB, dir string) bool {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
+			return true
+		}
+	}
+	return false
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -52,7 +53,7 @@ func TestStatFloor(t *testing.T) {
 			for r := 0; r < rounds; r++ {
 				for i := 0; i < 10; i++ {
 					var st syscall.Stat_t
-					p := filepath.Join(mnt, "f"+itoa(i))
+					p := filepath.Join(mnt, "f"+strconv.Itoa(i))
 					if err := syscall.Stat(p, &st); err != nil {
 						t.Fatalf("stat %s: %v", p, err)
 					}
@@ -95,7 +96,7 @@ func TestStatFloor(t *testing.T) {
 			case <-time.After(15 * time.Second):
 				t.Fatal("serve did not end within 15s of its context")
 			}
-			if mountedAt(t, mnt) {
+			if cluster.Mounted(t, mnt) {
 				t.Fatalf("%s is still mounted after serve ended", mnt)
 			}
 		})
@@ -111,8 +112,6 @@ func TestServeRejectsBadInput(t *testing.T) {
 		t.Errorf("no files: %v, want an error naming -files", err)
 	}
 }
-
-func itoa(i int) string { return string(rune('0' + i)) }
 
 func needRoot(t *testing.T) {
 	t.Helper()
@@ -149,19 +148,4 @@ func allowURing(t *testing.T) {
 			t.Errorf("restore %s to %s: %v", param, old, err)
 		}
 	})
-}
-
-// mountedAt says whether dir is a mount point in this process's view.
-func mountedAt(t *testing.T, dir string) bool {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatalf("read mountinfo: %v", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
 }

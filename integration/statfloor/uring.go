@@ -71,18 +71,18 @@ type ioURingParams struct {
 
 // ring is one io_uring instance, used by one thread only.
 type ring struct {
-	fd         int
-	rings      []byte // SQ and CQ rings (one mapping, IORING_FEAT_SINGLE_MMAP)
-	sqes       []byte
-	sqHead     *uint32
-	sqTail     *uint32
-	sqMask     uint32
-	sqArray    uintptr
-	cqHead     *uint32
-	cqTail     *uint32
-	cqMask     uint32
-	cqes       uintptr
-	unsubmited uint32
+	fd          int
+	rings       []byte // SQ and CQ rings (one mapping, IORING_FEAT_SINGLE_MMAP)
+	sqes        []byte
+	sqHead      *uint32
+	sqTail      *uint32
+	sqMask      uint32
+	sqArray     uintptr
+	cqHead      *uint32
+	cqTail      *uint32
+	cqMask      uint32
+	cqes        uintptr
+	unsubmitted uint32
 }
 
 func newRing(entries uint32) (*ring, error) {
@@ -128,7 +128,7 @@ func (r *ring) push(fill func(sqe []byte)) {
 	fill(sqe)
 	*(*uint32)(unsafe.Pointer(&r.rings[r.sqArray+uintptr(idx)*4])) = idx
 	atomic.StoreUint32(r.sqTail, tail+1)
-	r.unsubmited++
+	r.unsubmitted++
 }
 
 // getEventsArg is struct io_uring_getevents_arg.
@@ -149,17 +149,17 @@ func (r *ring) enter(wait bool, timeout time.Duration) error {
 		flags, minComplete = ioringEnterGetevents|ioringEnterExtArg, 1
 		arg.ts = uint64(uintptr(unsafe.Pointer(&ts)))
 	}
-	_, _, errno := unix.Syscall6(sysIOUringEnter, uintptr(r.fd), uintptr(r.unsubmited), minComplete, flags,
+	_, _, errno := unix.Syscall6(sysIOUringEnter, uintptr(r.fd), uintptr(r.unsubmitted), minComplete, flags,
 		uintptr(unsafe.Pointer(&arg)), unsafe.Sizeof(arg))
 	runtime.KeepAlive(&ts)
 	switch errno {
 	case 0:
-		r.unsubmited = 0
+		r.unsubmitted = 0
 		return nil
 	case unix.ETIME, unix.EINTR:
 		// Whatever was submitted before the wait stays submitted.
 		if atomic.LoadUint32(r.sqHead) == *r.sqTail {
-			r.unsubmited = 0
+			r.unsubmitted = 0
 		}
 		return nil
 	}
