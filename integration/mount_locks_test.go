@@ -767,3 +767,88 @@ func TestMountLocksFilerAway(t *testing.T) {
 		return setlk(f, unix.F_SETLK, unix.F_WRLCK, 0, 0)
 	})
 }
+
+// TestMountLocksLeaseLapsed: a mount cut off from the lock service (its
+// renewals dropped, cluster.LockCut) past its lease loses its locks for
+// real: the filer expires the session and grants the lock to another
+// mount; the cut-off mount's owner gets ENOLCK once when it comes back,
+// then goes on under a fresh session. The same holds when the filer
+// restarts before the cut-off mount comes back: in the grace period the
+// mount must not re-assert what its lapsed lease may have lost, or it
+// could take the lock back from the mount that now holds it.
+func TestMountLocksLeaseLapsed(t *testing.T) {
+	const ttl, grace = 2 * time.Second, 2 * time.Second
+	cluster.NeedFUSE(t)
+	c := cluster.Start(t, cluster.Options{Filer: true, FilerConfig: func(cfg *filerd.Config) {
+		cfg.LockSessionTTL, cfg.LockGrace = ttl, grace
+	}})
+	a, cutA := c.MountFilerLockCut(nil)
+	b, cutB := c.MountFilerLockCut(nil)
+	t.Run("FilerRunning", func(t *testing.T) { testLocksLeaseLapsed(t, c, a, b, cutA, nil, "lapsed1", ttl) })
+	t.Run("FilerRestarted", func(t *testing.T) { testLocksLeaseLapsed(t, c, a, b, cutA, cutB, "lapsed2", ttl) })
+}
+
+// testLocksLeaseLapsed: A locks, is cut off until B gets the lock, and
+// comes back; with cutB, the filer restarts before A comes back, and B is
+// cut off meanwhile so that A is heard first (B comes back well within
+// its lease and re-asserts).
+func testLocksLeaseLapsed(t *testing.T, c *cluster.Cluster, a, b *cluster.Mount, cutA, cutB *cluster.LockCut, name string, ttl time.Duration) {
+	fa, fb := openRW(t, a.Path(name)), openRW(t, b.Path(name))
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	beforeA, beforeB := a.FS.LockStats(), b.FS.LockStats()
+	cutA.Cut()
+	cut := time.Now()
+	cluster.WaitFor(t, ttl+lockWait, "B's lock once A's lease ran out", func() error {
+		return setlk(fb, unix.F_SETLK, unix.F_WRLCK, 0, 0)
+	})
+	t.Logf("B got the lock %v after A was cut off (lease %v)", time.Since(cut).Round(time.Millisecond), ttl)
+	if cutB != nil {
+		cutB.Cut()
+		c.Filer.Restart()
+	}
+	cutA.Heal()
+	cluster.WaitFor(t, lockWait, "A's fresh session", func() error {
+		if st := a.FS.LockStats(); st.Session == beforeA.Session || st.Session == "" {
+			return fmt.Errorf("mount A's lock session is still %q", st.Session)
+		}
+		return nil
+	})
+	if cutB != nil {
+		cutB.Heal()
+		cluster.WaitFor(t, lockWait, "B's fresh session", func() error {
+			if st := b.FS.LockStats(); st.Session == beforeB.Session || st.Session == "" {
+				return fmt.Errorf("mount B's lock session is still %q", st.Session)
+			}
+			return nil
+		})
+	}
+	if st := b.FS.LockStats(); st.Lost != beforeB.Lost || st.Held != 1 {
+		t.Fatalf("mount B's locks: %+v, want its lock held and none lost (before: %+v)", st, beforeB)
+	}
+	if st := a.FS.LockStats(); st.Lost != beforeA.Lost+1 || st.Held != 0 {
+		t.Fatalf("mount A's locks: %+v, want 1 more lost than %+v and none held", st, beforeA)
+	}
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 10); !errors.Is(err, unix.ENOLCK) {
+		t.Fatalf("A's next lock request after its lease ran out: %v, want ENOLCK", err)
+	}
+	// Told once; B holds the lock (the filer's grace period, if any,
+	// ends first).
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 10); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("A's lock request while B holds the lock: %v, want EAGAIN", err)
+	}
+	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: io.SeekStart}
+	if err := unix.FcntlFlock(fa.Fd(), unix.F_GETLK, &lk); err != nil || lk.Type != unix.F_WRLCK || lk.Start != 0 || lk.Len != 0 {
+		t.Fatalf("F_GETLK on A = %+v, %v; want B's write lock of the whole file", lk, err)
+	}
+	if err := setlk(fb, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 0, 10); err != nil {
+		t.Fatalf("A's lock under its fresh session: %v", err)
+	}
+	if err := setlk(fa, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -32,7 +32,10 @@ import (
 // or the lease ran out while the filer kept running (the mount was cut
 // off; someone else may hold the locks now). The mount notices either at
 // its next renewal or request (ErrSessionExpired), opens a fresh session
-// and re-asserts; locks it cannot re-assert are lost, which is logged, and
+// and re-asserts, unless more than the lease has passed since its last
+// renewal was sent (the filer may have given the locks to another mount
+// before it restarted: leaseLapsed); locks it cannot or must not
+// re-assert are lost, which is logged, and
 // the next lock request of an owner that lost locks on the file fails
 // with ENOLCK, once, instead of being granted on stale state. Everyone
 // else goes on under the new session.
@@ -85,6 +88,11 @@ type lockService struct {
 
 	mu      sync.Mutex
 	session string // the live session; "" until one is open
+	// leaseSent is when the last call that extended the lease of the
+	// live (or last) session was sent: its open or a renewal that
+	// succeeded. The filer's lease runs at least ttl from then, and
+	// perhaps no longer (leaseLapsed).
+	leaseSent time.Time
 	// failedAt and failErr are the last failed attempt to open one.
 	failedAt time.Time
 	failErr  error
@@ -415,6 +423,7 @@ func (ls *lockService) openLocked(ctx context.Context) (lost int, err error) {
 	ls.mu.Unlock()
 	octx, cancel := context.WithTimeout(ctx, ls.fs.cfg.OpTimeout)
 	defer cancel()
+	sent := time.Now()
 	sess, err := ls.api.OpenSession(octx, id, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open lock session: %w", err)
@@ -426,14 +435,18 @@ func (ls *lockService) openLocked(ctx context.Context) (lost int, err error) {
 	held := ls.snapshot()
 	if len(held) > 0 {
 		var rejected []*lockpb.Lock
-		if sess.Grace > 0 {
+		switch {
+		case ls.leaseLapsed():
+			err = fmt.Errorf("the last lease ran out before the filer was heard from again: %w", client.ErrNoGrace)
+		case sess.Grace > 0:
 			rejected, err = ls.api.Reassert(octx, id, held)
-		} else {
+		default:
 			err = fmt.Errorf("the filer is not in a grace period: %w", client.ErrNoGrace)
 		}
+		why := "the filer did not take them back"
 		switch {
 		case errors.Is(err, client.ErrNoGrace):
-			rejected, err = held, nil
+			rejected, why, err = held, err.Error(), nil
 		case err != nil:
 			// The new session is open but holds nothing: close it
 			// and let the next attempt start over.
@@ -442,10 +455,10 @@ func (ls *lockService) openLocked(ctx context.Context) (lost int, err error) {
 		}
 		lost = len(rejected)
 		if lost > 0 {
-			ls.fs.log.Error("mount: locks lost: the lock session ended (lease ran out or filer restarted) and the filer did not take them back",
-				"lost", lost, "held", len(held))
+			ls.fs.log.Error("mount: locks lost: the lock session ended (lease ran out or filer restarted)",
+				"lost", lost, "held", len(held), "why", why, "sinceRenewal", ls.sinceLease())
 		} else {
-			ls.fs.log.Info("mount: locks re-asserted after the lock session ended", "held", len(held))
+			ls.fs.log.Info("mount: locks re-asserted after the lock session ended", "held", len(held), "sinceRenewal", ls.sinceLease())
 		}
 		ls.drop(rejected)
 	}
@@ -454,7 +467,7 @@ func (ls *lockService) openLocked(ctx context.Context) (lost int, err error) {
 		return lost, err
 	}
 	ls.mu.Lock()
-	ls.session, ls.ttl = id, sess.TTL
+	ls.session, ls.ttl, ls.leaseSent = id, sess.TTL, sent
 	ls.lost += lost
 	start := !ls.running
 	ls.running = true
@@ -507,10 +520,13 @@ func (ls *lockService) keepAlive(ctx context.Context) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ls.fs.opCtx(ctx), every)
+		sent := time.Now()
 		err := ls.api.Renew(rctx, session)
 		cancel()
 		retrySoon = false
 		switch {
+		case err == nil:
+			ls.renewed(session, sent)
 		case errors.Is(err, client.ErrSessionExpired):
 			if _, err := ls.replace(ctx, session); err != nil {
 				ls.fs.log.Warn("mount: replacing the lock session", "err", err)
@@ -521,6 +537,49 @@ func (ls *lockService) keepAlive(ctx context.Context) {
 			retrySoon = true
 		}
 	}
+}
+
+// renewed notes that a renewal of session sent at sent succeeded.
+func (ls *lockService) renewed(session string, sent time.Time) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.session == session && sent.After(ls.leaseSent) {
+		ls.leaseSent = sent
+	}
+}
+
+// leaseLapsed reports whether the last session's lease may have run out
+// at the filer: more than its ttl has passed since the last call that
+// extended it was sent. The filer may then have expired the session and
+// granted its locks to another mount before it restarted, and that
+// mount's re-assertion must not lose to this one's in the grace period:
+// the record is lost rather than re-asserted, never a lock granted on
+// stale state. A restart is told apart from a lapse only while it is
+// shorter than that: a filer that takes longer than about two thirds of
+// the lease to come back (renewals go every third) costs the mounts
+// their locks.
+//
+// The time passed is the longer of the monotonic clock's and the wall
+// clock's: the monotonic one stands still while the machine is
+// suspended, when the filer's lease runs on; a wall clock stepped back
+// is caught by the monotonic one.
+func (ls *lockService) leaseLapsed() bool {
+	ls.mu.Lock()
+	ttl := ls.ttl
+	ls.mu.Unlock()
+	return ls.sinceLease() > ttl
+}
+
+// sinceLease is the time passed since leaseSent; 0 before any session.
+func (ls *lockService) sinceLease() time.Duration {
+	ls.mu.Lock()
+	sent := ls.leaseSent
+	ls.mu.Unlock()
+	if sent.IsZero() {
+		return 0
+	}
+	now := time.Now()
+	return max(now.Sub(sent), now.Round(0).Sub(sent.Round(0)))
 }
 
 // close ends the session, releasing every lock of the mount at once
