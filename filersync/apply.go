@@ -255,28 +255,31 @@ func (r *replicator) upsert(ctx context.Context, src, dst string, e *filerpb.Ent
 		return err
 	}
 	typ := e.Attr.Mode & syscall.S_IFMT
-	var a *filerpb.Attr
-	fresh := false // made just now: empty, no xattrs
+	var a, old *filerpb.Attr // the target's entry of the same kind, or one of another kind in the way
 	ent, err := r.dst.api.Lookup(ctx, &filerpb.LookupRequest{Parent: parent, Name: name})
 	switch {
 	case err == nil && ent.Attr.Mode&syscall.S_IFMT == typ && !(typ == syscall.S_IFLNK && !r.sameTarget(ctx, ent.Attr.Inode, e.SymlinkTarget)):
 		a = ent.Attr
 	case err == nil:
-		if err := r.removeEntry(ctx, parent, name, ent.Attr); err != nil {
-			return err
-		}
-		fallthrough
+		old = ent.Attr
 	case notFound(err):
-		if a, fresh, err = r.create(ctx, parent, name, e); err != nil {
-			return err
-		}
 	default:
 		return err
 	}
-	if typ == syscall.S_IFREG && !(fresh && len(e.Chunks) == 0 && len(e.Inline) == 0 && e.Attr.Size == 0) {
-		if a, err = r.syncContent(ctx, src, a, e); err != nil {
-			return err
+	fresh := false // made just now: no xattrs
+	switch {
+	case typ == syscall.S_IFREG && a == nil:
+		a, fresh, e, err = r.createFile(ctx, src, parent, name, e, old)
+	case typ == syscall.S_IFREG:
+		a, e, err = r.syncContent(ctx, src, a, e)
+	case a == nil:
+		if err = r.removeOld(ctx, parent, name, old); err == nil {
+			a, err = r.create(ctx, parent, name, e)
+			fresh = true
 		}
+	}
+	if err != nil {
+		return err
 	}
 	if err := r.setMeta(ctx, a, e, fresh); err != nil {
 		return err
@@ -290,39 +293,99 @@ func (r *replicator) upsert(ctx context.Context, src, dst string, e *filerpb.Ent
 	return nil
 }
 
+// removeOld removes old, an entry of another kind at name in parent, if
+// there is one.
+func (r *replicator) removeOld(ctx context.Context, parent uint64, name string, old *filerpb.Attr) error {
+	if old == nil {
+		return nil
+	}
+	return r.removeEntry(ctx, parent, name, old)
+}
+
 func (r *replicator) sameTarget(ctx context.Context, ino uint64, target string) bool {
 	rl, err := r.dst.api.Readlink(ctx, &filerpb.ReadlinkRequest{Inode: ino})
 	return err == nil && rl.Target == target
 }
 
-// create makes the entry e (its type; content and attributes follow) as
-// name in parent. A regular file whose source inode has other names
-// already on the target becomes a hard link to it.
-func (r *replicator) create(ctx context.Context, parent uint64, name string, e *filerpb.EntryState) (a *filerpb.Attr, fresh bool, err error) {
+// create makes the entry e, a directory, symlink or special file, as
+// name in parent (attributes and xattrs follow).
+func (r *replicator) create(ctx context.Context, parent uint64, name string, e *filerpb.EntryState) (*filerpb.Attr, error) {
 	at := e.Attr
 	var resp *filerpb.EntryResponse
+	var err error
 	switch at.Mode & syscall.S_IFMT {
 	case syscall.S_IFDIR:
 		resp, err = r.dst.api.Mkdir(ctx, &filerpb.MkdirRequest{Parent: parent, Name: name, Mode: at.Mode & 0o7777, Uid: at.Uid, Gid: at.Gid})
 	case syscall.S_IFLNK:
 		resp, err = r.dst.api.Symlink(ctx, &filerpb.SymlinkRequest{Parent: parent, Name: name, Target: e.SymlinkTarget, Uid: at.Uid, Gid: at.Gid})
 	default:
-		if at.Mode&syscall.S_IFMT == syscall.S_IFREG && at.Nlink > 1 {
-			if ino := r.linkedInode(ctx, at.Inode); ino != 0 {
-				resp, err = r.dst.api.Link(ctx, &filerpb.LinkRequest{Inode: ino, NewParent: parent, NewName: name})
-				if err == nil {
-					return resp.Attr, false, nil
-				}
-				r.log.Debug("hard link on the target failed; copying instead", "name", name, "err", err)
-			}
-		}
 		resp, err = r.dst.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name, Mode: at.Mode, Uid: at.Uid, Gid: at.Gid,
 			Rdev: at.Rdev, Exclusive: true})
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("create %s: %w", name, err)
+		return nil, fmt.Errorf("create %s: %w", name, err)
 	}
-	return resp.Attr, true, nil
+	return resp.Attr, nil
+}
+
+// createFile makes the regular file e as name in parent, content
+// included, in place of old (an entry of another kind, or nil): a hard
+// link to the target inode that already holds e's source inode, or a new
+// file whose chunks are stored in the target cluster before its name is
+// made, so the target never shows it with bytes missing (a chunk that
+// cannot be read fails the event before anything is made). It returns the
+// target entry, whether it was made new (it has no xattrs), and the source
+// state its content is: e, or the source's present state if e's chunks
+// were gone.
+func (r *replicator) createFile(ctx context.Context, src string, parent uint64, name string, e *filerpb.EntryState,
+	old *filerpb.Attr) (*filerpb.Attr, bool, *filerpb.EntryState, error) {
+	if e.Attr.Nlink > 1 {
+		if ino := r.linkedInode(ctx, e.Attr.Inode); ino != 0 {
+			if err := r.removeOld(ctx, parent, name, old); err != nil {
+				return nil, false, nil, err
+			}
+			old = nil
+			resp, err := r.dst.api.Link(ctx, &filerpb.LinkRequest{Inode: ino, NewParent: parent, NewName: name})
+			if err == nil {
+				a, e, err := r.syncContent(ctx, src, resp.Attr, e)
+				return a, false, e, err
+			}
+			r.log.Debug("hard link on the target failed; copying instead", "name", name, "err", err)
+		}
+	}
+	c, err := r.prepareContent(ctx, src, e, emptyFile)
+	if err != nil {
+		return nil, false, nil, err
+	}
+	e = c.e
+	if err := r.removeOld(ctx, parent, name, old); err != nil {
+		return nil, false, nil, err
+	}
+	at := e.Attr
+	resp, err := r.dst.api.Create(ctx, &filerpb.CreateRequest{Parent: parent, Name: name, Mode: at.Mode, Uid: at.Uid, Gid: at.Gid,
+		Exclusive: true})
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("create %s: %w", name, err)
+	}
+	a, err := r.commitContent(ctx, resp.Attr, c)
+	if err != nil {
+		// No empty file stays behind for the retry.
+		r.unlinkIfInode(ctx, parent, name, resp.Attr.Inode)
+		return nil, false, nil, err
+	}
+	return a, true, e, nil
+}
+
+// unlinkIfInode removes name in parent if it is still inode ino; a
+// failure is only logged (the event's retry makes the file anyway).
+func (r *replicator) unlinkIfInode(ctx context.Context, parent uint64, name string, ino uint64) {
+	ent, err := r.dst.api.Lookup(ctx, &filerpb.LookupRequest{Parent: parent, Name: name})
+	if err == nil && ent.Attr.Inode == ino {
+		_, err = r.dst.api.Unlink(ctx, &filerpb.UnlinkRequest{Parent: parent, Name: name})
+	}
+	if err != nil && !notFound(err) {
+		r.log.Warn("filer.sync: removing a file whose content could not be committed", "name", name, "err", err)
+	}
 }
 
 // linkKey is the target's KV record of the target inode that holds a
@@ -420,62 +483,85 @@ func (r *replicator) syncXattrs(ctx context.Context, ino uint64, want map[string
 	return nil
 }
 
-// syncContent makes the target file's content the source entry's:
-// inline bytes, or chunks copied into the target's cluster (those the
-// target already has are reused). The chunk list is committed only once
-// every chunk is stored on the target.
-// It returns the target's attributes after the change.
-func (r *replicator) syncContent(ctx context.Context, src string, a *filerpb.Attr, e *filerpb.EntryState) (*filerpb.Attr, error) {
-	return r.syncContentOnce(ctx, src, a, e, false)
+// content is what a target file is to hold: the source state it comes
+// from and, for chunked content, the target's chunk list, every chunk of
+// it already stored in the target cluster.
+type content struct {
+	e      *filerpb.EntryState
+	chunks []*filerpb.Chunk
+	same   bool // the target file holds it already
 }
 
-// syncContentOnce is syncContent; refreshed says e is already the
-// source's present state, fetched after its chunks could not be read.
-func (r *replicator) syncContentOnce(ctx context.Context, src string, a *filerpb.Attr, e *filerpb.EntryState, refreshed bool) (*filerpb.Attr, error) {
+// emptyFile is the content of a file made just now.
+var emptyFile = &filerpb.GetChunksResponse{Attr: &filerpb.Attr{}}
+
+// syncContent makes the existing target file a's content the source
+// entry's: inline bytes, or chunks copied into the target's cluster
+// (those the target already has are reused). The chunk list is committed
+// only once every chunk is stored on the target. It returns the target's
+// attributes after the change and the source state applied (e, or the
+// source's present state if e's chunks were gone).
+func (r *replicator) syncContent(ctx context.Context, src string, a *filerpb.Attr, e *filerpb.EntryState) (*filerpb.Attr, *filerpb.EntryState, error) {
 	have, err := r.dst.api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: a.Inode})
 	if err != nil {
-		return nil, fmt.Errorf("target chunks: %w", err)
+		return nil, nil, fmt.Errorf("target chunks: %w", err)
 	}
-	size := e.Attr.Size
-	if len(e.Chunks) == 0 {
-		if have.Attr.Size == size && len(have.Chunks) == 0 && bytes.Equal(have.Inline, e.Inline) {
-			return have.Attr, nil
-		}
-		resp, err := r.dst.api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: a.Inode, Inline: e.Inline, Size: size,
-			MtimeNs: e.Attr.MtimeNs, Replace: true})
-		if err != nil {
-			return nil, fmt.Errorf("commit content: %w", err)
-		}
-		return resp.Attr, nil
+	c, err := r.prepareContent(ctx, src, e, have)
+	if err != nil {
+		return nil, nil, err
 	}
-	want, err := r.src.resolve(ctx, e.Chunks)
-	var copied []*filerpb.Chunk
-	if err == nil {
-		if have.Attr.Size == size && len(have.Inline) == 0 && sameChunks(have.Chunks, want) {
-			return have.Attr, nil
+	a, err = r.commitContent(ctx, have.Attr, c)
+	return a, c.e, err
+}
+
+// prepareContent stores e's chunks in the target's cluster (reusing those
+// the target file, whose content is have, already holds) and returns the
+// content to commit. If a chunk is gone from the source (the file was
+// rewritten since and its old chunks collected), the source's present
+// state of the file is taken instead, once: if that too cannot be read,
+// or the file is no longer there, the event fails (or is superseded),
+// and a file is never committed with bytes missing.
+func (r *replicator) prepareContent(ctx context.Context, src string, e *filerpb.EntryState, have *filerpb.GetChunksResponse) (content, error) {
+	for refreshed := false; ; refreshed = true {
+		size := e.Attr.Size
+		if len(e.Chunks) == 0 {
+			same := have.Attr.Size == size && len(have.Chunks) == 0 && bytes.Equal(have.Inline, e.Inline)
+			return content{e: e, same: same}, nil
 		}
-		copied, err = r.copier.copyChunks(ctx, want, have.Chunks)
-	}
-	if (errors.Is(err, client.ErrNotFound) || notFound(err)) && !refreshed {
-		// The source replaced these chunks since (and collected
-		// them): take what the source has now, if it is still the
-		// same file there. (If that too cannot be read, the event
-		// fails and is retried: a file is never committed with
-		// bytes missing.)
+		want, err := r.src.resolve(ctx, e.Chunks)
+		if err == nil {
+			if have.Attr.Size == size && len(have.Inline) == 0 && sameChunks(have.Chunks, want) {
+				return content{e: e, same: true}, nil
+			}
+			var copied []*filerpb.Chunk
+			if copied, err = r.copier.copyChunks(ctx, want, have.Chunks); err == nil {
+				return content{e: e, chunks: copied}, nil
+			}
+		}
+		if refreshed || !(errors.Is(err, client.ErrNotFound) || notFound(err)) {
+			return content{}, err
+		}
 		if e, err = r.current(ctx, src, e.Attr.Inode); err != nil {
-			return nil, err
+			return content{}, err
 		}
-		return r.syncContentOnce(ctx, src, a, e, true)
 	}
+}
+
+// commitContent commits c as the content of the target file a, unless it
+// holds it already, and returns the file's attributes after.
+func (r *replicator) commitContent(ctx context.Context, a *filerpb.Attr, c content) (*filerpb.Attr, error) {
+	if c.same {
+		return a, nil
+	}
+	at := c.e.Attr
+	resp, err := r.dst.api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: a.Inode, Chunks: c.chunks, Inline: c.e.Inline,
+		Size: at.Size, MtimeNs: at.MtimeNs, Replace: true})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("commit content: %w", err)
 	}
-	resp, err := r.dst.api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: a.Inode, Chunks: copied, Size: size,
-		MtimeNs: e.Attr.MtimeNs, Replace: true})
-	if err != nil {
-		return nil, fmt.Errorf("commit chunks: %w", err)
+	if len(c.chunks) > 0 {
+		r.stats.bytes.Add(int64(at.Size))
 	}
-	r.stats.bytes.Add(int64(size))
 	return resp.Attr, nil
 }
 

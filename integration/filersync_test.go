@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kelpfs/kelp/api/filerpb"
+	"github.com/kelpfs/kelp/client"
 	"github.com/kelpfs/kelp/filerd"
 	"github.com/kelpfs/kelp/filersync"
 	"github.com/kelpfs/kelp/integration/cluster"
@@ -697,44 +698,71 @@ func TestFilerSyncFilerProxy(t *testing.T) {
 }
 
 // TestFilerSyncUnreadableChunk: a file whose chunk cannot be read from the
-// source (its blob deleted behind the filer's back) is never committed on
-// the target with bytes missing: the event is retried, the rest of the
-// tree goes on, and once the file is rewritten on the source the new
-// content arrives.
+// source (its blob deleted behind the filer's back) and that comes to the
+// target whole (moved into the tree kept in step, so its first event
+// already lists its chunks) is never made on the target, not even empty:
+// the event is retried, the rest of the tree goes on, and once the file
+// is rewritten on the source the new content arrives whole.
 func TestFilerSyncUnreadableChunk(t *testing.T) {
 	p := startSyncPair(t)
 	good, bad := randomBytes(t, 100<<10), randomBytes(t, 2<<20+5)
 	if err := os.WriteFile(p.ma.Path("good"), good, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(p.ma.Path("bad"), bad, 0o644); err != nil {
+	// Written where the sync does not look, then moved in.
+	if err := os.Mkdir(p.ma.Path("staging"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	chunks := p.a.FileChunks("/bad")
+	if err := os.WriteFile(p.ma.Path("staging", "bad"), bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chunks := p.a.FileChunks("/staging/bad")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := p.a.Client().Delete(ctx, chunks[1].FileId); err != nil {
 		t.Fatal(err)
 	}
-	s, _ := runSync(t, p.a, p.b, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+	if err := os.Rename(p.ma.Path("staging", "bad"), p.ma.Path("bad")); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := runSync(t, p.a, p.b, func(cfg *filersync.Config) {
+		cfg.ActivePassive = true
+		cfg.A.Exclude = []string{"/staging"}
+	})
+	fc := p.b.FilerClient()
+	notOnB := func() {
+		t.Helper()
+		_, err := fc.API().Lookup(ctx, &filerpb.LookupRequest{Parent: 1, Name: "bad"})
+		if !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("B's filer has bad (lookup: %v) while one of its chunks cannot be read on A", err)
+		}
+	}
 	cluster.WaitFor(t, syncWithin, "good on B, and bad retried", func() error {
+		notOnB()
 		got, err := os.ReadFile(p.mb.Path("good"))
 		if err != nil || !bytes.Equal(got, good) {
 			return fmt.Errorf("good: %v", err)
 		}
-		if s.Stats()[0].Retries == 0 {
-			return errors.New("no retry yet")
+		if n := s.Stats()[0].Retries; n < 3 {
+			return fmt.Errorf("%d retries so far", n)
 		}
 		return nil
 	})
-	if st, err := os.Stat(p.mb.Path("bad")); err == nil && st.Size() != 0 {
-		t.Fatalf("B has bad with %d bytes while one of its chunks cannot be read on A", st.Size())
+	notOnB()
+	if _, err := os.Lstat(p.mb.Path("bad")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("B's mount shows bad (%v) while one of its chunks cannot be read on A", err)
 	}
 	fresh := randomBytes(t, 1<<20+9)
 	if err := os.WriteFile(p.ma.Path("bad"), fresh, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Remove(p.ma.Path("staging")); err != nil {
+		t.Fatal(err)
+	}
 	waitSame(t, p.ma.Dir, p.mb.Dir)
+	if got, err := os.ReadFile(p.mb.Path("bad")); err != nil || !bytes.Equal(got, fresh) {
+		t.Fatalf("bad on B: %d bytes, %v; want the %d rewritten on A", len(got), err, len(fresh))
+	}
 }
 
 // TestFilerSyncReplay: applying the whole history again (the checkpoint
