@@ -1,0 +1,236 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kelpfs/kelp/integration/cluster"
+)
+
+// appliedTs reads the source timestamps of the events a `kelp filer.sync
+// -a.debug` run logged as applied.
+var appliedLine = regexp.MustCompile(`filer\.sync: applied\b.*?ts_ns=(\d+)`)
+
+func appliedTs(t *testing.T, out string) map[int64]bool {
+	t.Helper()
+	ts := map[int64]bool{}
+	for _, m := range appliedLine.FindAllStringSubmatch(out, -1) {
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil {
+			t.Fatalf("applied line with a bad ts_ns %q", m[1])
+		}
+		ts[n] = true
+	}
+	return ts
+}
+
+// TestFilerSyncKilledMidBootstrap: `kelp filer.sync` killed with SIGKILL
+// (no final checkpoint) while it copies a tree of a few thousand files,
+// then started again: it resumes from the last checkpoint it saved, so it
+// re-applies only the events after it, and the trees end in step with
+// every event of the source applied at least once.
+func TestFilerSyncKilledMidBootstrap(t *testing.T) {
+	p := startSyncPair(t)
+	const dirs, perDir = 20, 100
+	for d := range dirs {
+		dir := p.ma.Path(fmt.Sprintf("d%02d", d))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f := range perDir {
+			data := []byte(fmt.Sprintf("file %d/%d %s", d, f, strings.Repeat("y", f*29)))
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", f)), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 2 {
+		if err := os.WriteFile(p.ma.Path(fmt.Sprintf("big%d", i)), randomBytes(t, 2<<20+i), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := countEvents(t, p.a, filerSignature(t, p.b))
+
+	args := []string{"filer.sync", "-a", p.a.Filer.MountAddr(), "-b", p.b.Filer.MountAddr(), "-isActivePassive", "-a.debug", "-statusInterval", "100ms"}
+	// One event at a time, so that the kill lands mid-bootstrap.
+	first := startKelp(t, append(args, "-concurrency", "1")...)
+	cluster.WaitFor(t, syncWithin, "a third of the bootstrap applied and a checkpoint saved", func() error {
+		out := first.out.String()
+		if n := int64(len(appliedTs(t, out))); n < total/3 {
+			return fmt.Errorf("%d of %d events applied", n, total)
+		}
+		if !savedCheckpoint.MatchString(out) {
+			return errors.New("no checkpoint saved yet")
+		}
+		return nil
+	})
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-first.exited
+	run1 := appliedTs(t, first.out.String())
+	if int64(len(run1)) >= total {
+		t.Fatalf("the first run applied all %d events before the kill; the test needs a bigger tree\n%s", total, first.out.String())
+	}
+
+	second := startKelp(t, args...)
+	waitSame(t, p.ma.Dir, p.mb.Dir)
+	verifyClean(t, p.a, p.b)
+	// Every event is applied by then; wait for the log lines to catch up.
+	var run2 map[int64]bool
+	cluster.WaitFor(t, syncWithin, "every event applied", func() error {
+		run2 = appliedTs(t, second.out.String())
+		union := len(run1)
+		for ts := range run2 {
+			if !run1[ts] {
+				union++
+			}
+		}
+		if int64(union) != total {
+			return fmt.Errorf("%d distinct events applied over both runs, the log holds %d", union, total)
+		}
+		return nil
+	})
+	second.stop(t, 10*time.Second)
+
+	// The second run starts at the checkpoint the first one saved: nothing
+	// it applies is older than that, and what the first applied after it
+	// is applied again.
+	since := resumedSince(t, second.out.String())
+	var again int
+	for ts := range run2 {
+		if ts <= since {
+			t.Errorf("second run applied event %d, at or before its checkpoint %d", ts, since)
+		}
+		if run1[ts] {
+			again++
+		}
+	}
+	for ts := range run1 {
+		if ts > since && !run2[ts] {
+			t.Errorf("event %d applied by the first run after its checkpoint was not applied again", ts)
+		}
+	}
+	if again >= len(run1) {
+		t.Errorf("the second run re-applied all %d events of the first: it did not resume", len(run1))
+	}
+	t.Logf("log holds %d events; killed after %d applied; restarted from the checkpoint, re-applied %d and applied %d new",
+		total, len(run1), again, len(run2)-again)
+}
+
+// savedCheckpoint matches a status line whose checkpoint is past the
+// beginning of time: one has been saved.
+var savedCheckpoint = regexp.MustCompile(`filer\.sync: status\b.*? checkpoint=2\d{3}-`)
+
+// resumedSince reads the position a `kelp filer.sync` run started from.
+func resumedSince(t *testing.T, out string) int64 {
+	t.Helper()
+	m := regexp.MustCompile(`filer\.sync: following\b.*?since_ns=(\d+) .*?checkpoint=true`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("the restarted sync did not say it resumed from a checkpoint:\n%s", out)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestFilerSyncLagUnderLoad: files written on A at a steady rate, not
+// waiting for B (an open loop), a fifth of them large enough to need chunk
+// copies; a watcher on B's mount notes when each is there whole. Reports
+// the time from close on A to the content on B.
+func TestFilerSyncLagUnderLoad(t *testing.T) {
+	p := startSyncPair(t)
+	_, _ = runSync(t, p.a, p.b, nil)
+	const files, every = 120, 25 * time.Millisecond
+
+	type written struct {
+		name   string
+		data   []byte
+		closed time.Time
+	}
+	queue := make(chan written, files)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(queue)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for i := range files {
+			<-tick.C
+			name := fmt.Sprintf("load%03d", i)
+			data := []byte(fmt.Sprintf("small file %s", name))
+			if i%5 == 4 {
+				data = randomBytes(t, (1+i%4)<<20)
+			}
+			if err := os.WriteFile(p.ma.Path(name), data, 0o644); err != nil {
+				t.Error(err)
+				return
+			}
+			queue <- written{name, data, time.Now()}
+		}
+	})
+
+	var smallLags, bigLags []time.Duration
+	var pending []written
+	deadline := time.Now().Add(syncWithin + time.Duration(files)*every)
+	for open := true; open || len(pending) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files not on B in time, first %s", len(pending), pending[0].name)
+		}
+		for drained := false; open && !drained; {
+			select {
+			case w, ok := <-queue:
+				if !ok {
+					open = false
+				} else {
+					pending = append(pending, w)
+				}
+			default:
+				drained = true
+			}
+		}
+		pending = slices.DeleteFunc(pending, func(w written) bool {
+			st, err := os.Stat(p.mb.Path(w.name))
+			if err != nil || st.Size() != int64(len(w.data)) {
+				return false
+			}
+			got, err := os.ReadFile(p.mb.Path(w.name))
+			if err != nil || !bytes.Equal(got, w.data) {
+				return false
+			}
+			lag := time.Since(w.closed)
+			if len(w.data) > 1<<20-1 {
+				bigLags = append(bigLags, lag)
+			} else {
+				smallLags = append(smallLags, lag)
+			}
+			return true
+		})
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	verifyClean(t, p.a, p.b)
+	for _, l := range []struct {
+		what string
+		lags []time.Duration
+	}{{"small files", smallLags}, {"1-4 MiB files", bigLags}} {
+		slices.Sort(l.lags)
+		t.Logf("close on A to content on B, %s: median %v, p90 %v, max %v (%d files; one file every %v, open loop)",
+			l.what, l.lags[len(l.lags)/2], l.lags[len(l.lags)*9/10], l.lags[len(l.lags)-1], len(l.lags), every)
+	}
+}
