@@ -113,6 +113,7 @@ func (r *replicator) run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	var since int64
 	loaded := false
+	fromCheckpoint := false // since is a checkpoint (not the start asked for)
 	for ctx.Err() == nil {
 		if !loaded {
 			ts, found, err := r.loadCheckpoint(ctx)
@@ -122,6 +123,7 @@ func (r *replicator) run(ctx context.Context) error {
 				if found {
 					since = ts
 				}
+				fromCheckpoint = found
 				r.stats.checkpoint.Store(since)
 				r.log.Info("filer.sync: following", "from", r.src.addr, "to", r.dst.addr, "since_ns", since,
 					"checkpoint", found, "path", r.srcRoot, "target_path", r.dstRoot)
@@ -132,9 +134,24 @@ func (r *replicator) run(ctx context.Context) error {
 		if loaded {
 			start := time.Now()
 			last, err := r.follow(ctx, since)
+			fromCheckpoint = fromCheckpoint || last != since
 			since = last
 			if ctx.Err() != nil {
 				break
+			}
+			if errors.Is(err, client.ErrPrecondition) {
+				// The log no longer holds since: copy the tree instead.
+				r.log.Warn("filer.sync: "+r.bootstrapReason(since, fromCheckpoint), "from", r.src.addr, "to", r.dst.addr,
+					"since_ns", since, "err", err)
+				noted, berr := r.bootstrap(ctx)
+				if berr == nil {
+					since, fromCheckpoint, backoff = noted, true, 100*time.Millisecond
+					continue
+				}
+				if ctx.Err() != nil {
+					break
+				}
+				err = berr
 			}
 			if time.Since(start) > time.Minute {
 				backoff = 100 * time.Millisecond
@@ -215,7 +232,7 @@ func (r *replicator) stream(ctx context.Context, since int64, sched *scheduler) 
 				return fmt.Errorf("%s ended the change log stream", r.src.addr)
 			}
 			if errors.Is(err, client.ErrPrecondition) {
-				return fmt.Errorf("change log of %s no longer holds %d: %w (restart with a later -fromTsMs after copying the tree)", r.src.addr, since, err)
+				return fmt.Errorf("change log of %s no longer holds %d: %w", r.src.addr, since, err)
 			}
 			return err
 		}
