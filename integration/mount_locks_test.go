@@ -65,6 +65,8 @@ func TestMountLocks(t *testing.T) {
 	t.Run("InterruptedWait", func(t *testing.T) { testLocksInterruptedWait(t, a, b) })
 	t.Run("DataUnderLock", func(t *testing.T) { testLocksDataUnderLock(t, a, b) })
 	t.Run("ReleaseOfAnotherDescription", func(t *testing.T) { testLocksReleaseOfAnotherDescription(t, a, b) })
+	t.Run("Deadlock", func(t *testing.T) { testLocksDeadlock(t, a, b) })
+	t.Run("LinksAndRenames", func(t *testing.T) { testLocksLinksAndRenames(t, a, b) })
 	for _, m := range []*cluster.Mount{a, b} {
 		if st := m.FS.LockStats(); st.Lost != 0 {
 			t.Errorf("mount %s lost %d locks", m.Dir, st.Lost)
@@ -369,6 +371,11 @@ for line in sys.stdin:
             signal.setitimer(signal.ITIMER_REAL, 0)
         elif cmd[0] == "unlock":
             fcntl.lockf(fd, fcntl.LOCK_UN)
+        elif cmd[0] in ("setlk", "setlkw"):  # setlk[w] r|w|u start len: fcntl lock of [start, start+len)
+            op = {"r": fcntl.LOCK_SH, "w": fcntl.LOCK_EX, "u": fcntl.LOCK_UN}[cmd[1]]
+            if cmd[0] == "setlk":
+                op |= fcntl.LOCK_NB
+            fcntl.lockf(fd, op, int(cmd[3]), int(cmd[2]))
         print("ok", flush=True)
     except Alarm:
         print("interrupted", flush=True)
@@ -434,10 +441,28 @@ func (h *pyHolder) read(t *testing.T) string {
 // do sends one command and returns its outcome line.
 func (h *pyHolder) do(t *testing.T, cmd string) string {
 	t.Helper()
+	h.send(t, cmd)
+	return h.read(t)
+}
+
+// send sends one command without waiting for its outcome (read it).
+func (h *pyHolder) send(t *testing.T, cmd string) {
+	t.Helper()
 	if _, err := fmt.Fprintln(h.in, cmd); err != nil {
 		t.Fatal(err)
 	}
-	return h.read(t)
+}
+
+// inSyscall reports whether the holder is inside system call nr (it
+// blocks there), from /proc/<pid>/syscall.
+func (h *pyHolder) inSyscall(t *testing.T, nr int) bool {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", h.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 0 && f[0] == fmt.Sprint(nr)
 }
 
 // testLocksInterruptedWait: a signal ends a process's F_SETLKW on B with
@@ -465,6 +490,95 @@ func testLocksInterruptedWait(t *testing.T, a, b *cluster.Mount) {
 	}
 	if got := h.do(t, "lockw 5"); got != "ok" {
 		t.Fatalf("F_SETLKW on a free lock: %q", got)
+	}
+}
+
+// testLocksDeadlock: a deadlock between processes on two mounts is
+// found by the filer: P1 on A holds [0,10) and waits (F_SETLKW) for
+// [10,20), which P2 on B holds; P2's F_SETLKW of [0,10) would close the
+// cycle and fails with EDEADLK at once, while P1 goes on waiting; once P2
+// unlocks, P1 is granted.
+func testLocksDeadlock(t *testing.T, a, b *cluster.Mount) {
+	p1 := startPyHolder(t, a.Path("deadlock"))
+	if got := p1.do(t, "setlk w 0 10"); got != "ok" {
+		t.Fatalf("P1's lock of [0,10) on A: %q", got)
+	}
+	fb := openRW(t, b.Path("deadlock")) // P2 is the test process, on B
+	if err := setlk(fb, unix.F_SETLK, unix.F_WRLCK, 10, 10); err != nil {
+		t.Fatalf("P2's lock of [10,20) on B: %v", err)
+	}
+	p1.send(t, "setlkw w 10 10")
+	cluster.WaitFor(t, lockWait, "P1 waiting in F_SETLKW", func() error {
+		if !p1.inSyscall(t, unix.SYS_FCNTL) {
+			return errors.New("P1 is not in fcntl(2)")
+		}
+		return nil
+	})
+	// From the kernel's FUSE request to the filer's wait queue is well
+	// under a millisecond here; P2's request must come after it.
+	time.Sleep(200 * time.Millisecond)
+	err := cluster.Within(t, lockWait, "P2's F_SETLKW closing a deadlock", func() error {
+		return setlk(fb, unix.F_SETLKW, unix.F_WRLCK, 0, 10)
+	})
+	if !errors.Is(err, unix.EDEADLK) {
+		t.Fatalf("P2's F_SETLKW of [0,10), held by P1 who waits for P2: %v, want EDEADLK", err)
+	}
+	if !p1.inSyscall(t, unix.SYS_FCNTL) {
+		t.Fatal("P1 stopped waiting when P2's request was refused")
+	}
+	if err := setlk(fb, unix.F_SETLK, unix.F_UNLCK, 10, 10); err != nil {
+		t.Fatal(err)
+	}
+	if got := p1.read(t); got != "ok" {
+		t.Fatalf("P1's F_SETLKW of [10,20) after P2 unlocked: %q", got)
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: io.SeekStart}
+	if err := unix.FcntlFlock(fb.Fd(), unix.F_GETLK, &lk); err != nil || lk.Type != unix.F_WRLCK || lk.Start != 0 || lk.Len != 20 || lk.Pid != int32(p1.pid) {
+		t.Fatalf("F_GETLK on B = %+v, %v; want P1's (pid %d) write lock [0,+20)", lk, err, p1.pid)
+	}
+}
+
+// testLocksLinksAndRenames: a lock belongs to the file, not to a name:
+// through a hard link made on the other mount it conflicts, and after the
+// holder renames the file under it, F_GETLK through the new name reports
+// it.
+func testLocksLinksAndRenames(t *testing.T, a, b *cluster.Mount) {
+	fa := openRW(t, a.Path("lockx"))
+	if err := setlk(fa, unix.F_SETLK, unix.F_WRLCK, 10, 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(b.Path("lockx"), b.Path("locky")); err != nil {
+		t.Fatalf("hard link on B: %v", err)
+	}
+	fy := openRW(t, b.Path("locky"))
+	if err := setlk(fy, unix.F_SETLK, unix.F_WRLCK, 15, 1); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("B's lock through the hard link y of x, over A's lock through x: %v, want EAGAIN", err)
+	}
+	if err := setlk(fy, unix.F_SETLK, unix.F_WRLCK, 0, 10); err != nil {
+		t.Fatalf("B's lock through y beside A's: %v", err)
+	}
+	if err := setlk(fy, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(a.Path("lockx"), a.Path("lockz")); err != nil {
+		t.Fatalf("rename on A while holding the lock: %v", err)
+	}
+	var fz *os.File
+	cluster.WaitFor(t, lockWait, "z on B after A's rename", func() error {
+		var err error
+		fz, err = os.OpenFile(b.Path("lockz"), os.O_RDWR, 0)
+		return err
+	})
+	t.Cleanup(func() { fz.Close() })
+	lk := unix.Flock_t{Type: unix.F_RDLCK, Whence: io.SeekStart}
+	if err := unix.FcntlFlock(fz.Fd(), unix.F_GETLK, &lk); err != nil || lk.Type != unix.F_WRLCK || lk.Start != 10 || lk.Len != 20 || lk.Pid != int32(os.Getpid()) {
+		t.Fatalf("F_GETLK on B through z = %+v, %v; want A's write lock [10,+20) of pid %d", lk, err, os.Getpid())
+	}
+	if err := setlk(fa, unix.F_SETLK, unix.F_UNLCK, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := setlk(fz, unix.F_SETLK, unix.F_WRLCK, 0, 0); err != nil {
+		t.Fatalf("B's lock through z once A unlocked through x's descriptor: %v", err)
 	}
 }
 
