@@ -20,9 +20,9 @@ import (
 // http.Client: the filer passes a blob to or from a volume server within it.
 const filerBlobTimeout = 60 * time.Second
 
-// FilerBlobs reads and writes blobs by file id through a filer's HTTP blob
-// proxy (GET /?blob=<fid>, POST /?blob), for a client that reaches the filer
-// but not the volume servers behind it. A write is placed by the filer's
+// FilerBlobs reads, writes and deletes blobs by file id through a filer's
+// HTTP blob proxy (GET /?blob=<fid>, POST /?blob, DELETE /?blob=<fid>), for
+// a client that reaches the filer but not the volume servers behind it. A write is placed by the filer's
 // default replication and collection, and must fit in one of its chunks.
 // Safe for concurrent use.
 type FilerBlobs struct {
@@ -108,6 +108,34 @@ func (f *FilerBlobs) Write(ctx context.Context, data []byte) (fid, etag string, 
 		return "", "", fmt.Errorf("%s: bad answer %q: %w", what, body, ErrInternal)
 	}
 	return res.FileID, res.ETag, nil
+}
+
+// Delete removes blob fid from its volume servers. Only for a blob the
+// caller wrote and no entry names: a file's chunks are the filer's to
+// delete. A blob that does not exist is an error wrapping ErrNotFound; a
+// malformed fid one wrapping ErrInvalid.
+func (f *FilerBlobs) Delete(ctx context.Context, fid string) error {
+	what := "delete " + fid + " through filer " + f.base
+	if _, err := needle.ParseFileID(fid); err != nil {
+		return fmt.Errorf("%s: %w: %v", what, ErrInvalid, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, f.base+"?blob="+url.QueryEscape(fid), nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", what, ErrInvalid, err)
+	}
+	resp, err := f.hc.Do(req)
+	if err != nil {
+		return f.transportError(ctx, what, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return f.transportError(ctx, what, err)
+	}
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		return httpError(what, resp.StatusCode, "", body)
+	}
+	return nil
 }
 
 // transportError is transportError, but a request that ran out of the

@@ -17,7 +17,8 @@ import (
 	"github.com/kelpfs/kelp/needle"
 )
 
-// fakeFilerBlobs is a filer's blob proxy: GET /?blob=<fid>, POST /?blob.
+// fakeFilerBlobs is a filer's blob proxy: GET /?blob=<fid>, POST /?blob,
+// DELETE /?blob=<fid>.
 type fakeFilerBlobs struct {
 	srv *httptest.Server
 
@@ -74,6 +75,13 @@ func (f *fakeFilerBlobs) serve(w http.ResponseWriter, r *http.Request) {
 		f.blobs[fid] = b
 		w.WriteHeader(http.StatusCreated)
 		json.NewEncoder(w).Encode(map[string]any{"fid": fid, "eTag": needle.ETag(b), "size": len(b)})
+	case http.MethodDelete:
+		if _, ok := f.blobs[q.Get("blob")]; !ok {
+			fail(http.StatusNotFound, "delete blob: not found")
+			return
+		}
+		delete(f.blobs, q.Get("blob"))
+		w.WriteHeader(http.StatusNoContent)
 	default:
 		fail(http.StatusMethodNotAllowed, r.Method)
 	}
@@ -103,6 +111,47 @@ func TestFilerBlobsRoundTrip(t *testing.T) {
 				t.Fatalf("Read %s: %q, %v", fid, got, err)
 			}
 		}
+	}
+}
+
+// TestFilerBlobsDelete: a blob deleted is gone from the filer and reads
+// ErrNotFound; deleting it again, or a malformed fid, is an error of its
+// kind; other blobs stay.
+func TestFilerBlobsDelete(t *testing.T) {
+	f := newFakeFilerBlobs(t)
+	ctx := context.Background()
+	fb := NewFilerBlobs(f.srv.URL, nil)
+	gone, _, err := fb.Write(ctx, []byte("to delete"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, _, err := fb.Write(ctx, []byte("to keep"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fb.Delete(ctx, gone); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := fb.Read(ctx, gone); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Read of a deleted blob: %v, want ErrNotFound", err)
+	}
+	if got, err := fb.Read(ctx, kept); err != nil || string(got) != "to keep" {
+		t.Fatalf("Read of the other blob: %q, %v", got, err)
+	}
+	if err := fb.Delete(ctx, gone); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Delete again: %v, want ErrNotFound", err)
+	} else if !strings.Contains(err.Error(), "delete blob: not found") {
+		t.Fatalf("error %q lacks the filer's message", err)
+	}
+	if err := fb.Delete(ctx, "7,zz"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Delete of a malformed fid: %v, want ErrInvalid", err)
+	}
+	f.setAnswer(func(w http.ResponseWriter) bool {
+		http.Error(w, `{"error":"no volume server"}`, http.StatusServiceUnavailable)
+		return true
+	})
+	if err := fb.Delete(ctx, kept); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Delete with the filer's volume servers down: %v, want ErrUnavailable", err)
 	}
 }
 

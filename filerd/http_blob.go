@@ -14,10 +14,16 @@ package filerd
 //	                    chunks (Config.DefaultReplication and Collection, the same
 //	                    ?replication, ?collection, ?ttl overrides);
 //	                    201 {"fid": "...", "eTag": "...", "size": N}
+//	DELETE /?blob=<fid> 204 the blob is deleted from its volume servers;
+//	                    404 no such blob, 400 malformed fid
 //	other methods       405
 //
 // A blob written here is referenced by nothing until the caller commits an
-// entry that names it; one never committed stays in its volume as garbage.
+// entry that names it; one never committed stays in its volume as garbage
+// unless the caller deletes it. DELETE removes a blob whatever names it:
+// it is for blobs the caller wrote and did not commit (a filer.sync
+// attempt that failed), never for a file's chunks, which the filer's own
+// collector deletes once no entry names them.
 
 import (
 	"bytes"
@@ -46,28 +52,43 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
 		s.handleBlobGet(w, r)
 	case http.MethodPost:
 		s.handleBlobPost(w, r)
+	case http.MethodDelete:
+		s.handleBlobDelete(w, r)
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
+		w.Header().Set("Allow", "GET, HEAD, POST, DELETE")
 		s.httpError(w, r, fmt.Errorf("%s /?%s: %w", r.Method, blobParam, errMethod))
 	}
 }
 
-func (s *Server) handleBlobGet(w http.ResponseWriter, r *http.Request) {
+// blobID is the request's ?blob=<fid>, checked and in its canonical form.
+func blobID(r *http.Request) (string, error) {
 	raw := r.URL.Query().Get(blobParam)
 	id, err := needle.ParseFileID(raw)
 	if err != nil {
-		s.httpError(w, r, fmt.Errorf("blob %q: %v: %w", raw, err, errBadRequest))
+		return "", fmt.Errorf("blob %q: %v: %w", raw, err, errBadRequest)
+	}
+	return id.String(), nil
+}
+
+// blobError is err of a call on blob fid, a missing blob's made a plain
+// 404: a replica's other errors joined in must not turn it into a 400 or a
+// 503.
+func blobError(what, fid string, err error) error {
+	if errors.Is(err, client.ErrNotFound) {
+		err = fmt.Errorf("%w: %v", errNotFound, err)
+	}
+	return fmt.Errorf("%s blob %s: %w", what, fid, err)
+}
+
+func (s *Server) handleBlobGet(w http.ResponseWriter, r *http.Request) {
+	fid, err := blobID(r)
+	if err != nil {
+		s.httpError(w, r, err)
 		return
 	}
-	fid := id.String()
 	data, err := s.cluster.Read(r.Context(), fid)
 	if err != nil {
-		if errors.Is(err, client.ErrNotFound) {
-			// Only the 404: a replica's other errors joined in must not
-			// turn a missing blob into a 400 or a 503.
-			err = fmt.Errorf("%w: %v", errNotFound, err)
-		}
-		s.httpError(w, r, fmt.Errorf("read blob %s: %w", fid, err))
+		s.httpError(w, r, blobError("read", fid, err))
 		return
 	}
 	// Cluster.Read gives no ETag: it is computed as volume servers do.
@@ -75,6 +96,19 @@ func (s *Server) handleBlobGet(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("ETag", `"`+needle.ETag(data)+`"`)
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+}
+
+func (s *Server) handleBlobDelete(w http.ResponseWriter, r *http.Request) {
+	fid, err := blobID(r)
+	if err != nil {
+		s.httpError(w, r, err)
+		return
+	}
+	if err := s.cluster.Delete(r.Context(), fid); err != nil {
+		s.httpError(w, r, blobError("delete", fid, err))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // blobResult is the answer to a blob write.

@@ -168,7 +168,9 @@ func TestHTTPBlobErrors(t *testing.T) {
 		{"POST", "/?blob&replication=9z", strings.NewReader("x"), 400},
 		{"POST", "/?blob&ttl=forever", strings.NewReader("x"), 400},
 		{"PUT", "/?blob", strings.NewReader("x"), 405},
-		{"DELETE", "/?blob=" + missingKey, nil, 405},
+		{"DELETE", "/?blob=" + missingVolume, nil, 404},
+		{"DELETE", "/?blob", nil, 400},
+		{"DELETE", "/?blob=nonsense", nil, 400},
 		{"PATCH", "/?blob", nil, 405},
 		{"POST", "/?blob", bytes.NewReader(make([]byte, 1<<20+1)), 413},
 		// No Content-Length: the body is cut off at the chunk size.
@@ -183,7 +185,7 @@ func TestHTTPBlobErrors(t *testing.T) {
 		}
 		a := e.do(t, tc.method, tc.path, tc.body)
 		wantError(t, what, a, tc.code)
-		if tc.code == 405 && a.header.Get("Allow") != "GET, HEAD, POST" {
+		if tc.code == 405 && a.header.Get("Allow") != "GET, HEAD, POST, DELETE" {
 			t.Fatalf("%s: Allow %q", what, a.header.Get("Allow"))
 		}
 	}
@@ -201,6 +203,26 @@ func TestHTTPBlobErrors(t *testing.T) {
 	fid := needle.FileID{VolumeID: 1, Key: 1, Cookie: 0x12345678}.String()
 	wantError(t, "GET with a failing volume server", e.do(t, http.MethodGet, "/?blob="+fid, nil), http.StatusServiceUnavailable)
 	wantError(t, "POST with a failing volume server", e.do(t, http.MethodPost, "/?blob", strings.NewReader("x")), http.StatusServiceUnavailable)
+}
+
+// TestHTTPBlobDelete: DELETE /?blob=<fid> removes a blob written through
+// the proxy from its volume server and leaves the others; the blob reads
+// 404 after.
+func TestHTTPBlobDelete(t *testing.T) {
+	e := startHTTP(t, nil)
+	gone, kept := postBlob(t, e, randBytes(t, 5000)), postBlob(t, e, randBytes(t, 300))
+	blobsBefore, _, _ := e.vol.stats()
+	if a := e.do(t, http.MethodDelete, "/?blob="+gone.FileID, nil); a.code != http.StatusNoContent || len(a.body) != 0 {
+		t.Fatalf("DELETE /?blob=%s: %d %q", gone.FileID, a.code, a.body)
+	}
+	if blobs, _, _ := e.vol.stats(); e.vol.has(gone.FileID) || !e.vol.has(kept.FileID) || blobs != blobsBefore-1 {
+		t.Fatalf("after DELETE: %d blobs (had %d), deleted one there: %v, the other: %v", blobs, blobsBefore,
+			e.vol.has(gone.FileID), e.vol.has(kept.FileID))
+	}
+	wantError(t, "GET of a deleted blob", e.do(t, http.MethodGet, "/?blob="+gone.FileID, nil), http.StatusNotFound)
+	if g := e.do(t, http.MethodGet, "/?blob="+kept.FileID, nil); g.code != http.StatusOK || int64(len(g.body)) != kept.Size {
+		t.Fatalf("GET of the blob kept: %d, %d bytes", g.code, len(g.body))
+	}
 }
 
 // TestHTTPBlobLeavesFilesAlone: without ?blob on the root path every
@@ -284,5 +306,18 @@ func TestFilerBlobsAgainstFiler(t *testing.T) {
 	// The connection the 413 may have closed is not needed again.
 	if _, _, err := fb.Write(ctx, []byte("after")); err != nil {
 		t.Fatalf("Write after a 413: %v", err)
+	}
+	if err := fb.Delete(ctx, fid); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if e.vol.has(fid) {
+		t.Fatalf("Delete: %s is still on the volume server", fid)
+	}
+	if _, err := fb.Read(ctx, fid); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("Read of a deleted blob: %v, want ErrNotFound", err)
+	}
+	missingVolume := needle.FileID{VolumeID: 9, Key: 1, Cookie: 1}.String()
+	if err := fb.Delete(ctx, missingVolume); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("Delete in a volume that does not exist: %v, want ErrNotFound", err)
 	}
 }

@@ -39,8 +39,18 @@ func withSignatures(ctx context.Context, sigs []int32) context.Context {
 }
 
 // apply applies one event; nil when it is done (or does not concern the
-// target).
+// target). The chunks an attempt copies to the target are kept for the
+// event's next attempt if it fails, and what the event copied and did not
+// commit is deleted once it is applied or superseded.
 func (r *replicator) apply(ctx context.Context, ev *filerpb.MetadataEvent) error {
+	err := r.applyEvent(withLedger(ctx, r.copier.ledgerFor(ev, r.log)), ev)
+	if err == nil || errors.Is(err, errSuperseded) {
+		r.copier.eventDone(ctx, ev)
+	}
+	return err
+}
+
+func (r *replicator) applyEvent(ctx context.Context, ev *filerpb.MetadataEvent) error {
 	ctx = withSignatures(ctx, ev.Signatures)
 	switch ev.Kind {
 	case filerpb.MetadataEvent_CREATE, filerpb.MetadataEvent_UPDATE:
@@ -248,6 +258,13 @@ func (r *replicator) upsert(ctx context.Context, src, dst string, e *filerpb.Ent
 			return err
 		}
 		return r.setMeta(ctx, a, e, false)
+	}
+	if ledgerOf(ctx) == nil {
+		// Not part of an event: what this call copies and does not
+		// commit is deleted when it returns.
+		l := newCopyLedger(r.dst.blobs, r.log)
+		ctx = withLedger(ctx, l)
+		defer l.discard(ctx)
 	}
 	dir, name := parentOf(dst)
 	parent, err := r.dst.ensureDir(ctx, dir)
@@ -534,7 +551,7 @@ func (r *replicator) prepareContent(ctx context.Context, src string, e *filerpb.
 				return content{e: e, same: true}, nil
 			}
 			var copied []*filerpb.Chunk
-			if copied, err = r.copier.copyChunks(ctx, want, have.Chunks); err == nil {
+			if copied, err = r.copier.copyChunks(ctx, want, have.Chunks, ledgerOf(ctx)); err == nil {
 				return content{e: e, chunks: copied}, nil
 			}
 		}
@@ -556,13 +573,31 @@ func (r *replicator) commitContent(ctx context.Context, a *filerpb.Attr, c conte
 	at := c.e.Attr
 	resp, err := r.dst.api.CommitChunks(ctx, &filerpb.CommitChunksRequest{Inode: a.Inode, Chunks: c.chunks, Inline: c.e.Inline,
 		Size: at.Size, MtimeNs: at.MtimeNs, Replace: true})
+	l := ledgerOf(ctx)
 	if err != nil {
+		if !commitRefused(err) {
+			l.forget(c.chunks)
+		}
 		return nil, fmt.Errorf("commit content: %w", err)
 	}
+	l.committed(ctx, c.chunks)
 	if len(c.chunks) > 0 {
 		r.stats.bytes.Add(int64(at.Size))
 	}
 	return resp.Attr, nil
+}
+
+// commitRefused reports whether a failed commit surely changed nothing:
+// the filer answered with a refusal. A timeout, a cancel or a lost
+// connection may have left it done.
+func commitRefused(err error) bool {
+	for _, refusal := range []error{client.ErrNotFound, client.ErrInvalid, client.ErrPermission, client.ErrPrecondition,
+		client.ErrNoSpace, client.ErrExists} {
+		if errors.Is(err, refusal) {
+			return true
+		}
+	}
+	return client.PosixErrno(err) != ""
 }
 
 // current fetches the source's present state of the file at src, if it is

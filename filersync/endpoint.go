@@ -37,13 +37,21 @@ const rootInode = 1
 // maxManifestCache bounds the resolved manifests kept.
 const maxManifestCache = 256
 
-// blobStore reads and writes whole blobs of one cluster: straight from
-// its volume servers, or through its filer's HTTP blob proxy.
+// blobStore reads, writes and deletes whole blobs of one cluster:
+// straight from its volume servers, or through its filer's HTTP blob
+// proxy. Delete is only for blobs the sync wrote and did not commit; a
+// missing blob is an error wrapping client.ErrNotFound.
 type blobStore interface {
 	Read(ctx context.Context, fid string) ([]byte, error)
 	Write(ctx context.Context, data []byte) (fid, etag string, err error)
+	Delete(ctx context.Context, fid string) error
 	Close() error
 }
+
+var (
+	_ blobStore = direct{}
+	_ blobStore = proxied{}
+)
 
 // direct reaches the volume servers, which the filer locates.
 type direct struct{ c *client.Cluster }
@@ -53,7 +61,8 @@ func (d direct) Write(ctx context.Context, data []byte) (string, string, error) 
 	fid, res, err := d.c.Write(ctx, data, client.WriteOptions{})
 	return fid, res.ETag, err
 }
-func (d direct) Close() error { return d.c.Close() }
+func (d direct) Delete(ctx context.Context, fid string) error { return d.c.Delete(ctx, fid) }
+func (d direct) Close() error                                 { return d.c.Close() }
 
 // proxied goes through the filer's HTTP API.
 type proxied struct{ *client.FilerBlobs }

@@ -101,6 +101,11 @@ func (s *Syncer) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// Events left unfinished are applied again, from their first
+	// attempt, after a restart: what they copied goes.
+	for _, r := range s.dirs {
+		r.copier.discardAll(ctx)
+	}
 	return nil
 }
 

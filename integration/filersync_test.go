@@ -702,8 +702,18 @@ func TestFilerSyncFilerProxy(t *testing.T) {
 // target whole (moved into the tree kept in step, so its first event
 // already lists its chunks) is never made on the target, not even empty:
 // the event is retried, the rest of the tree goes on, and once the file
-// is rewritten on the source the new content arrives whole.
+// is rewritten on the source the new content arrives whole. The retries
+// leave no garbage: the target's volumes hold no more blobs after six
+// failed attempts than after two (the chunks that could be read are copied
+// once and kept for the retries), and once the file has arrived they hold
+// just the blobs B's files name. Both with the chunk bytes moved straight
+// between the volume servers and through the filers' blob proxies.
 func TestFilerSyncUnreadableChunk(t *testing.T) {
+	t.Run("direct", func(t *testing.T) { testFilerSyncUnreadableChunk(t, false) })
+	t.Run("filerProxy", func(t *testing.T) { testFilerSyncUnreadableChunk(t, true) })
+}
+
+func testFilerSyncUnreadableChunk(t *testing.T, proxy bool) {
 	p := startSyncPair(t)
 	good, bad := randomBytes(t, 100<<10), randomBytes(t, 2<<20+5)
 	if err := os.WriteFile(p.ma.Path("good"), good, 0o644); err != nil {
@@ -728,6 +738,7 @@ func TestFilerSyncUnreadableChunk(t *testing.T) {
 	s, _ := runSync(t, p.a, p.b, func(cfg *filersync.Config) {
 		cfg.ActivePassive = true
 		cfg.A.Exclude = []string{"/staging"}
+		cfg.A.FilerProxy, cfg.B.FilerProxy = proxy, proxy
 	})
 	fc := p.b.FilerClient()
 	notOnB := func() {
@@ -737,17 +748,28 @@ func TestFilerSyncUnreadableChunk(t *testing.T) {
 			t.Fatalf("B's filer has bad (lookup: %v) while one of its chunks cannot be read on A", err)
 		}
 	}
-	cluster.WaitFor(t, syncWithin, "good on B, and bad retried", func() error {
-		notOnB()
-		got, err := os.ReadFile(p.mb.Path("good"))
-		if err != nil || !bytes.Equal(got, good) {
-			return fmt.Errorf("good: %v", err)
-		}
-		if n := s.Stats()[0].Retries; n < 3 {
-			return fmt.Errorf("%d retries so far", n)
-		}
-		return nil
-	})
+	retried := func(n int64) {
+		t.Helper()
+		cluster.WaitFor(t, syncWithin, fmt.Sprintf("good on B, and bad retried %d times", n), func() error {
+			notOnB()
+			got, err := os.ReadFile(p.mb.Path("good"))
+			if err != nil || !bytes.Equal(got, good) {
+				return fmt.Errorf("good: %v", err)
+			}
+			if r := s.Stats()[0].Retries; r < n {
+				return fmt.Errorf("%d retries so far", r)
+			}
+			return nil
+		})
+	}
+	retried(2)
+	blobs2, bytes2 := liveBlobs(p.b)
+	retried(6)
+	blobs6, bytes6 := liveBlobs(p.b)
+	t.Logf("B's volumes: %d blobs, %d bytes after 2 failed attempts; %d blobs, %d bytes after 6", blobs2, bytes2, blobs6, bytes6)
+	if blobs6 != blobs2 || bytes6 != bytes2 {
+		t.Fatalf("failed attempts leave garbage on B: %d blobs (%d bytes) after 2, %d (%d) after 6", blobs2, bytes2, blobs6, bytes6)
+	}
 	notOnB()
 	if _, err := os.Lstat(p.mb.Path("bad")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("B's mount shows bad (%v) while one of its chunks cannot be read on A", err)
@@ -763,6 +785,32 @@ func TestFilerSyncUnreadableChunk(t *testing.T) {
 	if got, err := os.ReadFile(p.mb.Path("bad")); err != nil || !bytes.Equal(got, fresh) {
 		t.Fatalf("bad on B: %d bytes, %v; want the %d rewritten on A", len(got), err, len(fresh))
 	}
+	// B's collector deletes what the content replaced; what the failed
+	// attempts copied is the sync's to delete.
+	cluster.WaitFor(t, syncWithin, "B's volumes holding just what B's files name", func() error {
+		named := map[string]bool{}
+		for _, f := range []string{"/good", "/bad"} {
+			for _, ch := range p.b.FileChunks(f) {
+				named[ch.FileId] = true
+			}
+		}
+		if n, _ := liveBlobs(p.b); n != uint64(len(named)) {
+			return fmt.Errorf("%d blobs live, %d named by files", n, len(named))
+		}
+		return nil
+	})
+}
+
+// liveBlobs counts the blobs live in c's volume servers, and the bytes
+// their volumes hold for them.
+func liveBlobs(c *cluster.Cluster) (blobs uint64, size int64) {
+	for _, v := range c.Volumes {
+		for _, st := range v.Server().Store().Status() {
+			blobs += st.FileCount
+			size += st.Size - st.DeletedBytes
+		}
+	}
+	return blobs, size
 }
 
 // TestFilerSyncReplay: applying the whole history again (the checkpoint
