@@ -261,7 +261,9 @@ func makeTree(t *testing.T, root, tag string) {
 // TestFilerSync: both directions between two clusters. A tree made on A
 // appears on B; renames of a file and a directory, a truncate, an
 // overwrite, a chmod, an xattr change and deletes on A follow; the same
-// kinds of changes made on B come back to A; concurrent writes on both
+// kinds of changes made on B (a new tree with a symlink, a hard link, an
+// xattr and a chmod, renames of a file and a directory, a truncate,
+// deletes) come back to A; concurrent writes on both
 // sides to different files converge; Verify reports the trees clean; and
 // no event went back and forth (the counts stay put once in step).
 func TestFilerSync(t *testing.T) {
@@ -288,12 +290,19 @@ func TestFilerSync(t *testing.T) {
 	must(os.Remove(a.Path("dir", "fifo")))
 	waitSame(t, a.Dir, b.Dir)
 
-	// Changes on B come back.
+	// The same kinds of changes on B come back.
 	must(os.MkdirAll(b.Path("fromb", "deep"), 0o700))
 	must(os.WriteFile(b.Path("fromb", "deep", "f"), randomBytes(t, 1<<20+5), 0o644))
+	must(os.Symlink("deep/f", b.Path("fromb", "link-on-b")))
+	must(os.Link(b.Path("fromb", "deep", "f"), b.Path("fromb", "hard-on-b")))
+	must(unix.Setxattr(b.Path("fromb", "deep", "f"), "user.side", []byte("b"), 0))
+	must(os.Chmod(b.Path("fromb", "deep", "f"), 0o600))
 	must(os.Rename(b.Path("moved"), b.Path("fromb", "moved-on-b")))
+	must(os.Truncate(b.Path("fromb", "moved-on-b", "multi"), 4000))
+	must(os.Rename(b.Path("dir", "renamed"), b.Path("fromb", "renamed-on-b")))
 	must(os.RemoveAll(b.Path("dir")))
 	waitSame(t, a.Dir, b.Dir)
+	checkFromB(t, a)
 
 	// Both sides at once, different files.
 	done := make(chan error, 2)
@@ -328,6 +337,43 @@ func TestFilerSync(t *testing.T) {
 		t.Fatalf("events still applied once in step (ping-pong?): %v -> %v", before, after)
 	}
 	t.Logf("sync stats: %+v", s.Stats())
+}
+
+// checkFromB checks that the changes TestFilerSync makes on B are on A,
+// each as itself (waitSame compares the trees as a whole).
+func checkFromB(t *testing.T, a *cluster.Mount) {
+	t.Helper()
+	var f, hard syscall.Stat_t
+	if err := syscall.Stat(a.Path("fromb", "deep", "f"), &f); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(a.Path("fromb", "hard-on-b"), &hard); err != nil {
+		t.Fatal(err)
+	}
+	if f.Ino != hard.Ino || f.Nlink != 2 {
+		t.Errorf("on A, B's hard link is inode %d and its file %d with %d links: want one inode, 2 links", hard.Ino, f.Ino, f.Nlink)
+	}
+	if f.Mode&0o7777 != 0o600 || f.Size != 1<<20+5 {
+		t.Errorf("on A, B's file has mode %o and %d bytes, want 600 and %d", f.Mode&0o7777, f.Size, 1<<20+5)
+	}
+	if target, err := os.Readlink(a.Path("fromb", "link-on-b")); err != nil || target != "deep/f" {
+		t.Errorf("on A, B's symlink: %q, %v", target, err)
+	}
+	v := make([]byte, 16)
+	if n, err := unix.Getxattr(a.Path("fromb", "deep", "f"), "user.side", v); err != nil || string(v[:n]) != "b" {
+		t.Errorf("on A, B's xattr: %q, %v", v[:max(n, 0)], err)
+	}
+	if st, err := os.Stat(a.Path("fromb", "moved-on-b", "multi")); err != nil || st.Size() != 4000 {
+		t.Errorf("on A, the file B truncated: %v", err)
+	}
+	if got, err := os.ReadFile(a.Path("fromb", "renamed-on-b")); err != nil || string(got) != "small file a" {
+		t.Errorf("on A, the file B renamed: %q, %v", got, err)
+	}
+	for _, gone := range []string{"dir", "moved"} {
+		if _, err := os.Lstat(a.Path(gone)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("on A, %s, which B removed or renamed away: %v", gone, err)
+		}
+	}
 }
 
 // countEvents counts the events in c's change log from the beginning that
