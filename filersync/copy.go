@@ -140,7 +140,8 @@ func (c *copier) copyBlob(ctx context.Context, fid string, l *copyLedger) ([]pie
 }
 
 // ledgerFor returns the ledger of event ev, made on its first attempt and
-// kept across its retries.
+// kept across its retries: keyed by the event itself, which each attempt
+// is handed (applyRetrying), and dropped by eventDone or discardAll.
 func (c *copier) ledgerFor(ev *filerpb.MetadataEvent, log *slog.Logger) *copyLedger {
 	c.ledgersMu.Lock()
 	defer c.ledgersMu.Unlock()
