@@ -118,7 +118,10 @@ func (s *Server) subscribe(ctx context.Context, req *filerpb.SubscribeMetadataRe
 		}
 		if markPending {
 			markPending = false
-			if err := enqueue(&filerpb.MetadataEvent{CaughtUp: true, TsNs: last}); err != nil {
+			// The watermark, not last: a subscription from past the
+			// watermark (a client clock ahead of this filer's) would
+			// otherwise be told a position later events may fall before.
+			if err := enqueue(&filerpb.MetadataEvent{CaughtUp: true, TsNs: min(last, wm)}); err != nil {
 				return s.feedError(err, last)
 			}
 		}

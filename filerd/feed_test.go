@@ -249,6 +249,30 @@ func TestSubscribeMarksCaughtUp(t *testing.T) {
 	}
 }
 
+// TestSubscribeMarkerIsTheWatermark: a subscription from past the
+// filer's watermark (a client whose clock is ahead) is marked with the
+// watermark, so resuming from the marker misses no later event.
+func TestSubscribeMarkerIsTheWatermark(t *testing.T) {
+	tf := startFiler(t, nil)
+	ns, ctx := tf.s.ns, tf.ctx
+	if _, err := ns.Create(ctx, meta.RootInode, "before", meta.CreateRequest{Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	logged := readLog(t, tf.s, 0)
+	ahead := subscribe(t, tf.api, &filerpb.SubscribeMetadataRequest{SinceNs: time.Now().Add(time.Hour).UnixNano(), MarkCaughtUp: true})
+	eventually(t, "marker", func() bool { evs, _ := ahead.snapshot(); return len(evs) == 1 })
+	evs, _ := ahead.snapshot()
+	if !evs[0].CaughtUp || evs[0].TsNs != logged[len(logged)-1].TsNs {
+		t.Fatalf("marker %v, want caught_up at the last logged event's ts %d", evs[0], logged[len(logged)-1].TsNs)
+	}
+	if _, err := ns.Create(ctx, meta.RootInode, "after", meta.CreateRequest{Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readLog(t, tf.s, evs[0].TsNs); len(got) != 1 || got[0].NewPath != "/after" {
+		t.Fatalf("events after the marker: %v, want the one create after it", got)
+	}
+}
+
 func TestSubscribeFilters(t *testing.T) {
 	tf := startFiler(t, nil)
 	ns, ctx := tf.s.ns, tf.ctx

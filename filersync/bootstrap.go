@@ -32,14 +32,7 @@ import (
 	"time"
 
 	"github.com/kelpfs/kelp/api/filerpb"
-	"github.com/kelpfs/kelp/client"
 )
-
-// positionMargin is how far before the sync host's clock the position
-// probe subscribes from: the marker then reports the source's own
-// watermark unless the source's clock is more than this behind ours, or
-// it logged nothing in that time.
-const positionMargin = time.Minute
 
 // bootstrap copies the source's tree onto the target and saves the
 // checkpoint; it returns the source position to follow from.
@@ -86,21 +79,16 @@ func (r *replicator) bootstrapReason(since int64, fromCheckpoint bool) string {
 }
 
 // sourcePosition notes where the source's change log is now: the
-// caught_up marker's timestamp of a subscription from a little before
-// now. If even that lies before what the log keeps (a retention shorter
-// than positionMargin), it subscribes from now.
+// caught_up marker of a subscription from this host's present time
+// carries the source's watermark (every event at or before it logged, none
+// later), whichever of the two clocks is ahead; a source clock ahead of
+// ours only makes the probe read the events logged in between.
 func (r *replicator) sourcePosition(ctx context.Context) (int64, error) {
-	var err error
-	for _, back := range []time.Duration{positionMargin, 0} {
-		var ts int64
-		if ts, err = r.caughtUpAt(ctx, time.Now().Add(-back).UnixNano()); err == nil {
-			return ts, nil
-		}
-		if !errors.Is(err, client.ErrPrecondition) {
-			break
-		}
+	ts, err := r.caughtUpAt(ctx, time.Now().UnixNano())
+	if err != nil {
+		return 0, fmt.Errorf("note the position of %s's change log: %w", r.src.addr, err)
 	}
-	return 0, fmt.Errorf("note the position of %s's change log: %w", r.src.addr, err)
+	return ts, nil
 }
 
 // caughtUpAt subscribes from since and returns the timestamp the

@@ -3110,8 +3110,10 @@ type MetadataEvent struct {
 	OldParent uint64 `protobuf:"varint,11,opt,name=old_parent,json=oldParent,proto3" json:"old_parent,omitempty"`
 	NewParent uint64 `protobuf:"varint,12,opt,name=new_parent,json=newParent,proto3" json:"new_parent,omitempty"`
 	// caught_up marks the marker a mark_caught_up subscription asked for: it
-	// is not a change, and carries no other field but ts_ns (the last
-	// timestamp covered, to resume from).
+	// is not a change, and carries no other field but ts_ns: the filer's
+	// watermark when it was sent (every event at or before it has been
+	// logged, none will be later), to resume from. A client may take it as
+	// the log's present position whatever its own clock says.
 	CaughtUp      bool `protobuf:"varint,13,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
