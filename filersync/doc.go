@@ -14,7 +14,19 @@
 // written to the target's, concurrently and bounded, and the file's chunk
 // list is committed on the target only once every chunk is stored there; a
 // chunk the target already has (same offset, size and ETag, the ETag being
-// a hash of the bytes) is not copied again.
+// a hash of the bytes) is not copied again. A new file is made on the
+// target only once its chunks are stored; an attempt that fails keeps its
+// copies for the event's retry, and they are deleted once the event is
+// applied or superseded, so failures leak no blobs.
+//
+// # Bootstrap
+//
+// When the source's log no longer reaches back to where a direction must
+// start (the beginning, a -fromTsMs, or a checkpoint older than the log's
+// retention), the replicator notes the source's watermark, walks the
+// source's tree applying each entry the same idempotent way, saves the
+// noted position as the checkpoint once the walk is complete, and follows
+// the log from there (bootstrap.go).
 //
 // # Signatures
 //
