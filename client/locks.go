@@ -225,23 +225,40 @@ func (c *LockClient) GetLk(ctx context.Context, session string, l *lockpb.Lock) 
 // SetLk sets or releases l without waiting: ErrWouldBlock when another
 // owner holds a conflicting lock.
 func (c *LockClient) SetLk(ctx context.Context, session string, l *lockpb.Lock) error {
-	_, err := c.Set(ctx, session, l, false)
+	_, err := c.Set(ctx, session, l, false, 0)
 	return err
 }
 
+// Grant is what a lock set answers (lockpb SetLkResponse).
+type Grant struct {
+	// Generation is the inode's change counter as the filer set the lock
+	// (0 for an unlock or an inode it does not have), so that a mount
+	// knows whether its copy of the file is current.
+	Generation uint64
+	// LogTs is the newest change-log timestamp when the lock was set (0
+	// for an unlock): a mount that applied its subscription up to it sees
+	// what the previous holder changed in the namespace.
+	LogTs int64
+}
+
 // Set is SetLk (wait false) or SetLkw (wait true, for a lock) that also
-// returns the inode's generation as the filer set the lock
-// (SetLkResponse.generation: 0 for an unlock or an inode it does not
-// have), so that a mount knows whether its copy of the file is current.
-func (c *LockClient) Set(ctx context.Context, session string, l *lockpb.Lock, wait bool) (generation uint64, err error) {
+// returns the Grant. feedSig is the client signature of the caller's
+// change-log subscription, which the filer then asks to report its
+// progress up to Grant.LogTs (0: none).
+func (c *LockClient) Set(ctx context.Context, session string, l *lockpb.Lock, wait bool, feedSig int32) (Grant, error) {
+	req := &lockpb.LockRequest{Session: session, Lock: l, FeedSignature: feedSig}
 	if wait && l.GetType() != lockpb.LockType_UNLOCK {
-		return c.setLkw(ctx, session, l)
+		return c.setLkw(ctx, req)
 	}
-	resp, err := c.api.SetLk(ctx, &lockpb.LockRequest{Session: session, Lock: l})
+	resp, err := c.api.SetLk(ctx, req)
 	if err != nil {
-		return 0, lockErr("SetLk", err)
+		return Grant{}, lockErr("SetLk", err)
 	}
-	return resp.Generation, nil
+	return grantOf(resp), nil
+}
+
+func grantOf(resp *lockpb.SetLkResponse) Grant {
+	return Grant{Generation: resp.Generation, LogTs: resp.LogTs}
 }
 
 // withdrawTimeout bounds the wait for the filer's answer to a withdrawn
@@ -258,24 +275,24 @@ const withdrawTimeout = 5 * time.Second
 // except when the filer does not answer the withdrawal within a few
 // seconds (then the session is probably lost anyway).
 func (c *LockClient) SetLkw(ctx context.Context, session string, l *lockpb.Lock) error {
-	_, err := c.setLkw(ctx, session, l)
+	_, err := c.setLkw(ctx, &lockpb.LockRequest{Session: session, Lock: l})
 	return err
 }
 
-func (c *LockClient) setLkw(ctx context.Context, session string, l *lockpb.Lock) (uint64, error) {
+func (c *LockClient) setLkw(ctx context.Context, req *lockpb.LockRequest) (Grant, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, ctxError(err)
+		return Grant{}, ctxError(err)
 	}
 	// The stream outlives ctx: ending ctx withdraws the request instead.
 	sctx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
 	stream, err := c.api.SetLkw(sctx)
 	if err != nil {
-		return 0, lockErr("SetLkw", err)
+		return Grant{}, lockErr("SetLkw", err)
 	}
-	if err := stream.Send(&lockpb.LockRequest{Session: session, Lock: l}); err != nil {
+	if err := stream.Send(req); err != nil {
 		_, err = stream.Recv() // the stream's real error
-		return 0, lockErr("SetLkw", err)
+		return Grant{}, lockErr("SetLkw", err)
 	}
 	type answer struct {
 		resp *lockpb.SetLkResponse
@@ -289,9 +306,9 @@ func (c *LockClient) setLkw(ctx context.Context, session string, l *lockpb.Lock)
 	select {
 	case a := <-done:
 		if a.err != nil {
-			return 0, lockErr("SetLkw", a.err)
+			return Grant{}, lockErr("SetLkw", a.err)
 		}
-		return a.resp.Generation, nil
+		return grantOf(a.resp), nil
 	case <-ctx.Done():
 	}
 	_ = stream.CloseSend() // withdraw
@@ -301,15 +318,15 @@ func (c *LockClient) setLkw(ctx context.Context, session string, l *lockpb.Lock)
 	case a := <-done:
 		switch {
 		case a.err == nil:
-			return a.resp.Generation, nil // granted before the withdrawal
+			return grantOf(a.resp), nil // granted before the withdrawal
 		case status.Code(a.err) == codes.Canceled:
-			return 0, ctxError(ctx.Err())
+			return Grant{}, ctxError(ctx.Err())
 		}
-		return 0, lockErr("SetLkw", a.err)
+		return Grant{}, lockErr("SetLkw", a.err)
 	case <-t.C:
 		abort()
 		<-done
-		return 0, fmt.Errorf("lock SetLkw: withdrawal unanswered for %v: %w", withdrawTimeout, ctxError(ctx.Err()))
+		return Grant{}, fmt.Errorf("lock SetLkw: withdrawal unanswered for %v: %w", withdrawTimeout, ctxError(ctx.Err()))
 	}
 }
 

@@ -28,7 +28,9 @@ const feedQueue = 64
 // history and live events are one loop over the watermark, there is no gap
 // and no duplicate between them. Events outside req.PathPrefix and events
 // already signed by req.ClientSignature are skipped. With
-// req.MarkCaughtUp, a caught_up marker follows the first pass.
+// req.MarkCaughtUp, a caught_up marker follows the first pass. A
+// subscription with a client signature also sends progress reports when a
+// lock grant for that signature asks (feed_progress.go).
 //
 // It ends with FailedPrecondition if the requested range has been trimmed,
 // with ResourceExhausted if one event waits longer than SubscriberTimeout
@@ -59,17 +61,35 @@ func (s *Server) subscribe(ctx context.Context, req *filerpb.SubscribeMetadataRe
 		return statusf(codes.Unavailable, "filer closing")
 	}
 
+	var progress *feedProgress // progress reports lock grants ask for (feed_progress.go)
+	var progressWake <-chan struct{}
+	if req.ClientSignature != 0 {
+		var remove func()
+		progress, remove = s.feeds.add(req.ClientSignature)
+		defer remove()
+		progressWake = progress.wake
+	}
+
 	timer := time.NewTimer(s.cfg.SubscriberTimeout)
 	defer timer.Stop()
+	var reported int64 // the timestamp of the last message queued
+	queued := func(ts int64) {
+		reported = ts
+		if progress != nil {
+			progress.reported.Store(ts)
+		}
+	}
 	enqueue := func(ev *filerpb.MetadataEvent) error {
 		select {
 		case queue <- ev:
+			queued(ev.TsNs)
 			return nil
 		default:
 		}
 		timer.Reset(s.cfg.SubscriberTimeout)
 		select {
 		case queue <- ev:
+			queued(ev.TsNs)
 			return nil
 		case <-timer.C:
 			s.log.Warn("subscriber too slow, ending its stream", "client", req.ClientName, "ts_ns", ev.TsNs)
@@ -84,7 +104,10 @@ func (s *Server) subscribe(ctx context.Context, req *filerpb.SubscribeMetadataRe
 		}
 	}
 
-	last := req.SinceNs
+	// A since past the watermark (a client clock ahead of this filer's)
+	// starts at the watermark: every event after it is yet to commit,
+	// and the client wants it whatever its timestamp.
+	last := min(req.SinceNs, s.ns.Watermark())
 	markPending := req.MarkCaughtUp // after the first pass, which covers the history
 	batch := make([]meta.Event, 0, feedBatch)
 	for {
@@ -125,8 +148,14 @@ func (s *Server) subscribe(ctx context.Context, req *filerpb.SubscribeMetadataRe
 				return s.feedError(err, last)
 			}
 		}
+		if progress != nil && progress.due(min(last, wm), reported) {
+			if err := enqueue(&filerpb.MetadataEvent{Progress: true, TsNs: min(last, wm)}); err != nil {
+				return s.feedError(err, last)
+			}
+		}
 		select {
 		case <-changed:
+		case <-progressWake:
 		case err := <-sendErr:
 			return s.feedError(err, last)
 		case <-ctx.Done():

@@ -376,17 +376,24 @@ func (l *locksServer) SetLk(ctx context.Context, req *lockpb.LockRequest) (*lock
 	if err := l.m().SetLk(ino, lk); err != nil {
 		return nil, lockError(err)
 	}
-	return l.granted(ctx, ino, lk), nil
+	return l.granted(ctx, ino, lk, req.FeedSignature), nil
 }
 
 // granted is the answer to a lock set: with the inode's generation for a
 // lock, so that the mount can tell whether its copy of the file is
-// current without fetching it. An inode the namespace does not have
-// answers 0 (locks key on inode numbers and do not need the inode).
-func (l *locksServer) granted(ctx context.Context, ino uint64, lk locks.Lock) *lockpb.SetLkResponse {
+// current without fetching it (an inode the namespace does not have
+// answers 0: locks key on inode numbers and do not need the inode), and
+// the change log's newest timestamp, which the mount's subscription
+// (feedSig) is asked to report progress up to, so that the mount can
+// apply what the previous holder changed before answering.
+func (l *locksServer) granted(ctx context.Context, ino uint64, lk locks.Lock, feedSig int32) *lockpb.SetLkResponse {
 	resp := &lockpb.SetLkResponse{}
 	if lk.Type == locks.Unlock {
 		return resp
+	}
+	resp.LogTs = l.s.ns.LastEvent()
+	if feedSig != 0 {
+		l.s.feeds.ask(feedSig, resp.LogTs)
 	}
 	if a, err := l.s.ns.GetAttr(ctx, meta.Inode(ino)); err == nil {
 		resp.Generation = a.Generation
@@ -433,7 +440,7 @@ func (l *locksServer) SetLkw(stream lockpb.Locks_SetLkwServer) error {
 	if err != nil {
 		return lockError(err)
 	}
-	return stream.Send(l.granted(stream.Context(), ino, lk))
+	return stream.Send(l.granted(stream.Context(), ino, lk, req.FeedSignature))
 }
 
 func (l *locksServer) ReleaseOwner(_ context.Context, req *lockpb.ReleaseOwnerRequest) (*lockpb.ReleaseOwnerResponse, error) {

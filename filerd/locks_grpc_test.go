@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/kelpfs/kelp/api/filerpb"
 	"github.com/kelpfs/kelp/api/lockpb"
 	"github.com/kelpfs/kelp/client"
 	"github.com/kelpfs/kelp/filerd/meta"
@@ -565,23 +566,78 @@ func TestLockGrantCarriesGeneration(t *testing.T) {
 	}
 	open(t, lc, "A", 0)
 	ino := uint64(a.Inode)
-	gen, err := lc.Set(ctx, "A", rng(ino, lockpb.LockType_EXCLUSIVE, 0, 9, 1, 1), false)
-	if err != nil || gen != a.Generation {
-		t.Fatalf("SetLk = generation %d, %v; want %d", gen, err, a.Generation)
+	g, err := lc.Set(ctx, "A", rng(ino, lockpb.LockType_EXCLUSIVE, 0, 9, 1, 1), false, 0)
+	if err != nil || g.Generation != a.Generation {
+		t.Fatalf("SetLk = generation %d, %v; want %d", g.Generation, err, a.Generation)
+	}
+	if last := ns.LastEvent(); g.LogTs != last || last == 0 {
+		t.Fatalf("SetLk = log_ts %d; want the newest event's %d", g.LogTs, last)
 	}
 	mode := uint32(0o600)
 	b, err := ns.SetAttr(ctx, a.Inode, meta.SetAttrRequest{Mode: &mode})
 	if err != nil || b.Generation == a.Generation {
 		t.Fatalf("chmod: generation %d -> %d, %v", a.Generation, b.Generation, err)
 	}
-	gen, err = lc.Set(ctx, "A", rng(ino, lockpb.LockType_SHARED, 20, 29, 1, 1), true)
-	if err != nil || gen != b.Generation {
-		t.Fatalf("SetLkw = generation %d, %v; want %d", gen, err, b.Generation)
+	g, err = lc.Set(ctx, "A", rng(ino, lockpb.LockType_SHARED, 20, 29, 1, 1), true, 0)
+	if err != nil || g.Generation != b.Generation || g.LogTs != ns.LastEvent() {
+		t.Fatalf("SetLkw = %+v, %v; want generation %d, log_ts %d", g, err, b.Generation, ns.LastEvent())
 	}
-	if gen, err = lc.Set(ctx, "A", rng(ino, lockpb.LockType_UNLOCK, 0, 99, 1, 1), false); err != nil || gen != 0 {
-		t.Fatalf("unlock = generation %d, %v; want 0", gen, err)
+	if g, err = lc.Set(ctx, "A", rng(ino, lockpb.LockType_UNLOCK, 0, 99, 1, 1), false, 0); err != nil || g != (client.Grant{}) {
+		t.Fatalf("unlock = %+v, %v; want nothing", g, err)
 	}
-	if gen, err = lc.Set(ctx, "A", rng(1<<40, lockpb.LockType_EXCLUSIVE, 0, 9, 1, 1), false); err != nil || gen != 0 {
-		t.Fatalf("lock of an inode the filer does not have = generation %d, %v; want 0", gen, err)
+	if g, err = lc.Set(ctx, "A", rng(1<<40, lockpb.LockType_EXCLUSIVE, 0, 9, 1, 1), false, 0); err != nil || g.Generation != 0 {
+		t.Fatalf("lock of an inode the filer does not have = generation %d, %v; want 0", g.Generation, err)
+	}
+}
+
+// TestLockGrantAsksForProgress: a lock set for a feed signature makes
+// that signature's subscription report its progress up to the grant's
+// log_ts, after every event it wants up to there, even when its own
+// events, skipped, are all there is; other subscriptions report nothing.
+func TestLockGrantAsksForProgress(t *testing.T) {
+	tf, lc := startLockFiler(t, nil)
+	ctx, ns := tf.ctx, tf.s.Namespace()
+	const mine, other = 77, 78
+	feed := subscribe(t, tf.api, &filerpb.SubscribeMetadataRequest{ClientSignature: mine})
+	otherFeed := subscribe(t, tf.api, &filerpb.SubscribeMetadataRequest{ClientSignature: other})
+	f, err := ns.Create(ctx, meta.RootInode, "theirs", meta.CreateRequest{Mode: 0o644})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The subscriber's own change: skipped by its feed, yet the newest.
+	if _, err := ns.Create(meta.WithSignatures(ctx, []int32{mine}), meta.RootInode, "own", meta.CreateRequest{Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	open(t, lc, "A", 0)
+	g, err := lc.Set(ctx, "A", rng(uint64(f.Inode), lockpb.LockType_EXCLUSIVE, 0, 9, 1, 1), false, mine)
+	if err != nil || g.LogTs != ns.LastEvent() {
+		t.Fatalf("grant %+v, %v; want log_ts %d", g, err, ns.LastEvent())
+	}
+	eventually(t, "a progress report", func() bool {
+		evs, _ := feed.snapshot()
+		return len(evs) > 0 && evs[len(evs)-1].Progress
+	})
+	evs, _ := feed.snapshot()
+	if len(evs) != 2 || evs[0].NewPath != "/theirs" || evs[1].TsNs < g.LogTs {
+		t.Fatalf("feed got %v; want /theirs, then progress at %d or later", evs, g.LogTs)
+	}
+	// An unlock asks for nothing, nor does a lock whose log_ts the feed
+	// has already reported.
+	if _, err := lc.Set(ctx, "A", rng(uint64(f.Inode), lockpb.LockType_UNLOCK, 0, 9, 1, 1), false, mine); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if evs, _ := feed.snapshot(); len(evs) != 2 {
+		t.Fatalf("an unlock made the feed send %v", evs[2:])
+	}
+	if _, err := lc.Set(ctx, "A", rng(uint64(f.Inode), lockpb.LockType_SHARED, 0, 9, 1, 1), false, mine); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if evs, _ := feed.snapshot(); len(evs) != 2 {
+		t.Fatalf("a lock with nothing new made the feed send %v", evs[2:])
+	}
+	if evs, _ := otherFeed.snapshot(); len(evs) != 2 || evs[0].Progress || evs[1].Progress {
+		t.Fatalf("another signature's feed got %v; want the two creates and no progress", evs)
 	}
 }

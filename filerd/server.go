@@ -54,6 +54,7 @@ type Server struct {
 	gcWake     chan struct{} // buffered(1): a nudge for the GC loop
 	gcMu       sync.Mutex    // one GC pass at a time
 	trimCutoff atomic.Int64  // the newest cutoff the retention loop trimmed at
+	feeds      feedRegistry  // live subscriptions by client signature, for progress reports
 
 	manifests    *manifestCache
 	intentMaxAge time.Duration // foldIntentMaxAge; tests shorten it before Serve

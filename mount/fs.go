@@ -75,7 +75,8 @@ type FS struct {
 	cache   *cache.Cache
 	root    uint64
 	sig     int32
-	sigMD   metadata.MD // tags calls with sig, so the watcher skips this mount's own events
+	sigMD   metadata.MD   // tags calls with sig, so the watcher skips this mount's own events
+	feedPos *feedPosition // how far the watcher has applied the change log (lock grants wait on it)
 	session string
 
 	inlineLimit atomic.Int64 // lowered when the filer refuses inline content
@@ -135,7 +136,7 @@ func New(cfg Config) (*FS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount: %w", err)
 	}
-	fs := &FS{cfg: cfg, log: log, filer: fc, api: fc.API(),
+	fs := &FS{cfg: cfg, log: log, filer: fc, api: fc.API(), feedPos: newFeedPosition(),
 		files: make(map[uint64]*file), handles: make(map[uint64]*handle), dirs: make(map[uint64]*dirHandle),
 		wbuf:      newBudget(cfg.WriteBufferMB << 20),
 		uploadSem: make(chan struct{}, cfg.ConcurrentWriters),

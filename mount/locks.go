@@ -159,6 +159,12 @@ func (fs *FS) GetLk(ctx context.Context, ino uint64, req LockRequest) (held Lock
 	return LockRequest{Kind: req.Kind, Type: typeFromPB(got.Type), Start: got.Start, End: got.End, Pid: got.Pid}, true, 0
 }
 
+// feedWaitMax bounds how long a lock grant waits for the change log to
+// be applied up to the grant (feedPosition): normally a round trip, as
+// the filer asks this mount's subscription for a progress report with the
+// grant; longer only while the subscription is down (a filer restart).
+const feedWaitMax = 2 * time.Second
+
 // SetLk sets or releases req on ino through handle fh (F_SETLK, F_SETLKW,
 // flock). With wait it blocks while another owner holds a conflicting
 // lock, until ctx ends (EINTR; the request is withdrawn and leaves
@@ -186,10 +192,10 @@ func (fs *FS) SetLk(ctx context.Context, fh, ino uint64, req LockRequest, wait b
 	if req.Type == locks.Unlock {
 		ls.forgetLost(ownerKey{ino, req.Owner}) // given up anyway
 	}
-	var gen uint64
+	var grant client.Grant
 	errno := ls.do(ctx, ownerKey{ino, req.Owner}, func(ctx context.Context, session string) error {
 		var err error
-		gen, err = ls.api.Set(ctx, session, pl, wait)
+		grant, err = ls.api.Set(ctx, session, pl, wait, fs.sig)
 		switch {
 		case err == nil && !ls.record(session, ino, req):
 			// Granted under a session replaced meanwhile, whose
@@ -204,11 +210,20 @@ func (fs *FS) SetLk(ctx context.Context, fh, ino uint64, req LockRequest, wait b
 		return err
 	}, !wait)
 	if errno == 0 && req.Type != locks.Unlock {
+		// What another mount changed in the namespace before releasing
+		// the lock (SQLite's journal, created and removed in every
+		// transaction) is what this one shows now. The lock is held
+		// whatever happens here, so neither an interrupt nor a watcher
+		// that stays behind turns the grant into an error: the wait is
+		// bounded and only logged.
+		if !fs.feedPos.wait(context.WithoutCancel(ctx), grant.LogTs, feedWaitMax) {
+			fs.log.Warn("mount: lock granted before the change log caught up; other mounts' recent changes may show late",
+				"inode", ino, "log_ts", grant.LogTs, "waited", feedWaitMax)
+		}
 		// And what another mount wrote under the lock before is what
-		// this one reads now. The lock is held whatever happens here:
-		// a failure is logged, not reported (the next open or read
-		// fetches the file anyway).
-		if e := h.f.revalidate(context.WithoutCancel(ctx), gen); e != 0 {
+		// this one reads now. A failure is logged, not reported (the
+		// next open or read fetches the file anyway).
+		if e := h.f.revalidate(context.WithoutCancel(ctx), grant.Generation); e != 0 {
 			fs.log.Warn("mount: refreshing a file after a lock grant failed", "inode", ino, "errno", e)
 		}
 	}

@@ -72,12 +72,15 @@ func (fs *FS) follow(since int64) (int64, error) {
 		if err != nil {
 			return since, err
 		}
-		if ev.CaughtUp {
+		switch {
+		case ev.CaughtUp:
 			fs.meta.setLive(true)
-		} else {
+		case ev.Progress: // asked for by a lock grant: nothing to apply
+		default:
 			fs.apply(ev)
 		}
 		since = ev.TsNs
+		fs.feedPos.advance(since)
 	}
 }
 

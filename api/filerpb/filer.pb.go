@@ -3114,7 +3114,12 @@ type MetadataEvent struct {
 	// watermark when it was sent (every event at or before it has been
 	// logged, none will be later), to resume from. A client may take it as
 	// the log's present position whatever its own clock says.
-	CaughtUp      bool `protobuf:"varint,13,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	CaughtUp bool `protobuf:"varint,13,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// progress marks a progress report, sent when a lock grant asked for one
+	// (lockpb LockRequest feed_signature): like caught_up, not a change, and
+	// only ts_ns: every event this subscription wants up to ts_ns has been
+	// sent before it.
+	Progress      bool `protobuf:"varint,14,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3236,6 +3241,13 @@ func (x *MetadataEvent) GetNewParent() uint64 {
 func (x *MetadataEvent) GetCaughtUp() bool {
 	if x != nil {
 		return x.CaughtUp
+	}
+	return false
+}
+
+func (x *MetadataEvent) GetProgress() bool {
+	if x != nil {
+		return x.Progress
 	}
 	return false
 }
@@ -3744,7 +3756,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x06xattrs\x18\x06 \x03(\v2\".kelp.filer.EntryState.XattrsEntryR\x06xattrs\x1a9\n" +
 	"\vXattrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xb1\x04\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xcd\x04\n" +
 	"\rMetadataEvent\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.kelp.filer.MetadataEvent.KindR\x04kind\x12\x13\n" +
 	"\x05ts_ns\x18\x02 \x01(\x03R\x04tsNs\x12\x19\n" +
@@ -3763,7 +3775,8 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"old_parent\x18\v \x01(\x04R\toldParent\x12\x1d\n" +
 	"\n" +
 	"new_parent\x18\f \x01(\x04R\tnewParent\x12\x1b\n" +
-	"\tcaught_up\x18\r \x01(\bR\bcaughtUp\"6\n" +
+	"\tcaught_up\x18\r \x01(\bR\bcaughtUp\x12\x1a\n" +
+	"\bprogress\x18\x0e \x01(\bR\bprogress\"6\n" +
 	"\x04Kind\x12\n" +
 	"\n" +
 	"\x06CREATE\x10\x00\x12\n" +

@@ -277,9 +277,15 @@ func (x *Lock) GetPid() uint32 {
 }
 
 type LockRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	Lock          *Lock                  `protobuf:"bytes,2,opt,name=lock,proto3" json:"lock,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Lock    *Lock                  `protobuf:"bytes,2,opt,name=lock,proto3" json:"lock,omitempty"`
+	// feed_signature is the client signature the requesting mount follows
+	// the filer's change log with (SubscribeMetadataRequest
+	// client_signature), 0 if none. A lock set for it asks that
+	// subscription to report its progress up to the grant's log_ts
+	// (MetadataEvent progress), which the mount waits for.
+	FeedSignature int32 `protobuf:"varint,3,opt,name=feed_signature,json=feedSignature,proto3" json:"feed_signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -326,6 +332,13 @@ func (x *LockRequest) GetLock() *Lock {
 		return x.Lock
 	}
 	return nil
+}
+
+func (x *LockRequest) GetFeedSignature() int32 {
+	if x != nil {
+		return x.FeedSignature
+	}
+	return 0
 }
 
 type OpenSessionRequest struct {
@@ -676,7 +689,14 @@ type SetLkResponse struct {
 	// the lock was set, for a lock (not an unlock) on an inode that exists;
 	// 0 otherwise. A mount whose copy of the file has this generation
 	// need not fetch it again to see what the previous holder wrote.
-	Generation    uint64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	Generation uint64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	// log_ts is the newest change-log timestamp committed when the lock was
+	// set (0 for an unlock). Whatever a previous holder changed in the
+	// namespace before releasing the lock (a file created, removed or
+	// renamed) is logged at or before it: a mount that has applied its
+	// change-log subscription up to log_ts before answering the application
+	// shows it what the holder left, as a local file system would.
+	LogTs         int64 `protobuf:"varint,2,opt,name=log_ts,json=logTs,proto3" json:"log_ts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -714,6 +734,13 @@ func (*SetLkResponse) Descriptor() ([]byte, []int) {
 func (x *SetLkResponse) GetGeneration() uint64 {
 	if x != nil {
 		return x.Generation
+	}
+	return 0
+}
+
+func (x *SetLkResponse) GetLogTs() int64 {
+	if x != nil {
+		return x.LogTs
 	}
 	return 0
 }
@@ -922,10 +949,11 @@ const file_api_lockpb_lock_proto_rawDesc = "" +
 	"\x05start\x18\x04 \x01(\x03R\x05start\x12\x10\n" +
 	"\x03end\x18\x05 \x01(\x03R\x03end\x12\x14\n" +
 	"\x05owner\x18\x06 \x01(\x04R\x05owner\x12\x10\n" +
-	"\x03pid\x18\a \x01(\rR\x03pid\"L\n" +
+	"\x03pid\x18\a \x01(\rR\x03pid\"s\n" +
 	"\vLockRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12#\n" +
-	"\x04lock\x18\x02 \x01(\v2\x0f.kelp.lock.LockR\x04lock\"E\n" +
+	"\x04lock\x18\x02 \x01(\v2\x0f.kelp.lock.LockR\x04lock\x12%\n" +
+	"\x0efeed_signature\x18\x03 \x01(\x05R\rfeedSignature\"E\n" +
 	"\x12OpenSessionRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\"G\n" +
@@ -943,11 +971,12 @@ const file_api_lockpb_lock_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\x0e2\x13.kelp.lock.LockTypeR\x04type\x12\x14\n" +
 	"\x05start\x18\x03 \x01(\x03R\x05start\x12\x10\n" +
 	"\x03end\x18\x04 \x01(\x03R\x03end\x12\x10\n" +
-	"\x03pid\x18\x05 \x01(\rR\x03pid\"/\n" +
+	"\x03pid\x18\x05 \x01(\rR\x03pid\"F\n" +
 	"\rSetLkResponse\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
-	"generation\"[\n" +
+	"generation\x12\x15\n" +
+	"\x06log_ts\x18\x02 \x01(\x03R\x05logTs\"[\n" +
 	"\x13ReleaseOwnerRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
 	"\x05inode\x18\x02 \x01(\x04R\x05inode\x12\x14\n" +

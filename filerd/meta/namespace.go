@@ -259,6 +259,15 @@ func (n *Namespace) advanceLocked() {
 	}
 }
 
+// LastEvent returns the timestamp of the newest committed event: every
+// change committed before the call is logged at or before it (it may still
+// be above the watermark while an older operation is in flight).
+func (n *Namespace) LastEvent() int64 {
+	n.tsMu.Lock()
+	defer n.tsMu.Unlock()
+	return n.lastEv
+}
+
 // Watermark returns the timestamp up to which the change log is final:
 // every event with TsNs <= Watermark() has committed, and no event with
 // such a timestamp will commit later.
