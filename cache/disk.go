@@ -31,11 +31,19 @@ const (
 	// bounded by Config.WriteQueueBytes).
 	writeQueueLen = 1024
 	// Fault handling: a full disk lowers the effective budget to
-	// shrinkNum/shrinkDen of what is used; after regrowAfter without
-	// another full-disk error it grows back by a tenth of the configured
-	// budget at a time. Other write errors bypass the disk tier for a
-	// backoff between minBackoff and maxBackoff, doubling while they last.
+	// shrinkNum/shrinkDen of what is used. While it is lowered, a write
+	// at least probeEvery after the last look asks the filesystem how
+	// much room there is and raises the budget to fit (space freed by
+	// others is used again within a fraction of a second); a look that
+	// the next write proves wrong (ENOSPC before any write succeeded)
+	// doubles the wait, up to regrowAfter. Where the filesystem cannot
+	// tell (statfs fails, or the error was EDQUOT, which statfs does not
+	// see), the budget grows back blindly by a tenth of the configured
+	// budget after each regrowAfter without another full-disk error.
+	// Other write errors bypass the disk tier for a backoff between
+	// minBackoff and maxBackoff, doubling while they last.
 	shrinkNum, shrinkDen = 9, 10
+	probeEvery           = 200 * time.Millisecond
 	regrowAfter          = 30 * time.Second
 	minBackoff           = time.Second
 	maxBackoff           = time.Minute
@@ -67,6 +75,7 @@ type diskTier struct {
 	queueMax   int64
 	writeHook  func(*os.File, []byte) (int, error)
 	now        func() time.Time
+	statfs     func(dir string) (fsSpace, error) // guarded by mu (tests swap it)
 	lockFile   *os.File
 	nextGen    atomic.Uint64
 
@@ -77,9 +86,17 @@ type diskTier struct {
 	used        int64                                 // charged bytes of indexed files plus the write in progress
 	budget      int64                                 // effective budget, <= configured
 	victims     []string
-	lastAdjust  time.Time
+	lastAdjust  time.Time // the last full-disk error or blind regrow
 	bypassUntil time.Time
 	backoff     time.Duration
+	// Regrowing from statfs (disk_write.go): when the filesystem was
+	// last asked, how long to wait before asking again, whether the
+	// budget was last raised by asking with no write succeeding since,
+	// and whether the last full-disk error was a quota's.
+	lastProbe time.Time
+	probeWait time.Duration
+	probed    bool
+	quotaFull bool
 
 	qmu     sync.Mutex
 	idle    *sync.Cond // signalled when pending drops to 0
@@ -108,6 +125,8 @@ func openDisk(cfg Config, log *slog.Logger) (*diskTier, error) {
 		queueMax:   cfg.WriteQueueBytes,
 		writeHook:  cfg.writeHook,
 		now:        cfg.now,
+		statfs:     statfsSpace,
+		probeWait:  probeEvery,
 		queue:      make(chan writeReq, writeQueueLen),
 		done:       make(chan struct{}),
 	}

@@ -65,13 +65,13 @@ func (d *diskTier) waitIdle() {
 func (d *diskTier) write(fid string, data []byte) {
 	now := d.now()
 	charge := diskCharge(int64(len(data)))
+	d.regrow(now)
 	d.mu.Lock()
 	if now.Before(d.bypassUntil) {
 		d.mu.Unlock()
 		d.dropped.Add(1)
 		return
 	}
-	d.maybeRegrowLocked(now)
 	if d.lru.Contains(fid) {
 		d.mu.Unlock()
 		return
@@ -98,6 +98,9 @@ func (d *diskTier) write(fid string, data []byte) {
 		e := &diskEntry{gen: gen, length: int64(len(data)), charge: charge}
 		d.lru.Add(fid, e)
 		d.backoff = 0
+		if d.probed { // the filesystem told the truth
+			d.probed, d.probeWait = false, probeEvery
+		}
 		d.writes.Add(1)
 	}
 	victims = d.takeVictimsLocked()
@@ -169,32 +172,116 @@ func (d *diskTier) writeAll(f *os.File, p []byte) error {
 
 // failedLocked reacts to a failed write. A full disk (ENOSPC, EDQUOT)
 // lowers the effective budget below what is used and evicts down to it, so
-// the cache shrinks to fit what the filesystem can hold; with nothing left
-// to evict, the tier is bypassed for a while. Any other error (EIO, EROFS,
-// a removed directory...) bypasses the tier for a backoff that doubles
-// while errors continue. Writes dropped meanwhile are counted as dropped.
+// the cache shrinks to fit what the filesystem can hold (with nothing left
+// to evict, below any blob: blobs are dropped without trying the disk
+// until regrow raises it). Any other error (EIO, EROFS, a removed
+// directory...) bypasses the tier for a backoff that doubles while errors
+// continue. Writes dropped meanwhile are counted as dropped.
 func (d *diskTier) failedLocked(now time.Time, err error) {
 	d.writeErrors.Add(1)
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if full := errors.Is(err, syscall.ENOSPC); full || errors.Is(err, syscall.EDQUOT) {
 		d.budget = min(d.budget, (d.used*shrinkNum/shrinkDen)&^(diskUnit-1))
 		d.lastAdjust = now
+		d.noteFullLocked(now, !full)
 		d.evictLocked(d.budget)
 		d.log.Warn("cache: disk full, lowering the disk cache budget", "dir", d.dir, "budget", d.budget, "err", err)
-		if d.used > 0 {
-			return
-		}
+		return
 	}
 	d.backoff = min(max(2*d.backoff, minBackoff), maxBackoff)
 	d.bypassUntil = now.Add(d.backoff)
 	d.log.Warn("cache: disk write failed, bypassing the disk cache", "dir", d.dir, "for", d.backoff, "err", err)
 }
 
-// maybeRegrowLocked raises a lowered budget step by step once full-disk
+// noteFullLocked sets up regrowing after a full-disk error: the next look
+// at the filesystem comes probeWait from now, later if the last look
+// promised room this write did not find; a quota's error is not seen by
+// statfs, so it leaves regrowing to the blind fallback.
+func (d *diskTier) noteFullLocked(now time.Time, quota bool) {
+	if d.probed {
+		d.probeWait = min(2*d.probeWait, regrowAfter)
+	}
+	d.probed = false
+	d.lastProbe = now
+	d.quotaFull = quota
+}
+
+// regrow raises a lowered budget (on the writer goroutine, before a
+// write) to what the filesystem can hold, asking it at most every
+// probeWait; statfs runs outside mu, since a sick disk can make it slow.
+// Where the filesystem cannot tell, the budget regrows blindly.
+func (d *diskTier) regrow(now time.Time) {
+	d.mu.Lock()
+	due := d.budget < d.configured && !now.Before(d.bypassUntil) && now.Sub(d.lastProbe) >= d.probeWait
+	if due {
+		d.lastProbe = now
+		if d.quotaFull {
+			d.regrowBlindLocked(now)
+		}
+	}
+	ask, statfs := due && !d.quotaFull, d.statfs
+	d.mu.Unlock()
+	if !ask {
+		return
+	}
+	space, err := statfs(d.dir)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil {
+		d.log.Debug("cache: cannot tell the room left on the cache disk", "err", err)
+		d.regrowBlindLocked(now)
+		return
+	}
+	d.fitLocked(space)
+}
+
+// minFreeInodes: with fewer free inodes, the filesystem is full whatever
+// its free bytes say (ENOSPC also means out of inodes).
+const minFreeInodes = 16
+
+// fitLocked raises the budget to what the cache uses plus the room the
+// filesystem has left, less a reserve, up to the configured budget. It
+// never lowers it: only a failed write does.
+func (d *diskTier) fitLocked(space fsSpace) {
+	if space.inodes > 0 && space.freeInodes < minFreeInodes {
+		return
+	}
+	room := space.avail - spaceReserve(space.total)
+	target := min(d.configured, (d.used+room)&^(diskUnit-1))
+	if target <= d.budget {
+		return
+	}
+	d.log.Info("cache: room on the cache disk again, raising the disk cache budget", "dir", d.dir, "budget", target, "free", space.avail)
+	d.budget = target
+	d.probed = true
+}
+
+// regrowBlindLocked raises a lowered budget step by step once full-disk
 // errors have stopped for a while; if the disk is still full the next
 // error lowers it again.
-func (d *diskTier) maybeRegrowLocked(now time.Time) {
+func (d *diskTier) regrowBlindLocked(now time.Time) {
 	if d.budget < d.configured && now.Sub(d.lastAdjust) >= regrowAfter {
 		d.budget = min(d.configured, d.budget+max(d.configured/10, diskUnit))
 		d.lastAdjust = now
 	}
 }
+
+// fsSpace is what statfs says of the filesystem holding the cache.
+type fsSpace struct {
+	avail, total       int64 // bytes: left for unprivileged writers, in all
+	inodes, freeInodes int64 // inodes 0: the filesystem does not count them
+}
+
+func statfsSpace(dir string) (fsSpace, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return fsSpace{}, fmt.Errorf("cache: statfs %s: %w", dir, err)
+	}
+	bs := int64(st.Bsize)
+	return fsSpace{avail: int64(st.Bavail) * bs, total: int64(st.Blocks) * bs, inodes: int64(st.Files), freeInodes: int64(st.Ffree)}, nil
+}
+
+// spaceReserve is what a budget raised from statfs leaves free on a
+// filesystem of total bytes: a 64th of it, between 64 KiB and 64 MiB, so
+// the cache's next writes and other writers of the disk (the mount's file
+// images) do not run into ENOSPC at once.
+func spaceReserve(total int64) int64 { return min(max(total/64, 64<<10), 64<<20) }

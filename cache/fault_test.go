@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -53,6 +54,48 @@ func (f *faultyDisk) write(file *os.File, p []byte) (int, error) {
 	return n, err
 }
 
+// fakeSpace stands for statfs of the cache directory's filesystem.
+type fakeSpace struct {
+	mu    sync.Mutex
+	space fsSpace
+	err   error
+	calls int
+}
+
+func (f *fakeSpace) statfs(string) (fsSpace, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	return f.space, f.err
+}
+
+func (f *fakeSpace) set(space fsSpace, err error) {
+	f.mu.Lock()
+	f.space, f.err = space, err
+	f.mu.Unlock()
+}
+
+func (f *fakeSpace) asked() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// useSpace makes c's disk tier ask f instead of statfs.
+func useSpace(c *Cache, f *fakeSpace) {
+	c.disk.mu.Lock()
+	c.disk.statfs = f.statfs
+	c.disk.mu.Unlock()
+}
+
+// noStatfs is a filesystem that cannot tell its free space: the tier
+// falls back to regrowing blindly.
+func noStatfs(c *Cache) *fakeSpace {
+	f := &fakeSpace{err: errors.New("statfs: not supported")}
+	useSpace(c, f)
+	return f
+}
+
 func tmpEmpty(t *testing.T, dir string) {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(dir, tmpName))
@@ -72,6 +115,7 @@ func TestDiskFullShrinksBudget(t *testing.T) {
 	cfg := diskOnly(dir, 10*charge)
 	cfg.writeHook, cfg.now = disk.write, clock.now
 	c := mustNew(t, cfg)
+	space := noStatfs(c) // the disk says nothing but ENOSPC
 	put := func(i int) string {
 		fid := fmt.Sprintf("1,%d", i)
 		c.Put(fid, blob(fid, size))
@@ -121,7 +165,8 @@ func TestDiskFullShrinksBudget(t *testing.T) {
 	if !c.Contains("1,19") {
 		t.Error("write after recovery missing")
 	}
-	// After regrowAfter without errors the budget grows back in steps.
+	// After regrowAfter without errors the budget grows back in steps
+	// (the fallback, since statfs cannot tell).
 	clock.advance(regrowAfter)
 	put(20)
 	if got := c.Stats().DiskBudget; got <= low || got > cfg.DiskBytes {
@@ -134,14 +179,22 @@ func TestDiskFullShrinksBudget(t *testing.T) {
 	if got := c.Stats().DiskBudget; got != cfg.DiskBytes {
 		t.Errorf("budget not back to configured: %d", got)
 	}
+	if space.asked() == 0 {
+		t.Error("statfs never asked: the fallback was not what regrew the budget")
+	}
 }
 
-func TestDiskFullUntilEmptyBypasses(t *testing.T) {
+// A full disk with nothing left to evict lowers the budget below a blob:
+// blobs are dropped without trying the disk (the tier is not bypassed: that is
+// for other errors) until the budget regrows, here by the fallback, since
+// statfs cannot tell.
+func TestDiskFullUntilEmptyDropsWrites(t *testing.T) {
 	dir := t.TempDir()
 	disk, clock := &faultyDisk{}, &fakeClock{t: time.Unix(1e9, 0)}
 	cfg := diskOnly(dir, 1<<20)
 	cfg.writeHook, cfg.now = disk.write, clock.now
 	c := mustNew(t, cfg)
+	noStatfs(c)
 	c.Put("1,a", blob("1,a", 5000))
 	c.flush()
 	disk.set(syscall.ENOSPC)
@@ -150,9 +203,9 @@ func TestDiskFullUntilEmptyBypasses(t *testing.T) {
 		c.flush()
 	}
 	// The first failure evicted the only entry and found nothing left to
-	// free: the tier is bypassed and the next two blobs are dropped.
+	// free: the next two blobs are dropped without a write.
 	s := c.Stats()
-	if s.DiskEntries != 0 || !s.DiskBypassed || s.DiskWriteErrors != 1 || s.DroppedWrites != 2 {
+	if s.DiskEntries != 0 || s.DiskBudget >= diskCharge(5000) || s.DiskBypassed || s.DiskWriteErrors != 1 || s.DroppedWrites != 2 {
 		t.Fatalf("full disk with nothing left to evict: %+v", s)
 	}
 	disk.set(nil)
@@ -162,7 +215,7 @@ func TestDiskFullUntilEmptyBypasses(t *testing.T) {
 		return c.Contains(fid)
 	}
 	if put("3,a") {
-		t.Error("written while bypassed")
+		t.Error("written with a budget below the blob's size")
 	}
 	clock.advance(minBackoff)
 	if put("3,b") {
@@ -255,24 +308,7 @@ func TestPutNeverBlocksOnDisk(t *testing.T) {
 // the cache must shrink to what fits, keep serving correct bytes and keep
 // taking new blobs.
 func TestRealFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI needs root for the tmpfs full-disk test")
-		}
-		t.Skip("needs root to mount a small tmpfs (runs in CI as root)")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("mount tmpfs: %v: %s", err, out)
-		}
-		t.Skipf("cannot mount tmpfs here: %v: %s", err, bytes.TrimSpace(out))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount: %v: %s", err, out)
-		}
-	})
+	dir := smallTmpfs(t, "2m")
 	const size = 256 << 10
 	c := mustNew(t, diskOnly(dir, 8<<20))
 	blobs := map[string][]byte{}
@@ -317,4 +353,28 @@ func TestRealFullDisk(t *testing.T) {
 			t.Fatalf("bad bytes for %s after restart", fid)
 		}
 	}
+}
+
+// smallTmpfs mounts a tmpfs of size (mount's syntax: "2m") for the test.
+func smallTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI needs root for the tmpfs full-disk tests")
+		}
+		t.Skip("needs root to mount a small tmpfs (runs in CI as root)")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("mount tmpfs: %v: %s", err, out)
+		}
+		t.Skipf("cannot mount tmpfs here: %v: %s", err, bytes.TrimSpace(out))
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v: %s", err, out)
+		}
+	})
+	return dir
 }
