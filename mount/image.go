@@ -46,6 +46,12 @@ type OpenMode struct {
 // reads).
 const imageMinWrite = 64 << 10
 
+// imageFullBackoff: after an image write finds the disk full, no new
+// image starts for this long. Images share the cache directory's disk
+// with the chunk cache: on a full disk each new file's image would fill
+// what room the cache had just made, fail and be dropped.
+const imageFullBackoff = 5 * time.Second
+
 // errImageDropped: the image was evicted or invalidated meanwhile.
 var errImageDropped = errors.New("image dropped")
 
@@ -83,6 +89,9 @@ type imageStore struct {
 	stats    ImageStats
 	disabled bool
 	closed   bool
+	// fullUntil: no new image starts before it (an image write found
+	// the disk full, imageFullBackoff ago at most).
+	fullUntil time.Time
 
 	// inliners are the images kept up to date as their file is written
 	// (sealed bytes queued for them at once), up to inlineMax: a core
@@ -271,7 +280,8 @@ func (s *imageStore) emptyAt(ino, gen uint64) {
 // in one fill from the file once the writers close (imagefill.go), so
 // parallel writers do not pay for a second copy of each byte, and a file
 // deleted first costs nothing. While handles pass through to the image,
-// and read it, each write goes to it at once.
+// and read it, each write goes to it at once. For imageFullBackoff after
+// an image write found the disk full, no image starts.
 func (s *imageStore) written(f *file, data []byte, off int64) {
 	if s == nil {
 		return
@@ -306,13 +316,18 @@ func (s *imageStore) written(f *file, data []byte, off int64) {
 			return
 		}
 		delete(s.fresh, f.ino)
+		now := time.Now()
+		if now.Before(s.fullUntil) {
+			s.mu.Unlock()
+			return
+		}
 		var err error
 		if img, err = s.createLocked(f.ino, fr.gen); err != nil {
+			s.diskFullLocked(err)
 			s.mu.Unlock()
 			s.log.Warn("mount: cannot start a file image", "inode", f.ino, "err", err)
 			return
 		}
-		now := time.Now()
 		place, idle := s.inlinePlaceLocked(now)
 		if place {
 			if first {
@@ -482,7 +497,26 @@ func (img *image) failedLocked(err error) bool {
 // kernel uses it, marks it out of date).
 func (s *imageStore) failed(img *image, what string, err error) {
 	s.log.Warn("mount: file image "+what+" failed; dropping the image", "inode", img.ino, "err", err)
+	s.diskFull(err)
 	s.invalidate(img)
+}
+
+// diskFull starts imageFullBackoff if err says the disk is full.
+func (s *imageStore) diskFull(err error) {
+	s.mu.Lock()
+	s.diskFullLocked(err)
+	s.mu.Unlock()
+}
+
+func (s *imageStore) diskFullLocked(err error) {
+	if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
+		return
+	}
+	now := time.Now()
+	if !now.Before(s.fullUntil) {
+		s.log.Info("mount: the cache disk is full; no new file images for a while", "for", imageFullBackoff)
+	}
+	s.fullUntil = now.Add(imageFullBackoff)
 }
 
 // settleLocked waits until the sealed bytes queued for img are written

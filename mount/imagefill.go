@@ -129,6 +129,7 @@ func (s *imageStore) fill(img *image) {
 		switch {
 		case err != nil && !errors.Is(err, errImageDropped) && !s.closed:
 			failed = true
+			s.diskFullLocked(err)
 			victims = s.invalidateLocked(img)
 		case err != nil:
 		case img.staleSeq == seq && filled == img.length:
