@@ -23,9 +23,11 @@
 //
 // Faults: a full filesystem (ENOSPC, EDQUOT) lowers the disk tier's
 // effective budget below what it uses and evicts down to it, so the cache
-// shrinks to what the disk can hold, growing back slowly once the errors
-// stop; other write errors bypass the disk tier for a backoff. Neither is
-// reported to callers: a cache fault is at worst a miss.
+// shrinks to what the disk can hold, growing back to what the filesystem
+// reports free (statfs, at most every 200 ms) once there is room again, or
+// slowly where statfs cannot tell (a failed call, EDQUOT); other write
+// errors bypass the disk tier for a backoff. Neither is reported to
+// callers: a cache fault is at worst a miss.
 //
 // It must not: import anything but the standard library and golang-lru;
 // block a caller on disk writes (Put only queues them, and drops them when

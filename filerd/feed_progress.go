@@ -61,9 +61,17 @@ func (p *feedProgress) due(sent, reported int64) bool {
 type feedRegistry struct {
 	mu    sync.Mutex
 	bySig map[int32]map[*feedProgress]struct{}
+	// pending keeps what was asked of a signature with no subscription
+	// (its client reconnecting), for the next one to report.
+	pending map[int32]int64
 }
 
-// add registers a subscription of sig; remove undoes it.
+// maxPendingProgress bounds pending: past it, the oldest requests are
+// dropped wholesale (their clients wait their bound instead).
+const maxPendingProgress = 4096
+
+// add registers a subscription of sig, owing whatever report was asked
+// while none was registered; remove undoes it.
 func (r *feedRegistry) add(sig int32) (p *feedProgress, remove func()) {
 	p = &feedProgress{wake: make(chan struct{}, 1)}
 	r.mu.Lock()
@@ -74,6 +82,10 @@ func (r *feedRegistry) add(sig int32) (p *feedProgress, remove func()) {
 		r.bySig[sig] = make(map[*feedProgress]struct{})
 	}
 	r.bySig[sig][p] = struct{}{}
+	if want, ok := r.pending[sig]; ok {
+		p.want = want
+		delete(r.pending, sig)
+	}
 	r.mu.Unlock()
 	return p, func() {
 		r.mu.Lock()
@@ -85,10 +97,18 @@ func (r *feedRegistry) add(sig int32) (p *feedProgress, remove func()) {
 	}
 }
 
-// ask asks every subscription of sig to report its progress up to ts.
+// ask asks every subscription of sig to report its progress up to ts, or
+// the next one if none is registered.
 func (r *feedRegistry) ask(sig int32, ts int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if len(r.bySig[sig]) == 0 {
+		if r.pending == nil || len(r.pending) >= maxPendingProgress {
+			r.pending = make(map[int32]int64)
+		}
+		r.pending[sig] = max(r.pending[sig], ts)
+		return
+	}
 	for p := range r.bySig[sig] {
 		p.ask(ts)
 	}

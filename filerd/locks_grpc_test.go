@@ -640,4 +640,24 @@ func TestLockGrantAsksForProgress(t *testing.T) {
 	if evs, _ := otherFeed.snapshot(); len(evs) != 2 || evs[0].Progress || evs[1].Progress {
 		t.Fatalf("another signature's feed got %v; want the two creates and no progress", evs)
 	}
+
+	// Asked while the signature has no subscription (its mount
+	// reconnecting): the next subscription of it reports.
+	const reconnecting = 79
+	if _, err := ns.Create(ctx, meta.RootInode, "meanwhile", meta.CreateRequest{Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	before := ns.LastEvent()
+	if _, err := ns.Create(meta.WithSignatures(ctx, []int32{reconnecting}), meta.RootInode, "own2", meta.CreateRequest{Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	g, err = lc.Set(ctx, "A", rng(uint64(f.Inode), lockpb.LockType_EXCLUSIVE, 100, 109, 2, 1), false, reconnecting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := subscribe(t, tf.api, &filerpb.SubscribeMetadataRequest{SinceNs: before, ClientSignature: reconnecting})
+	eventually(t, "a progress report on reconnection", func() bool { evs, _ := late.snapshot(); return len(evs) > 0 })
+	if evs, _ := late.snapshot(); len(evs) != 1 || !evs[0].Progress || evs[0].TsNs < g.LogTs {
+		t.Fatalf("the reconnected feed got %v; want a progress report at %d or later", evs, g.LogTs)
+	}
 }

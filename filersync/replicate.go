@@ -236,6 +236,9 @@ func (r *replicator) stream(ctx context.Context, since int64, sched *scheduler) 
 			}
 			return err
 		}
+		if ev.CaughtUp || ev.Progress {
+			continue // markers, not changes (asked for by others of this signature)
+		}
 		if err := sched.submit(ctx, ev.TsNs, eventPaths(ev), func(ctx context.Context) error {
 			return r.applyRetrying(ctx, ev)
 		}); err != nil {

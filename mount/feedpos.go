@@ -17,11 +17,16 @@ type feedPosition struct {
 	mu    sync.Mutex
 	pos   int64
 	moved chan struct{} // closed when pos next advances
+	kick  chan struct{} // buffered(1): a waiter wants the watcher to reconnect now
 }
 
 func newFeedPosition() *feedPosition {
-	return &feedPosition{moved: make(chan struct{})}
+	return &feedPosition{moved: make(chan struct{}), kick: make(chan struct{}, 1)}
 }
+
+// kicked is where the watcher, waiting to reconnect, learns that a lock
+// grant waits for it.
+func (p *feedPosition) kicked() <-chan struct{} { return p.kick }
 
 // advance records that everything up to ts has been applied.
 func (p *feedPosition) advance(ts int64) {
@@ -35,10 +40,13 @@ func (p *feedPosition) advance(ts int64) {
 	p.moved = make(chan struct{})
 }
 
-// wait blocks until everything up to ts has been applied, for at most d
-// or until ctx ends; it reports whether ts was reached.
-func (p *feedPosition) wait(ctx context.Context, ts int64, d time.Duration) bool {
-	var timeout <-chan time.Time
+// wait blocks until everything up to ts has been applied, or ctx ends,
+// or the position has not moved for idle (the stream is down), or total
+// has passed (a stream too far behind); it reports whether ts was
+// reached. A waiter also kicks the watcher out of its reconnect back-off.
+func (p *feedPosition) wait(ctx context.Context, ts int64, idle, total time.Duration) bool {
+	var stall *time.Timer
+	var deadline <-chan time.Time
 	for {
 		p.mu.Lock()
 		reached, moved := p.pos >= ts, p.moved
@@ -46,14 +54,23 @@ func (p *feedPosition) wait(ctx context.Context, ts int64, d time.Duration) bool
 		if reached {
 			return true
 		}
-		if timeout == nil {
-			t := time.NewTimer(d)
+		if stall == nil {
+			select {
+			case p.kick <- struct{}{}:
+			default:
+			}
+			stall = time.NewTimer(idle)
+			defer stall.Stop()
+			t := time.NewTimer(total)
 			defer t.Stop()
-			timeout = t.C
+			deadline = t.C
 		}
 		select {
 		case <-moved:
-		case <-timeout:
+			stall.Reset(idle)
+		case <-stall.C:
+			return false
+		case <-deadline:
 			return false
 		case <-ctx.Done():
 			return false

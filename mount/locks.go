@@ -159,11 +159,15 @@ func (fs *FS) GetLk(ctx context.Context, ino uint64, req LockRequest) (held Lock
 	return LockRequest{Kind: req.Kind, Type: typeFromPB(got.Type), Start: got.Start, End: got.End, Pid: got.Pid}, true, 0
 }
 
-// feedWaitMax bounds how long a lock grant waits for the change log to
-// be applied up to the grant (feedPosition): normally a round trip, as
-// the filer asks this mount's subscription for a progress report with the
-// grant; longer only while the subscription is down (a filer restart).
-const feedWaitMax = 2 * time.Second
+// A lock grant waits for the change log to be applied up to the grant
+// (feedPosition): normally a round trip, as the filer asks this mount's
+// subscription for a progress report with the grant. It gives up when the
+// stream has not moved for feedWaitIdle (down, as in a filer restart), or
+// after feedWaitMax however it moves (far behind).
+const (
+	feedWaitIdle = 2 * time.Second
+	feedWaitMax  = 30 * time.Second
+)
 
 // SetLk sets or releases req on ino through handle fh (F_SETLK, F_SETLKW,
 // flock). With wait it blocks while another owner holds a conflicting
@@ -216,9 +220,9 @@ func (fs *FS) SetLk(ctx context.Context, fh, ino uint64, req LockRequest, wait b
 		// whatever happens here, so neither an interrupt nor a watcher
 		// that stays behind turns the grant into an error: the wait is
 		// bounded and only logged.
-		if !fs.feedPos.wait(context.WithoutCancel(ctx), grant.LogTs, feedWaitMax) {
+		if start := time.Now(); !fs.feedPos.wait(context.WithoutCancel(ctx), grant.LogTs, feedWaitIdle, feedWaitMax) {
 			fs.log.Warn("mount: lock granted before the change log caught up; other mounts' recent changes may show late",
-				"inode", ino, "log_ts", grant.LogTs, "waited", feedWaitMax)
+				"inode", ino, "log_ts", grant.LogTs, "waited", time.Since(start).Round(time.Millisecond))
 		}
 		// And what another mount wrote under the lock before is what
 		// this one reads now. A failure is logged, not reported (the

@@ -24,7 +24,10 @@ func (fs *FS) startWatcher() {
 		backoff := 100 * time.Millisecond
 		for fs.bgCtx.Err() == nil {
 			last, err := fs.follow(since)
-			if last > since {
+			if last != since {
+				// The filer's position, not this host's clock: a marker
+				// may be below a since taken from a clock ahead of the
+				// filer's.
 				since = last
 				backoff = 100 * time.Millisecond
 			}
@@ -41,6 +44,8 @@ func (fs *FS) startWatcher() {
 			}
 			select {
 			case <-time.After(backoff):
+			case <-fs.feedPos.kicked():
+				// A lock grant waits for the change log: try now.
 			case <-fs.bgCtx.Done():
 				return
 			}

@@ -84,9 +84,9 @@ func Open(ctx context.Context, st store.Store, cfg Config) (*Namespace, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.lastTs, n.lastEv, n.wm = last, last, last
-	// The recent log holds what comes after the newest event, or after
-	// the newest trimmed one if the log was trimmed past every event.
+	// The log starts after the newest event, or after the newest trimmed
+	// one if the log was trimmed past every event: the watermark too, or
+	// a subscriber clamped to it would ask for trimmed history.
 	var trimmed int64
 	if err := st.View(ctx, func(tx store.Tx) error {
 		var err error
@@ -95,7 +95,9 @@ func Open(ctx context.Context, st store.Store, cfg Config) (*Namespace, error) {
 	}); err != nil {
 		return nil, wrap("open", err)
 	}
-	n.recent.from, n.recent.limit = max(last, trimmed), recentEvents
+	last = max(last, trimmed)
+	n.lastTs, n.lastEv, n.wm = last, last, last
+	n.recent.from, n.recent.limit = last, recentEvents
 	now := cfg.Clock()
 	err = st.Update(ctx, func(tx store.Tx) error {
 		_, err := tx.Get(attrKey(RootInode))
