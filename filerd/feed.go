@@ -232,6 +232,7 @@ func eventToPB(ev *meta.Event) *filerpb.MetadataEvent {
 		Exchange:    ev.Exchange,
 		OldParent:   uint64(ev.OldParent),
 		NewParent:   uint64(ev.NewParent),
+		LinkedPath:  ev.LinkedPath,
 	}
 	// An entry's path is where it was before the event (old_entry,
 	// replaced) or where it is after it (new_entry): after an exchange

@@ -55,6 +55,7 @@ func (r *replicator) applyEvent(ctx context.Context, ev *filerpb.MetadataEvent) 
 	switch ev.Kind {
 	case filerpb.MetadataEvent_CREATE, filerpb.MetadataEvent_UPDATE:
 		if np, ok := r.mapPath(ev.NewPath); ok {
+			r.learnLinkTarget(ctx, ev)
 			return r.upsert(ctx, ev.NewPath, np, ev.NewEntry)
 		}
 	case filerpb.MetadataEvent_DELETE:
@@ -403,6 +404,29 @@ func (r *replicator) unlinkIfInode(ctx context.Context, parent uint64, name stri
 	if err != nil && !notFound(err) {
 		r.log.Warn("filer.sync: removing a file whose content could not be committed", "name", name, "err", err)
 	}
+}
+
+// learnLinkTarget finds the target's copy of the file a link event adds
+// a name to, when the replicator does not know it (the file was copied
+// under its one name before a restart): the event names another of the
+// file's names (linked_path), and the target file there is taken as the
+// copy if its size and modification time are the source file's (it may
+// have been replaced on the target since). Without it, the new name gets
+// a copy of the content instead of a link.
+func (r *replicator) learnLinkTarget(ctx context.Context, ev *filerpb.MetadataEvent) {
+	e := ev.NewEntry
+	if ev.LinkedPath == "" || e.GetAttr().GetNlink() < 2 || r.linkedInode(ctx, e.Attr.Inode) != 0 {
+		return
+	}
+	lp, ok := r.mapPath(ev.LinkedPath)
+	if !ok {
+		return
+	}
+	a, err := r.dst.lookup(ctx, lp)
+	if err != nil || a.Mode&syscall.S_IFMT != syscall.S_IFREG || a.Size != e.Attr.Size || a.MtimeNs != e.Attr.MtimeNs {
+		return
+	}
+	r.inodes.Add(e.Attr.Inode, a.Inode)
 }
 
 // linkKey is the target's KV record of the target inode that holds a

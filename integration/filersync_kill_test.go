@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kelpfs/kelp/filersync"
 	"github.com/kelpfs/kelp/integration/cluster"
 )
 
@@ -233,4 +234,39 @@ func TestFilerSyncLagUnderLoad(t *testing.T) {
 		t.Logf("close on A to content on B, %s: median %v, p90 %v, max %v (%d files; one file every %v, open loop)",
 			l.what, l.lags[len(l.lags)/2], l.lags[len(l.lags)*9/10], l.lags[len(l.lags)-1], len(l.lags), every)
 	}
+}
+
+// TestFilerSyncLinkAfterRestart: a hard link made on A to a file the sync
+// copied while it had one name, before the sync restarted (so it no
+// longer remembers which of B's files is the copy), is a link on B too,
+// found through the link event's other name, not a second copy.
+func TestFilerSyncLinkAfterRestart(t *testing.T) {
+	p := startSyncPair(t)
+	data := randomBytes(t, 300<<10)
+	if err := os.WriteFile(p.ma.Path("orig"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(p.ma.Path("sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, stop := runSync(t, p.a, p.b, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+	waitSame(t, p.ma.Dir, p.mb.Dir)
+	stop()
+
+	if err := os.Link(p.ma.Path("orig"), p.ma.Path("sub/linked")); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = runSync(t, p.a, p.b, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+	waitSame(t, p.ma.Dir, p.mb.Dir) // the tree states include which names share an inode
+	var orig, linked syscall.Stat_t
+	if err := syscall.Stat(p.mb.Path("orig"), &orig); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(p.mb.Path("sub/linked"), &linked); err != nil {
+		t.Fatal(err)
+	}
+	if orig.Ino != linked.Ino || orig.Nlink != 2 {
+		t.Fatalf("on B: orig inode %d (%d links), sub/linked inode %d; want one inode with 2 links", orig.Ino, orig.Nlink, linked.Ino)
+	}
+	verifyClean(t, p.a, p.b)
 }

@@ -3119,7 +3119,11 @@ type MetadataEvent struct {
 	// (lockpb LockRequest feed_signature): like caught_up, not a change, and
 	// only ts_ns: every event this subscription wants up to ts_ns has been
 	// sent before it.
-	Progress      bool `protobuf:"varint,14,opt,name=progress,proto3" json:"progress,omitempty"`
+	Progress bool `protobuf:"varint,14,opt,name=progress,proto3" json:"progress,omitempty"`
+	// linked_path, on a CREATE that added a name to an existing file (a hard
+	// link), is another of the file's names (the one its attributes record),
+	// so that a replica can find its copy of the file and link to it.
+	LinkedPath    string `protobuf:"bytes,15,opt,name=linked_path,json=linkedPath,proto3" json:"linked_path,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3250,6 +3254,13 @@ func (x *MetadataEvent) GetProgress() bool {
 		return x.Progress
 	}
 	return false
+}
+
+func (x *MetadataEvent) GetLinkedPath() string {
+	if x != nil {
+		return x.LinkedPath
+	}
+	return ""
 }
 
 type KvGetRequest struct {
@@ -3756,7 +3767,7 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\x06xattrs\x18\x06 \x03(\v2\".kelp.filer.EntryState.XattrsEntryR\x06xattrs\x1a9\n" +
 	"\vXattrsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xcd\x04\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xee\x04\n" +
 	"\rMetadataEvent\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.kelp.filer.MetadataEvent.KindR\x04kind\x12\x13\n" +
 	"\x05ts_ns\x18\x02 \x01(\x03R\x04tsNs\x12\x19\n" +
@@ -3776,7 +3787,9 @@ const file_api_filerpb_filer_proto_rawDesc = "" +
 	"\n" +
 	"new_parent\x18\f \x01(\x04R\tnewParent\x12\x1b\n" +
 	"\tcaught_up\x18\r \x01(\bR\bcaughtUp\x12\x1a\n" +
-	"\bprogress\x18\x0e \x01(\bR\bprogress\"6\n" +
+	"\bprogress\x18\x0e \x01(\bR\bprogress\x12\x1f\n" +
+	"\vlinked_path\x18\x0f \x01(\tR\n" +
+	"linkedPath\"6\n" +
 	"\x04Kind\x12\n" +
 	"\n" +
 	"\x06CREATE\x10\x00\x12\n" +

@@ -20,7 +20,7 @@ import (
 const (
 	attrVersion  = 1
 	dataVersion  = 2
-	eventVersion = 3
+	eventVersion = 4
 	chunkVersion = 2
 )
 
@@ -360,7 +360,13 @@ func decodeState(d *dec, flags bool) *EntryState {
 
 func encodeEvent(ev *Event) []byte {
 	e := enc{b: make([]byte, 0, 128)}
-	e.byte1(eventVersion)
+	// Version 4 only for what needs it (a link's LinkedPath), so that a
+	// filer rolled back to version 3 reads every other event.
+	version := byte(3)
+	if ev.LinkedPath != "" {
+		version = eventVersion
+	}
+	e.byte1(version)
 	e.byte1(byte(ev.Kind))
 	e.i(ev.TsNs)
 	e.str(ev.OldPath)
@@ -380,6 +386,9 @@ func encodeEvent(ev *Event) []byte {
 	}
 	e.u(uint64(ev.OldParent))
 	e.u(uint64(ev.NewParent))
+	if version >= 4 {
+		e.str(ev.LinkedPath)
+	}
 	return e.b
 }
 
@@ -415,6 +424,9 @@ func decodeEvent(b []byte) (Event, error) {
 	if v2 {
 		ev.OldParent = Inode(d.u())
 		ev.NewParent = Inode(d.u())
+	}
+	if v >= 4 {
+		ev.LinkedPath = d.str()
 	}
 	return ev, d.done("event")
 }

@@ -23,7 +23,8 @@ func TestEventCodec(t *testing.T) {
 		OldEntry: state(10, "x"), NewEntry: state(12, "y"), Exchange: true}
 	del := &Event{Kind: EventDelete, TsNs: 44, OldPath: "/c", OldParent: 1, OldEntry: &EntryState{Attr: Attr{Inode: 13}},
 		FreedChunks: []Chunk{{FileID: "4,02", Size: 1}}}
-	for _, ev := range []*Event{rename, exchange, del} {
+	link := &Event{Kind: EventCreate, TsNs: 45, NewPath: "/d/second", NewParent: 3, NewEntry: state(14, "z"), LinkedPath: "/first"}
+	for _, ev := range []*Event{rename, exchange, del, link} {
 		got, err := decodeEvent(encodeEvent(ev))
 		if err != nil {
 			t.Fatal(err)
@@ -31,6 +32,14 @@ func TestEventCodec(t *testing.T) {
 		if !reflect.DeepEqual(&got, ev) {
 			t.Errorf("round trip of %+v gave %+v", ev, got)
 		}
+	}
+	// Only a link's event needs version 4; the others stay readable by a
+	// filer of version 3.
+	if v := encodeEvent(link)[0]; v != 4 {
+		t.Errorf("a link event is written as version %d, want 4", v)
+	}
+	if v := encodeEvent(del)[0]; v != 3 {
+		t.Errorf("a delete is written as version %d, want 3", v)
 	}
 	// A plain rename's state is written once, and comes back shared.
 	b := encodeEvent(rename)

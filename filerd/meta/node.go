@@ -486,6 +486,10 @@ func (n *Namespace) Link(ctx context.Context, ino, newParent Inode, newName stri
 		} else if !isNotFound(err) {
 			return err
 		}
+		linked, err := t.path(ino) // the name the attributes record
+		if err != nil {
+			return err
+		}
 		if err := t.setEntry(newParent, newName, ino, TypeOf(a.Mode)); err != nil {
 			return err
 		}
@@ -502,7 +506,7 @@ func (n *Namespace) Link(ctx context.Context, ino, newParent Inode, newName stri
 		if err != nil {
 			return err
 		}
-		t.ev = &Event{Kind: EventCreate, NewPath: p, NewParent: newParent, NewEntry: st}
+		t.ev = &Event{Kind: EventCreate, NewPath: p, NewParent: newParent, NewEntry: st, LinkedPath: linked}
 		out = st.Attr
 		return nil
 	})

@@ -154,6 +154,11 @@ type Event struct {
 	FreedChunks []Chunk
 	// Signatures are the ids of the filers this change passed through.
 	Signatures []int32
+	// LinkedPath, on a create that added a name to an existing file (a
+	// hard link), is the name the file's attributes record, so that a
+	// replica that does not know which of its files holds this one's
+	// content can find it and link rather than copy.
+	LinkedPath string
 }
 
 // Config configures a Namespace.
