@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -624,6 +625,94 @@ func TestFilerSyncLag(t *testing.T) {
 	slices.Sort(lags)
 	t.Logf("close on A to content on B: median %v, p90 %v, max %v (%d files, one every ~20 ms)",
 		lags[len(lags)/2], lags[len(lags)*9/10], lags[len(lags)-1], files)
+}
+
+// TestFilerSyncLagUnderLoad: files written on A at a steady rate, not
+// waiting for B (an open loop), a fifth of them large enough to need chunk
+// copies; a watcher on B's mount notes when each is there whole. Reports
+// the time from close on A to the content on B.
+func TestFilerSyncLagUnderLoad(t *testing.T) {
+	p := startSyncPair(t)
+	_, _ = runSync(t, p.a, p.b, nil)
+	const files, every = 120, 25 * time.Millisecond
+
+	type written struct {
+		name   string
+		data   []byte
+		closed time.Time
+	}
+	queue := make(chan written, files)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(queue)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for i := range files {
+			<-tick.C
+			name := fmt.Sprintf("load%03d", i)
+			data := []byte(fmt.Sprintf("small file %s", name))
+			if i%5 == 4 {
+				data = randomBytes(t, (1+i%4)<<20)
+			}
+			if err := os.WriteFile(p.ma.Path(name), data, 0o644); err != nil {
+				t.Error(err)
+				return
+			}
+			queue <- written{name, data, time.Now()}
+		}
+	})
+
+	var smallLags, bigLags []time.Duration
+	var pending []written
+	deadline := time.Now().Add(syncWithin + time.Duration(files)*every)
+	for open := true; open || len(pending) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files not on B in time, first %s", len(pending), pending[0].name)
+		}
+		for drained := false; open && !drained; {
+			select {
+			case w, ok := <-queue:
+				if !ok {
+					open = false
+				} else {
+					pending = append(pending, w)
+				}
+			default:
+				drained = true
+			}
+		}
+		pending = slices.DeleteFunc(pending, func(w written) bool {
+			st, err := os.Stat(p.mb.Path(w.name))
+			if err != nil || st.Size() != int64(len(w.data)) {
+				return false
+			}
+			got, err := os.ReadFile(p.mb.Path(w.name))
+			if err != nil || !bytes.Equal(got, w.data) {
+				return false
+			}
+			lag := time.Since(w.closed)
+			if len(w.data) > 1<<20-1 {
+				bigLags = append(bigLags, lag)
+			} else {
+				smallLags = append(smallLags, lag)
+			}
+			return true
+		})
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	verifyClean(t, p.a, p.b)
+	for _, l := range []struct {
+		what string
+		lags []time.Duration
+	}{{"small files", smallLags}, {"1-4 MiB files", bigLags}} {
+		slices.Sort(l.lags)
+		t.Logf("close on A to content on B, %s: median %v, p90 %v, max %v (%d files; one file every %v, open loop)",
+			l.what, l.lags[len(l.lags)/2], l.lags[len(l.lags)*9/10], l.lags[len(l.lags)-1], len(l.lags), every)
+	}
 }
 
 // TestFilerSyncFilerDown: a filer unreachable when sync starts, and one
