@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -185,29 +184,8 @@ func TestFilerSyncBootstrapThroughput(t *testing.T) {
 	cluster.NeedFUSE(t)
 	ca := startShortLogCluster(t)
 	ma := ca.MountFiler(nil)
-	const dirs, perDir, bigs = 20, 100, 4
-	var total int64
-	for d := range dirs {
-		dir := ma.Path(fmt.Sprintf("d%02d", d))
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for f := range perDir {
-			data := []byte(fmt.Sprintf("file %d/%d %s", d, f, strings.Repeat("x", f*37)))
-			total += int64(len(data))
-			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", f)), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for i := range bigs {
-		data := randomBytes(t, 3<<20+i)
-		total += int64(len(data))
-		if err := os.WriteFile(ma.Path(fmt.Sprintf("big%d", i)), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	files := dirs*perDir + bigs
+	const dirs = 20
+	files, total := writeSyncTree(t, ma.Path(), dirs, 100, 4, 3<<20)
 	waitLogTrimmed(t, ca, 0)
 	key := checkpointKey(t, ca)
 

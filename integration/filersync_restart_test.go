@@ -4,10 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -40,24 +38,7 @@ func appliedTs(t *testing.T, out string) map[int64]bool {
 // every event of the source applied at least once.
 func TestFilerSyncKilledMidBootstrap(t *testing.T) {
 	p := startSyncPair(t)
-	const dirs, perDir = 20, 100
-	for d := range dirs {
-		dir := p.ma.Path(fmt.Sprintf("d%02d", d))
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for f := range perDir {
-			data := []byte(fmt.Sprintf("file %d/%d %s", d, f, strings.Repeat("y", f*29)))
-			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", f)), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for i := range 2 {
-		if err := os.WriteFile(p.ma.Path(fmt.Sprintf("big%d", i)), randomBytes(t, 2<<20+i), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeSyncTree(t, p.ma.Path(), 20, 100, 2, 2<<20)
 	total := countEvents(t, p.a, filerSignature(t, p.b))
 
 	args := []string{"filer.sync", "-a", p.a.Filer.MountAddr(), "-b", p.b.Filer.MountAddr(), "-isActivePassive", "-a.debug", "-statusInterval", "100ms"}

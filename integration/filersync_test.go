@@ -535,18 +535,14 @@ func TestFilerSyncPathsAndExcludes(t *testing.T) {
 	}
 }
 
-// TestFilerSyncRestartMidBootstrap: a sync stopped while it copies a tree
-// of a few thousand files, and started again, finishes from its
-// checkpoint: nothing missing, nothing duplicated. The first, whole
-// bootstrap of the same tree into a third cluster is timed (files/s,
-// MB/s).
-func TestFilerSyncRestartMidBootstrap(t *testing.T) {
-	p := startSyncPair(t)
-	const dirs, perDir = 20, 100
-	bigs := 4
-	var total int64
+// writeSyncTree writes the tree the bootstrap tests sync: dirs
+// directories of perDir small files (up to a few KiB) under root, and bigs
+// files of about bigSize bytes of random data beside them. It returns the
+// number of files and their bytes.
+func writeSyncTree(t *testing.T, root string, dirs, perDir, bigs, bigSize int) (files int, total int64) {
+	t.Helper()
 	for d := range dirs {
-		dir := p.ma.Path(fmt.Sprintf("d%02d", d))
+		dir := filepath.Join(root, fmt.Sprintf("d%02d", d))
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -559,13 +555,24 @@ func TestFilerSyncRestartMidBootstrap(t *testing.T) {
 		}
 	}
 	for i := range bigs {
-		data := randomBytes(t, 3<<20+i)
+		data := randomBytes(t, bigSize+i)
 		total += int64(len(data))
-		if err := os.WriteFile(p.ma.Path(fmt.Sprintf("big%d", i)), data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(root, fmt.Sprintf("big%d", i)), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	files := dirs*perDir + bigs
+	return dirs*perDir + bigs, total
+}
+
+// TestFilerSyncRestartMidBootstrap: a sync stopped while it copies a tree
+// of a few thousand files, and started again, finishes from its
+// checkpoint: nothing missing, nothing duplicated. The first, whole
+// bootstrap of the same tree into a third cluster is timed (files/s,
+// MB/s).
+func TestFilerSyncRestartMidBootstrap(t *testing.T) {
+	p := startSyncPair(t)
+	const dirs = 20
+	files, total := writeSyncTree(t, p.ma.Path(), dirs, 100, 4, 3<<20)
 
 	s1, stop1 := runSync(t, p.a, p.b, func(cfg *filersync.Config) { cfg.ActivePassive = true })
 	cluster.WaitFor(t, syncWithin, "sync under way", func() error {
