@@ -592,15 +592,23 @@ func TestFilerSyncRestartMidBootstrap(t *testing.T) {
 	st2 := s2.Stats()[0]
 	t.Logf("first run applied %d events (checkpoint %v), the second %d", st1.Applied, st1.Checkpoint.Format(time.RFC3339Nano), st2.Applied)
 
-	// A whole bootstrap of the same tree, into a fresh cluster.
+	// A whole bootstrap of the same tree, into a fresh cluster, timed to
+	// the last of A's events applied (then checked through the mounts).
 	cc := cluster.Start(t, cluster.Options{Filer: true})
 	mc := cc.MountFiler(nil)
+	events := countEvents(t, p.a, filerSignature(t, cc))
 	start := time.Now()
-	_, _ = runSync(t, p.a, cc, func(cfg *filersync.Config) { cfg.ActivePassive = true })
-	waitSame(t, p.ma.Dir, mc.Dir)
+	s3, _ := runSync(t, p.a, cc, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+	cluster.WaitFor(t, syncWithin, "every event applied", func() error {
+		if n := s3.Stats()[0].Applied; n < events {
+			return fmt.Errorf("%d of %d events applied", n, events)
+		}
+		return nil
+	})
 	el := time.Since(start)
-	t.Logf("bootstrap: %d files (%d dirs), %.1f MB in %v: %.0f files/s, %.1f MB/s",
-		files, dirs, float64(total)/1e6, el.Round(time.Millisecond), float64(files)/el.Seconds(), float64(total)/1e6/el.Seconds())
+	waitSame(t, p.ma.Dir, mc.Dir)
+	t.Logf("bootstrap from the change log: %d files (%d dirs, %d events), %.1f MB in %v: %.0f files/s, %.1f MB/s",
+		files, dirs, events, float64(total)/1e6, el.Round(time.Millisecond), float64(files)/el.Seconds(), float64(total)/1e6/el.Seconds())
 }
 
 // TestFilerSyncLag: under a steady stream of small files written on A,
