@@ -45,7 +45,9 @@ func (r *replicator) bootstrap(ctx context.Context) (int64, error) {
 		"path", r.srcRoot, "target_path", r.dstRoot, "follow_from_ns", noted)
 	start := time.Now()
 	w := newTreeWalker(r.src.api, r.excluded, r.cfg.Concurrency, r.walkEntry)
+	r.stats.walking.Store(true)
 	st, err := w.walk(ctx, r.srcRoot, r.dstRoot)
+	r.stats.walking.Store(false)
 	if err != nil {
 		return 0, fmt.Errorf("bootstrap: walk %s: %w", r.srcRoot, err)
 	}
@@ -140,6 +142,7 @@ func (r *replicator) walkEntry(ctx context.Context, src, dst string, a *filerpb.
 			}
 		}
 		if err == nil {
+			r.stats.walked.Add(1)
 			return nil
 		}
 		if ctx.Err() != nil {

@@ -46,6 +46,8 @@ type dirStats struct {
 	lastApplied atomic.Int64 // ts of the last event applied (ns)
 	checkpoint  atomic.Int64 // ts saved as the checkpoint (ns)
 	pending     atomic.Int64 // events in the scheduler
+	walking     atomic.Bool  // a bootstrap walk is under way
+	walked      atomic.Int64 // entries a bootstrap walk made match the source
 }
 
 func newReplicator(name string, src, dst *endpoint, srcSide, dstSide Side, cfg *Config, log *slog.Logger) *replicator {

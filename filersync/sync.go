@@ -119,6 +119,8 @@ type DirectionStats struct {
 	LastApplied time.Time // source time of the last event applied (zero: none yet)
 	Checkpoint  time.Time // source time up to which everything is applied and saved
 	Pending     int64     // events waiting or being applied
+	Walking     bool      // a bootstrap walk of the source's tree is under way
+	Walked      int64     // entries bootstrap walks made match the source
 }
 
 // Stats reports each direction's progress.
@@ -127,7 +129,7 @@ func (s *Syncer) Stats() []DirectionStats {
 	for _, r := range s.dirs {
 		st := r.stats
 		d := DirectionStats{Name: r.name, Applied: st.applied.Load(), Retries: st.retries.Load(), Chunks: st.chunks.Load(),
-			Bytes: st.bytes.Load(), Pending: st.pending.Load()}
+			Bytes: st.bytes.Load(), Pending: st.pending.Load(), Walking: st.walking.Load(), Walked: st.walked.Load()}
 		if ts := st.lastApplied.Load(); ts > 0 {
 			d.LastApplied = time.Unix(0, ts)
 		}
@@ -155,7 +157,7 @@ func (s *Syncer) statusLoop(ctx context.Context) {
 			}
 			s.log.Info("filer.sync: status", "direction", d.Name, "applied", d.Applied, "pending", d.Pending,
 				"retries", d.Retries, "chunks_copied", d.Chunks, "bytes", d.Bytes, "since_last_applied", lag,
-				"checkpoint", d.Checkpoint.UTC().Format(time.RFC3339Nano))
+				"checkpoint", d.Checkpoint.UTC().Format(time.RFC3339Nano), "walking", d.Walking, "walked", d.Walked)
 		}
 	}
 }
@@ -176,10 +178,14 @@ var (
 		"Chunks copied between the clusters.", []string{"direction"}, nil)
 	descPending = prometheus.NewDesc("kelp_filersync_events_pending",
 		"Events waiting or being applied.", []string{"direction"}, nil)
+	descWalking = prometheus.NewDesc("kelp_filersync_walking",
+		"1 while a bootstrap walk of the source's tree is under way.", []string{"direction"}, nil)
+	descWalked = prometheus.NewDesc("kelp_filersync_walk_entries_total",
+		"Entries bootstrap walks made match the source.", []string{"direction"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLastApplied, descCheckpoint, descApplied, descRetries, descChunks, descPending} {
+	for _, d := range []*prometheus.Desc{descLastApplied, descCheckpoint, descApplied, descRetries, descChunks, descPending, descWalking, descWalked} {
 		ch <- d
 	}
 }
@@ -198,5 +204,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRetries, prometheus.CounterValue, float64(d.Retries), d.Name)
 		ch <- prometheus.MustNewConstMetric(descChunks, prometheus.CounterValue, float64(d.Chunks), d.Name)
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(d.Pending), d.Name)
+		walking := 0.0
+		if d.Walking {
+			walking = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descWalking, prometheus.GaugeValue, walking, d.Name)
+		ch <- prometheus.MustNewConstMetric(descWalked, prometheus.CounterValue, float64(d.Walked), d.Name)
 	}
 }

@@ -194,7 +194,7 @@ func TestFilerSyncBootstrapThroughput(t *testing.T) {
 	cc := cluster.Start(t, cluster.Options{Filer: true})
 	cAPI := cc.FilerClient().API()
 	start := time.Now()
-	_, stopC := runSync(t, ca, cc, func(cfg *filersync.Config) { cfg.ActivePassive = true })
+	sc, stopC := runSync(t, ca, cc, func(cfg *filersync.Config) { cfg.ActivePassive = true })
 	for !hasCheckpoint(t, cAPI, key) {
 		if time.Since(start) > syncWithin {
 			t.Fatal("no checkpoint on C: the walk did not finish")
@@ -204,6 +204,9 @@ func TestFilerSyncBootstrapThroughput(t *testing.T) {
 	el := time.Since(start)
 	stopC()
 	verifyClean(t, ca, cc)
+	if st := sc.Stats()[0]; st.Walking || st.Walked < int64(files+dirs) {
+		t.Errorf("after the walk: walking %v, %d entries walked; want done, and at least the %d files and %d dirs", st.Walking, st.Walked, files, dirs)
+	}
 	t.Logf("bootstrap walk: %d files (%d dirs), %.1f MB in %v: %.0f files/s, %.1f MB/s",
 		files, dirs, float64(total)/1e6, el.Round(time.Millisecond), float64(files)/el.Seconds(), float64(total)/1e6/el.Seconds())
 
