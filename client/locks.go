@@ -156,9 +156,6 @@ type LockSession struct {
 	// after a restart still lasts: the time to re-assert locks, during
 	// which new ones fail with ErrGrace.
 	Grace time.Duration
-	// Down, in a grace period, is how long ago at least the filer's
-	// previous run stopped serving locks; 0 if unknown.
-	Down time.Duration
 }
 
 // OpenSession starts the lease of session (an id the caller picks, unique
@@ -169,8 +166,7 @@ func (c *LockClient) OpenSession(ctx context.Context, session string, ttl time.D
 	if err != nil {
 		return LockSession{}, lockErr("OpenSession", err)
 	}
-	return LockSession{TTL: time.Duration(resp.TtlMs) * time.Millisecond, Grace: time.Duration(resp.GraceMs) * time.Millisecond,
-		Down: time.Duration(resp.DownMs) * time.Millisecond}, nil
+	return LockSession{TTL: time.Duration(resp.TtlMs) * time.Millisecond, Grace: time.Duration(resp.GraceMs) * time.Millisecond}, nil
 }
 
 // Renew extends session's lease by its ttl from now.

@@ -84,13 +84,6 @@ type Config struct {
 	// restart at its next renewal and re-asserts in time; 0 disables it (a
 	// cluster that accepts losing locks on restart).
 	LockGrace time.Duration
-	// LockAliveInterval is how often the filer records, while locks may
-	// be held, that it is serving them (default 1 s): after a restart it
-	// tells mounts how long it was away, so that those whose lease
-	// outlived the previous run re-assert their locks. A restart that
-	// outlasts the lease keeps locks only if the lease is well over twice
-	// this plus a renewal period.
-	LockAliveInterval time.Duration
 	// HandleGrace is how long the file handles of a mount session whose
 	// lease ran out (the mount was cut off, stopped or killed) are kept
 	// before they are released: a mount that comes back within it opens a
@@ -125,7 +118,6 @@ func DefaultConfig() Config {
 		ManifestCacheChunks: 128 << 10,
 		LockSessionTTL:      DefaultLockSessionTTL,
 		LockGrace:           DefaultLockSessionTTL + 5*time.Second,
-		LockAliveInterval:   time.Second,
 		HandleGrace:         5 * time.Minute,
 		Logger:              slog.Default(),
 	}
@@ -168,8 +160,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: LockSessionTTL %v below %v", ErrConfig, c.LockSessionTTL, minLockSessionTTL)
 	case c.HandleGrace < 0:
 		return fmt.Errorf("%w: HandleGrace %v is negative", ErrConfig, c.HandleGrace)
-	case c.LockAliveInterval <= 0:
-		return fmt.Errorf("%w: LockAliveInterval %v must be positive", ErrConfig, c.LockAliveInterval)
 	case c.LockGrace < 0:
 		return fmt.Errorf("%w: LockGrace %v is negative", ErrConfig, c.LockGrace)
 	case c.LockGrace > 0 && c.LockGrace < c.LockSessionTTL:

@@ -2,7 +2,6 @@ package filerd
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -61,19 +60,6 @@ const lockLiveKey = "filer.locks.live"
 // every lock request, to restarts that may have lost locks.
 const lockHeldKey = "filer.locks.held"
 
-// lockAliveKey is the side KV record of when this filer last served
-// locks (wall-clock nanoseconds, 8 bytes big-endian), written every
-// Config.LockAliveInterval while lockHeldKey is set. After a restart it tells a
-// mount how long the filer was away (OpenSessionResponse.down_ms), so a
-// mount whose lease outlived the previous run re-asserts its locks however
-// long the restart took, and one whose lease lapsed before does not.
-const lockAliveKey = "filer.locks.alive"
-
-// lockAliveMargin is added to Config.LockAliveInterval for how late the
-// previous run may have served locks after its last alive record (a
-// sweep's expiry, a slow commit).
-const lockAliveMargin = 250 * time.Millisecond
-
 // heldMarker keeps lockHeldKey in step with the locks granted: inflight
 // counts the lock requests between their check of set and their return,
 // so the record is never deleted under a request about to be granted.
@@ -91,12 +77,6 @@ func (s *Server) startLockRequest(ctx context.Context) error {
 	mk.mu.Lock()
 	defer mk.mu.Unlock()
 	if !mk.set {
-		// The alive record first, so that one from an earlier spell of
-		// held locks never stands for this one (markAlive keeps it fresh).
-		now := time.Now()
-		if err := s.ns.KVPut(ctx, lockAliveKey, aliveRecord(now)); err != nil {
-			return fmt.Errorf("filerd: mark locks held: %w", err)
-		}
 		if err := s.ns.KVPut(ctx, lockHeldKey, []byte("1")); err != nil {
 			return fmt.Errorf("filerd: mark locks held: %w", err)
 		}
@@ -123,50 +103,6 @@ type lockMarker struct {
 	mu      sync.Mutex
 	set     bool // the record is in the store (as far as a write or a read told)
 	failing bool // the last delete failed (logged once per streak)
-}
-
-// markAlive writes lockAliveKey if locks may be held (lockSweepLoop); a
-// failure is logged, and only makes a later restart look longer.
-func (s *Server) markAlive(ctx context.Context, now time.Time) {
-	mk := &s.heldMarker
-	mk.mu.Lock()
-	held := mk.set
-	mk.mu.Unlock()
-	if !held {
-		return
-	}
-	if err := s.ns.KVPut(ctx, lockAliveKey, aliveRecord(now)); err != nil && ctx.Err() == nil {
-		s.log.Warn("lock alive record", "err", err)
-	}
-}
-
-func aliveRecord(now time.Time) []byte {
-	return binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
-}
-
-// readLockAlive loads lockAliveKey into s.prevAlive (New); zero if absent.
-func (s *Server) readLockAlive(ctx context.Context) error {
-	v, err := s.ns.KVGet(ctx, lockAliveKey)
-	switch {
-	case errors.Is(err, meta.ErrNotFound):
-		return nil
-	case err != nil:
-		return fmt.Errorf("filerd: read lock alive record: %w", err)
-	case len(v) != 8:
-		s.log.Warn("lock alive record of the wrong size; taken as unknown", "bytes", len(v))
-		return nil
-	}
-	s.prevAlive = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
-	return nil
-}
-
-// downFor is how long ago at least the previous run stopped serving
-// locks, for a grace period's OpenSession; 0 if unknown.
-func (s *Server) downFor(now time.Time) time.Duration {
-	if s.prevAlive.IsZero() {
-		return 0
-	}
-	return max(now.Sub(s.prevAlive)-s.cfg.LockAliveInterval-lockAliveMargin, time.Millisecond)
 }
 
 // readLockMarker loads lockLiveKey and lockHeldKey from the store into
@@ -269,7 +205,7 @@ func (s *Server) deleteMarker(ctx context.Context, key, what string, set, failin
 func (s *Server) lockSweepLoop(interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var checked, alive time.Time
+	var checked time.Time
 	orphansDone := s.freeOrphansAfterGrace(s.baseCtx)
 	for {
 		select {
@@ -281,10 +217,6 @@ func (s *Server) lockSweepLoop(interval time.Duration) {
 		case <-t.C:
 		}
 		now := time.Now()
-		if now.Sub(alive) >= s.cfg.LockAliveInterval {
-			alive = now
-			s.markAlive(s.baseCtx, now)
-		}
 		ended := s.locks.Expire(now)
 		s.releaseEnded(s.baseCtx) // and the lapsed sessions' handles now due
 		if !orphansDone {
@@ -393,7 +325,6 @@ func (l *locksServer) OpenSession(ctx context.Context, req *lockpb.OpenSessionRe
 	resp := &lockpb.OpenSessionResponse{TtlMs: ttl.Milliseconds()}
 	if l.m().InGrace() {
 		resp.GraceMs = max(time.Until(l.s.graceUntil).Milliseconds(), 1)
-		resp.DownMs = l.s.downFor(time.Now()).Milliseconds()
 	}
 	return resp, nil
 }

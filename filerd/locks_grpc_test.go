@@ -661,38 +661,3 @@ func TestLockGrantAsksForProgress(t *testing.T) {
 		t.Fatalf("the reconnected feed got %v; want a progress report at %d or later", evs, g.LogTs)
 	}
 }
-
-// TestLocksDownTimeAfterRestart: a filer that served locks records that
-// it was alive; restarted after a pause, it tells mounts in its grace
-// period how long ago at least it stopped (less its margin), so a mount
-// whose lease outlived the stop re-asserts.
-func TestLocksDownTimeAfterRestart(t *testing.T) {
-	const every = 50 * time.Millisecond
-	tf, lc := startLockFiler(t, func(c *Config) { c.LockAliveInterval = every })
-	open(t, lc, "A", 0)
-	if err := lc.SetLk(context.Background(), "A", rng(1, lockpb.LockType_EXCLUSIVE, 0, 9, 1, 1)); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(5 * every) // alive records while the lock is held
-	cfg := tf.s.cfg
-	if err := tf.s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := time.Now()
-	const away = 600 * time.Millisecond
-	time.Sleep(away)
-	cfg.LockSessionTTL, cfg.LockGrace = 500*time.Millisecond, time.Second
-	s2 := serve(t, cfg)
-	lc2, err := client.NewLockClient(client.LockClientConfig{Address: s2.GRPCAddr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lc2.Close()
-	ls := open(t, lc2, "A2", 0)
-	// The previous run's last record came at most a sweep and an interval
-	// before the stop; the filer takes off its margin.
-	low := away - every - lockAliveMargin
-	if high := time.Since(stopped); ls.Grace <= 0 || ls.Down < low || ls.Down > high {
-		t.Fatalf("open after a %v pause: %+v, want a grace period and down in [%v, %v]", away, ls, low, high)
-	}
-}

@@ -74,7 +74,6 @@ type Server struct {
 	orphansKept  bool
 	orphansUntil time.Time // when they are freed (set by Serve)
 	graceUntil   time.Time // end of the lock grace period Serve started (zero: none)
-	prevAlive    time.Time // the previous run's last lockAliveKey (zero: unknown)
 
 	baseCtx   context.Context // cancelled by Close: loops and subscriptions end
 	cancel    context.CancelFunc
@@ -176,9 +175,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := s.readLockMarker(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.readLockAlive(ctx); err != nil {
 		return nil, err
 	}
 	s.locksLive, s.locksHeld = s.lockMarker.set, s.heldMarker.set

@@ -455,7 +455,7 @@ func (ls *lockService) openLocked(ctx context.Context) (lost int, err error) {
 	if len(held) > 0 {
 		var rejected []*lockpb.Lock
 		switch {
-		case ls.leaseLapsed(sess.Down):
+		case ls.leaseLapsed():
 			err = fmt.Errorf("the last lease ran out before the filer was heard from again: %w", client.ErrNoGrace)
 		case sess.Grace > 0:
 			rejected, err = ls.api.Reassert(octx, id, held)
@@ -568,26 +568,25 @@ func (ls *lockService) renewed(session string, sent time.Time) {
 }
 
 // leaseLapsed reports whether the last session's lease may have run out
-// at the filer while it still served locks: more than its ttl passed
-// between the last call that extended it and the moment the filer's
-// previous run stopped, down ago (as the restarted filer says; 0 if it
-// cannot tell, and then any restart counts as the filer still serving).
-// The filer may then have expired the session and granted its locks to
-// another mount before it restarted, and that mount's re-assertion must
-// not lose to this one's in the grace period: the record is lost rather
-// than re-asserted, never a lock granted on stale state. A mount whose
-// lease outlived the previous run re-asserts however long the restart
-// took.
+// at the filer: more than its ttl has passed since the last call that
+// extended it was sent. The filer may then have expired the session and
+// granted its locks to another mount before it restarted, and that
+// mount's re-assertion must not lose to this one's in the grace period:
+// the record is lost rather than re-asserted, never a lock granted on
+// stale state. A restart is told apart from a lapse only while it is
+// shorter than that: a filer that takes longer than about two thirds of
+// the lease to come back (renewals go every third) costs the mounts
+// their locks.
 //
 // The time passed is the longer of the monotonic clock's and the wall
 // clock's: the monotonic one stands still while the machine is
 // suspended, when the filer's lease runs on; a wall clock stepped back
 // is caught by the monotonic one.
-func (ls *lockService) leaseLapsed(down time.Duration) bool {
+func (ls *lockService) leaseLapsed() bool {
 	ls.mu.Lock()
 	ttl := ls.ttl
 	ls.mu.Unlock()
-	return ls.sinceLease()-down > ttl
+	return ls.sinceLease() > ttl
 }
 
 // sinceLease is the time passed since leaseSent; 0 before any session.

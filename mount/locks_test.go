@@ -6,36 +6,27 @@ import (
 )
 
 // The mount's clock on its own lease: a record is re-asserted only while
-// less than the ttl had passed, since the last open or renewal was sent,
-// when the filer's previous run stopped.
+// less than the ttl has passed since the last open or renewal was sent.
 func TestLockLeaseLapsed(t *testing.T) {
 	const ttl = time.Second
 	ls := &lockService{session: "s.1", ttl: ttl}
-	if ls.leaseLapsed(0) {
+	if ls.leaseLapsed() {
 		t.Fatal("lapsed before any session was opened")
 	}
 	ls.leaseSent = time.Now()
-	if ls.leaseLapsed(0) {
+	if ls.leaseLapsed() {
 		t.Fatal("lapsed right after the lease was extended")
 	}
 	ls.leaseSent = time.Now().Add(-2 * ttl)
-	if !ls.leaseLapsed(0) {
+	if !ls.leaseLapsed() {
 		t.Fatal("not lapsed 2 ttl after the last renewal was sent")
-	}
-	// A filer that says it has been away for most of that: the lease
-	// outlived its previous run, so it has not lapsed there.
-	if ls.leaseLapsed(1500 * time.Millisecond) {
-		t.Fatal("lapsed though the filer stopped 1.5 s ago, within the lease")
-	}
-	if !ls.leaseLapsed(500 * time.Millisecond) {
-		t.Fatal("not lapsed though the lease ran out 0.5 s before the filer stopped")
 	}
 
 	// Renewals move the clock forward for the live session only.
 	sent := time.Now()
 	ls.renewed("s.1", sent)
-	if ls.leaseSent != sent || ls.leaseLapsed(0) {
-		t.Fatalf("after a renewal of the live session: sent %v, lapsed %v", ls.leaseSent, ls.leaseLapsed(0))
+	if ls.leaseSent != sent || ls.leaseLapsed() {
+		t.Fatalf("after a renewal of the live session: sent %v, lapsed %v", ls.leaseSent, ls.leaseLapsed())
 	}
 	ls.renewed("s.1", sent.Add(-time.Millisecond))
 	if ls.leaseSent != sent {

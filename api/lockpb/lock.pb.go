@@ -394,17 +394,9 @@ func (x *OpenSessionRequest) GetTtlMs() int64 {
 }
 
 type OpenSessionResponse struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	TtlMs   int64                  `protobuf:"varint,1,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`       // the lease granted: renew every ttl_ms/3
-	GraceMs int64                  `protobuf:"varint,2,opt,name=grace_ms,json=graceMs,proto3" json:"grace_ms,omitempty"` // > 0: the filer is in its grace period for about this long
-	// down_ms, in a grace period, is how long ago at least the filer's
-	// previous run stopped serving locks (its last alive record, written
-	// every Config.LockAliveInterval, 1 s by default, while locks may be
-	// held, less a margin); 0 if unknown. A
-	// mount whose last lease renewal was sent more than ttl + down_ms ago
-	// may have let its lease lapse while that run still served (and gave its
-	// locks away): it must not re-assert them.
-	DownMs        int64 `protobuf:"varint,3,opt,name=down_ms,json=downMs,proto3" json:"down_ms,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TtlMs         int64                  `protobuf:"varint,1,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`       // the lease granted: renew every ttl_ms/3
+	GraceMs       int64                  `protobuf:"varint,2,opt,name=grace_ms,json=graceMs,proto3" json:"grace_ms,omitempty"` // > 0: the filer is in its grace period for about this long
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -449,13 +441,6 @@ func (x *OpenSessionResponse) GetTtlMs() int64 {
 func (x *OpenSessionResponse) GetGraceMs() int64 {
 	if x != nil {
 		return x.GraceMs
-	}
-	return 0
-}
-
-func (x *OpenSessionResponse) GetDownMs() int64 {
-	if x != nil {
-		return x.DownMs
 	}
 	return 0
 }
@@ -971,11 +956,10 @@ const file_api_lockpb_lock_proto_rawDesc = "" +
 	"\x0efeed_signature\x18\x03 \x01(\x05R\rfeedSignature\"E\n" +
 	"\x12OpenSessionRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x15\n" +
-	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\"`\n" +
+	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\"G\n" +
 	"\x13OpenSessionResponse\x12\x15\n" +
 	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\x12\x19\n" +
-	"\bgrace_ms\x18\x02 \x01(\x03R\agraceMs\x12\x17\n" +
-	"\adown_ms\x18\x03 \x01(\x03R\x06downMs\"(\n" +
+	"\bgrace_ms\x18\x02 \x01(\x03R\agraceMs\"(\n" +
 	"\fRenewRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x0f\n" +
 	"\rRenewResponse\"/\n" +
