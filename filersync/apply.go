@@ -410,9 +410,10 @@ func (r *replicator) unlinkIfInode(ctx context.Context, parent uint64, name stri
 // a name to, when the replicator does not know it (the file was copied
 // under its one name before a restart): the event names another of the
 // file's names (linked_path), and the target file there is taken as the
-// copy if its size and modification time are the source file's (it may
-// have been replaced on the target since). Without it, the new name gets
-// a copy of the content instead of a link.
+// copy only if it holds the source file's content (size, modification
+// time, and the same inline bytes or the same chunks by ETag), since it
+// may have been replaced on the target. Without it, the new name gets a
+// copy of the content instead of a link.
 func (r *replicator) learnLinkTarget(ctx context.Context, ev *filerpb.MetadataEvent) {
 	e := ev.NewEntry
 	if ev.LinkedPath == "" || e.GetAttr().GetNlink() < 2 || r.linkedInode(ctx, e.Attr.Inode) != 0 {
@@ -425,6 +426,20 @@ func (r *replicator) learnLinkTarget(ctx context.Context, ev *filerpb.MetadataEv
 	a, err := r.dst.lookup(ctx, lp)
 	if err != nil || a.Mode&syscall.S_IFMT != syscall.S_IFREG || a.Size != e.Attr.Size || a.MtimeNs != e.Attr.MtimeNs {
 		return
+	}
+	have, err := r.dst.api.GetChunks(ctx, &filerpb.GetChunksRequest{Inode: a.Inode})
+	if err != nil || have.Attr.Size != e.Attr.Size {
+		return
+	}
+	if len(e.Chunks) == 0 {
+		if len(have.Chunks) != 0 || !bytes.Equal(have.Inline, e.Inline) {
+			return
+		}
+	} else {
+		want, err := r.src.resolve(ctx, e.Chunks)
+		if err != nil || len(have.Inline) != 0 || !sameChunks(have.Chunks, want) {
+			return
+		}
 	}
 	r.inodes.Add(e.Attr.Inode, a.Inode)
 }

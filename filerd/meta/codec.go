@@ -20,7 +20,7 @@ import (
 const (
 	attrVersion  = 1
 	dataVersion  = 2
-	eventVersion = 4
+	eventVersion = 3
 	chunkVersion = 2
 )
 
@@ -360,13 +360,7 @@ func decodeState(d *dec, flags bool) *EntryState {
 
 func encodeEvent(ev *Event) []byte {
 	e := enc{b: make([]byte, 0, 128)}
-	// Version 4 only for what needs it (a link's LinkedPath), so that a
-	// filer rolled back to version 3 reads every other event.
-	version := byte(3)
-	if ev.LinkedPath != "" {
-		version = eventVersion
-	}
-	e.byte1(version)
+	e.byte1(eventVersion)
 	e.byte1(byte(ev.Kind))
 	e.i(ev.TsNs)
 	e.str(ev.OldPath)
@@ -386,7 +380,10 @@ func encodeEvent(ev *Event) []byte {
 	}
 	e.u(uint64(ev.OldParent))
 	e.u(uint64(ev.NewParent))
-	if version >= 4 {
+	// Optional trailing fields, read only if present: a decoder that
+	// predates one ignores it (done does not require the end), so adding
+	// one needs no new version and a rolled-back filer still reads the log.
+	if ev.LinkedPath != "" {
 		e.str(ev.LinkedPath)
 	}
 	return e.b
@@ -425,7 +422,7 @@ func decodeEvent(b []byte) (Event, error) {
 		ev.OldParent = Inode(d.u())
 		ev.NewParent = Inode(d.u())
 	}
-	if v >= 4 {
+	if v2 && len(d.b) > 0 {
 		ev.LinkedPath = d.str()
 	}
 	return ev, d.done("event")

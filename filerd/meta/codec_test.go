@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"bytes"
 	"reflect"
 	"testing"
 )
@@ -33,13 +34,12 @@ func TestEventCodec(t *testing.T) {
 			t.Errorf("round trip of %+v gave %+v", ev, got)
 		}
 	}
-	// Only a link's event needs version 4; the others stay readable by a
-	// filer of version 3.
-	if v := encodeEvent(link)[0]; v != 4 {
-		t.Errorf("a link event is written as version %d, want 4", v)
-	}
-	if v := encodeEvent(del)[0]; v != 3 {
-		t.Errorf("a delete is written as version %d, want 3", v)
+	// A link's LinkedPath trails the event: a decoder that predates it
+	// reads the rest (it ignores what follows), and one that knows it
+	// reads an event without it as before.
+	withLink, without := encodeEvent(link), encodeEvent(&Event{Kind: EventCreate, TsNs: 45, NewPath: "/d/second", NewParent: 3, NewEntry: state(14, "z")})
+	if withLink[0] != eventVersion || !bytes.HasPrefix(withLink, without) {
+		t.Errorf("a link event is not the plain create with its linked path after it")
 	}
 	// A plain rename's state is written once, and comes back shared.
 	b := encodeEvent(rename)

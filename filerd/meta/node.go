@@ -486,9 +486,11 @@ func (n *Namespace) Link(ctx context.Context, ino, newParent Inode, newName stri
 		} else if !isNotFound(err) {
 			return err
 		}
-		linked, err := t.path(ino) // the name the attributes record
+		// The name the attributes record, for replicas (LinkedPath); a
+		// link does not fail for want of it.
+		linked, err := t.path(ino)
 		if err != nil {
-			return err
+			linked = ""
 		}
 		if err := t.setEntry(newParent, newName, ino, TypeOf(a.Mode)); err != nil {
 			return err
