@@ -118,7 +118,7 @@ func (s *imageStore) fill(img *image) {
 	if live && !writing {
 		start := time.Now()
 		filled, err = s.copyIn(f, img)
-		s.log.Debug("mount: image filled", "inode", img.ino, "bytes", img.length, "took", time.Since(start), "err", err)
+		s.log.Debug("mount: image filled", "inode", img.ino, "bytes", filled, "took", time.Since(start), "err", err)
 	}
 	// The outcome and the end of the fill in one step: a truncate
 	// (resized) sees either a fill in flight or its result.
