@@ -562,6 +562,9 @@ func (r *replicator) syncContent(ctx context.Context, src string, a *filerpb.Att
 	if err != nil {
 		return nil, nil, fmt.Errorf("target chunks: %w", err)
 	}
+	// Copies the target file names are its own, whatever an earlier
+	// attempt's commit answered: never deleted from here on.
+	ledgerOf(ctx).spare(have.Chunks)
 	c, err := r.prepareContent(ctx, src, e, have)
 	if err != nil {
 		return nil, nil, err
@@ -627,8 +630,10 @@ func (r *replicator) commitContent(ctx context.Context, a *filerpb.Attr, c conte
 }
 
 // commitRefused reports whether a failed commit surely changed nothing:
-// the filer answered with a refusal. A timeout, a cancel or a lost
-// connection may have left it done.
+// the filer answered with a refusal, one of the codes it sends before it
+// writes. Anything else (a timeout, a cancel, a lost connection, or an
+// internal error, which the filer also sends for a store that failed
+// after writing) may have left it done.
 func commitRefused(err error) bool {
 	for _, refusal := range []error{client.ErrNotFound, client.ErrInvalid, client.ErrPermission, client.ErrPrecondition,
 		client.ErrNoSpace, client.ErrExists} {
@@ -636,7 +641,7 @@ func commitRefused(err error) bool {
 			return true
 		}
 	}
-	return client.PosixErrno(err) != ""
+	return false
 }
 
 // current fetches the source's present state of the file at src, if it is

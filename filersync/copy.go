@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -249,6 +250,27 @@ func (l *copyLedger) forget(chunks []*filerpb.Chunk) {
 	l.take(chunks)
 	l.log.Warn("filer.sync: a commit failed without saying whether it was done; its chunks stay in the target's volumes",
 		"chunks", len(chunks))
+}
+
+// spare drops, without deleting anything, the copies any of whose pieces
+// chunks (a target file's present content) names: the file holds them,
+// whatever the commit that put them there answered. A nil ledger spares
+// nothing.
+func (l *copyLedger) spare(chunks []*filerpb.Chunk) {
+	if l == nil || len(chunks) == 0 {
+		return
+	}
+	named := make(map[string]bool, len(chunks))
+	for _, ch := range chunks {
+		named[ch.FileId] = true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for fid, pieces := range l.copies {
+		if slices.ContainsFunc(pieces, func(p piece) bool { return named[p.fid] }) {
+			delete(l.copies, fid)
+		}
+	}
 }
 
 // take removes the copies chunks names and returns their pieces it does

@@ -214,3 +214,34 @@ func TestCopyPartialBlobDeleted(t *testing.T) {
 		t.Fatalf("after the commit the target holds %d blobs, want the 4 pieces", n)
 	}
 }
+
+// TestCopyLedgerSparesWhatTheFileNames: copies the target file turns out
+// to name (a commit that answered an error after all went through) leave
+// the ledger and are never deleted; an internal error is not taken for a
+// refusal.
+func TestCopyLedgerSparesWhatTheFileNames(t *testing.T) {
+	e := newCopyEnv(t, 0)
+	ctx := context.Background()
+	ev := &filerpb.MetadataEvent{}
+	l := e.c.ledgerFor(ev, e.log)
+	got, err := e.c.copyChunks(ctx, e.want, nil, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The commit of the first two answered EIO but was stored: the retry
+	// reads the file's chunks and finds them.
+	l.spare(got[:2])
+	e.c.eventDone(ctx, ev)
+	if fids := e.dst.fids(); len(fids) != 2 || !slices.Contains(fids, got[0].FileId) || !slices.Contains(fids, got[1].FileId) {
+		t.Fatalf("the target holds %v, want the two the file names (%s, %s)", fids, got[0].FileId, got[1].FileId)
+	}
+	var nilLedger *copyLedger
+	nilLedger.spare(got) // no ledger: nothing to spare, no panic
+
+	if commitRefused(fmt.Errorf("commit: %w", client.ErrInternal)) {
+		t.Error("an internal error is taken for a refusal")
+	}
+	if !commitRefused(fmt.Errorf("commit: %w", client.ErrNotFound)) {
+		t.Error("not found is not taken for a refusal")
+	}
+}
