@@ -493,46 +493,49 @@ func TestFilerSyncPathsAndExcludes(t *testing.T) {
 	must(os.WriteFile(a.Path("x", "skip", "b"), []byte("b"), 0o644))
 	must(os.WriteFile(a.Path("other", "c"), []byte("c"), 0o644))
 	must(os.WriteFile(b.Path("y", "onlyb"), []byte("b only"), 0o644))
-	waitTree := func(want map[string]string) {
-		t.Helper()
-		cluster.WaitFor(t, syncWithin, "B's /y", func() error {
-			got := map[string]string{}
-			err := filepath.WalkDir(b.Path("y"), func(p string, d fs.DirEntry, err error) error {
-				if err != nil {
-					return err
-				}
-				rel := strings.TrimPrefix(p, b.Path("y"))
-				if rel == "" {
-					return nil
-				}
-				got[rel] = "dir"
-				if !d.IsDir() {
-					data, err := os.ReadFile(p)
-					if err != nil {
-						return err
-					}
-					got[rel] = string(data)
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if d := diffTrees(want, got); len(d) > 0 {
-				return errors.New(strings.Join(d, "; "))
-			}
-			return nil
-		})
-	}
-	waitTree(map[string]string{"/a": "a", "/onlyb": "b only"})
+	waitContents(t, b.Path("y"), map[string]string{"/a": "a", "/onlyb": "b only"})
 	must(os.Rename(a.Path("x", "a"), a.Path("x", "skip", "a"))) // out: a delete
 	must(os.Rename(a.Path("x", "skip", "b"), a.Path("x", "b"))) // in: a create
 	must(os.Rename(a.Path("x", "skip", "d"), a.Path("x", "d"))) // a directory in, with its contents
 	must(os.Rename(a.Path("other", "c"), a.Path("x", "c")))     // in from outside the tree
-	waitTree(map[string]string{"/b": "b", "/c": "c", "/d": "dir", "/d/e": "dir", "/d/e/deep": "deep", "/onlyb": "b only"})
+	waitContents(t, b.Path("y"), map[string]string{"/b": "b", "/c": "c", "/d": "dir", "/d/e": "dir", "/d/e/deep": "deep", "/onlyb": "b only"})
 	if _, err := os.Stat(a.Path("x", "onlyb")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("B's file reached A in active-passive mode: %v", err)
 	}
+}
+
+// waitContents waits until the tree under root holds exactly want: per
+// path relative to root, a file's content or "dir".
+func waitContents(t *testing.T, root string, want map[string]string) {
+	t.Helper()
+	cluster.WaitFor(t, syncWithin, root+" in step", func() error {
+		got := map[string]string{}
+		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel := strings.TrimPrefix(p, root)
+			switch {
+			case rel == "":
+			case d.IsDir():
+				got[rel] = "dir"
+			default:
+				data, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				got[rel] = string(data)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if d := diffTrees(want, got); len(d) > 0 {
+			return errors.New(strings.Join(d, "; "))
+		}
+		return nil
+	})
 }
 
 // writeSyncTree writes the tree the bootstrap tests sync: dirs

@@ -262,43 +262,7 @@ func TestFilerSyncReversePathsAndExcludes(t *testing.T) {
 	must(os.WriteFile(b.Path("outside", "o"), []byte("outside /y"), 0o644))
 	must(os.WriteFile(a.Path("x", "froma"), []byte("from a"), 0o644))
 
-	// A's /x as a map of relative path to content ("dir" for directories).
-	treeOf := func(root string) (map[string]string, error) {
-		got := map[string]string{}
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			rel := strings.TrimPrefix(p, root)
-			switch {
-			case rel == "":
-			case d.IsDir():
-				got[rel] = "dir"
-			default:
-				data, err := os.ReadFile(p)
-				if err != nil {
-					return err
-				}
-				got[rel] = string(data)
-			}
-			return nil
-		})
-		return got, err
-	}
-	waitX := func(want map[string]string) {
-		t.Helper()
-		cluster.WaitFor(t, syncWithin, "A's /x", func() error {
-			got, err := treeOf(a.Path("x"))
-			if err != nil {
-				return err
-			}
-			if d := diffTrees(want, got); len(d) > 0 {
-				return errors.New(strings.Join(d, "; "))
-			}
-			return nil
-		})
-	}
-	waitX(map[string]string{"/fromb": "from b", "/froma": "from a"})
+	waitContents(t, a.Path("x"), map[string]string{"/fromb": "from b", "/froma": "from a"})
 	cluster.WaitFor(t, syncWithin, "A's file on B", func() error {
 		_, err := os.Stat(b.Path("y", "froma"))
 		return err
@@ -308,7 +272,7 @@ func TestFilerSyncReversePathsAndExcludes(t *testing.T) {
 	must(os.Rename(b.Path("y", "skip", "s"), b.Path("y", "s")))         // in: a create on A
 	must(os.Rename(b.Path("y", "skip", "d"), b.Path("y", "d")))         // a directory in, with its contents
 	must(os.Rename(b.Path("outside", "o"), b.Path("y", "tmp", "o")))    // from outside into an excluded tree: nothing
-	waitX(map[string]string{"/froma": "from a", "/s": "excluded", "/d": "dir", "/d/e": "dir", "/d/e/deep": "deep"})
+	waitContents(t, a.Path("x"), map[string]string{"/froma": "from a", "/s": "excluded", "/d": "dir", "/d/e": "dir", "/d/e/deep": "deep"})
 	waitVerified(t, filersync.VerifySide{Filer: p.a.FilerClient().API(), Path: "/x"},
 		filersync.VerifySide{Filer: p.b.FilerClient().API(), Path: "/y", Exclude: []string{"/y/skip", "/y/tmp"}})
 	for _, name := range []string{"outside", "y"} {
